@@ -1,0 +1,113 @@
+"""Reading the image files the five datasets contain, whatever their format.
+
+The datasets mix JPEG, PNG and TIFF; grayscale, RGB, RGBA and palette images; 8- and
+16-bit pixels. Every chapter wants one thing: a uint8 array with the channels its model
+expects. `read_image` is that one place, and it names the file when something is wrong.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+
+
+class ImageReadError(ValueError):
+    """An image file that cannot be used; the message names the file and the fix."""
+
+
+def is_image_file(path: str | Path) -> bool:
+    """True for the file endings the datasets use, in any letter case (`Y100.JPG`)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """Scale 16-bit or float pixels to 0..255 by the image's own range (8-bit passes through)."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == bool:
+        return array.astype(np.uint8) * 255
+    was_float = np.issubdtype(array.dtype, np.floating)
+    array = array.astype(np.float64)
+    if was_float and array.size and array.max() <= 1.0 and array.min() >= 0.0:
+        return np.round(array * 255).astype(np.uint8)
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    if high <= low:
+        return np.zeros(array.shape, np.uint8)
+    return np.round((array - low) * (255.0 / (high - low))).astype(np.uint8)
+
+
+def _pil_to_array(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return _to_uint8(np.asarray(image))
+    if image.mode == "1":
+        return np.asarray(image.convert("L"))
+    if image.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "LA"):
+        image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
+    return np.asarray(image)
+
+
+def _read_pixels(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return _pil_to_array(image)
+    except (UnidentifiedImageError, OSError, ValueError) as pil_error:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            # Pillow cannot decode some TIFFs (16-bit RGB, odd compressions); tifffile can.
+            try:
+                import tifffile
+
+                return _to_uint8(np.asarray(tifffile.imread(path)))
+            except Exception:  # noqa: BLE001 - report Pillow's reason, it is the clearer one
+                pass
+        raise ImageReadError(
+            f"cannot read image {path}: {pil_error}. The file is corrupt, truncated or not an "
+            "image; delete or replace it (re-download the dataset if unsure)."
+        ) from pil_error
+
+
+def to_channels(array: np.ndarray, channels: int | None) -> np.ndarray:
+    """Convert an HxW or HxWxC uint8 array to `channels` (1 or 3); None keeps what is there.
+
+    Alpha is dropped (the datasets' RGBA PNGs are opaque scans), gray is repeated to RGB,
+    RGB goes to gray with the ITU-R 601 weights that Pillow uses.
+    """
+    if array.ndim == 3 and array.shape[2] in (2, 4):
+        array = array[..., :-1]  # drop alpha
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if channels is None:
+        return array
+    if channels == 3:
+        return np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array
+    if channels == 1:
+        if array.ndim == 2:
+            return array
+        gray = array[..., 0] * 0.299 + array[..., 1] * 0.587 + array[..., 2] * 0.114
+        return np.round(gray).astype(np.uint8)
+    raise ValueError(f"channels must be 1, 3 or None, not {channels!r}")
+
+
+def read_image(path: str | Path, channels: int | None = 3) -> np.ndarray:
+    """Read an image file as a uint8 array: HxWx3 for channels=3, HxW for channels=1.
+
+    Raises ImageReadError naming the file when it is missing, empty, corrupt or not an image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"image file not found: {path}. Check the data directory setting.")
+    if path.stat().st_size == 0:
+        raise ImageReadError(
+            f"image file is empty (0 bytes): {path}. An interrupted download or copy leaves such "
+            "files; delete it or download the dataset again."
+        )
+    return to_channels(_read_pixels(path), channels)
+
+
+def image_info(path: str | Path) -> dict:
+    """Size, mode and format of an image from its header, without decoding the pixels."""
+    with Image.open(path) as image:
+        return {"width": image.width, "height": image.height, "mode": image.mode, "format": image.format}
