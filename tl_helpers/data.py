@@ -231,8 +231,8 @@ def describe_source(root: str | Path) -> str:
     if is_synthetic(root):
         meta = json.loads((root / SYNTHETIC_MARKER).read_text())
         return (f"SYNTHETIC look-alike data made by tl_helpers (seed {meta['seed']}, size "
-                f"{meta['size']!r}) at {root}; not real images")
-    return f"real data at {root}"
+                f"{meta['size']!r}); not real images")
+    return "real data"
 
 
 def dataset_root(name: str, synthetic: bool, data_dir_: str | Path | None = None, seed: int = 0,
@@ -290,12 +290,15 @@ def list_class_images(root: str | Path) -> pd.DataFrame:
 
 
 def class_folder_table(root: str | Path, splits: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """(split, path, label) for a class-folder dataset, over its splits that are present."""
+    """(split, path, label) for a class-folder dataset, over its splits that are present.
+
+    Without `splits`, a visible subfolder of `root` that holds folders is a split
+    (`Training/`, `train/`); when there is none, `root` itself holds the classes (split "").
+    """
     root = Path(root)
-    name = root.name if root.name in DATASETS else None
     if splits is None:
-        s = DATASETS.get(name) if name else None
-        splits = (s.required_splits + s.optional_splits) if s else ("",)
+        splits = tuple(d.name for d in sorted(root.iterdir()) if d.is_dir() and _visible(d)
+                       and any(c.is_dir() and _visible(c) for c in d.iterdir())) or ("",)
     frames = []
     for split in splits:
         if (root / split).is_dir():
@@ -360,6 +363,13 @@ def xray_patient_id(filename: str | Path) -> str:
             return match.group(1)
     raise ValueError(f"no patient id in chest X-ray file name {name!r} "
                      "(expected person<N>_..., IM-<N>-... or NORMAL2-IM-<N>-...)")
+
+
+def sample_per_class(table: pd.DataFrame, n: int, seed: int = 0, label_col: str = "label") -> pd.DataFrame:
+    """Up to `n` random rows of each class of `table`, classes in sorted order."""
+    shuffled = table.sample(frac=1.0, random_state=seed)
+    return (shuffled.groupby(label_col, sort=True).head(n)
+            .sort_values(label_col, kind="stable").reset_index(drop=True))
 
 
 # --- verification ----------------------------------------------------------------------
@@ -429,7 +439,7 @@ def _check_readable(paths: list[Path], problems: list, sizes: list, sample_every
     with ThreadPoolExecutor(max_workers=4) as pool:
         for i, (path, error) in enumerate(pool.map(check, paths)):
             if error:
-                problems.append(Problem(str(path), error.split(f"{path}", 1)[-1].lstrip(": .") or error))
+                problems.append(Problem(str(path), error))
             elif i % sample_every == 0:
                 info = image_info(path)
                 sizes.append((info["width"], info["height"], info["mode"]))
@@ -527,22 +537,21 @@ def _verify_lgg(s: DatasetSpec, root: Path, report: VerifyReport, deep: bool) ->
                 image = read_image(image_path, channels=None)
                 mask = read_image(mask_path, channels=None)
             except ImageReadError as error:
-                return [str(error)], False
+                return [(str(error.path), str(error))], False
             errors = []
             if image.shape[:2] != mask.shape[:2]:
-                errors.append(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
-                              f"{image_path.name} is {image.shape[1]}x{image.shape[0]}; they must match")
+                errors.append((str(mask_path), f"mask is {mask.shape[1]}x{mask.shape[0]} but its image "
+                              f"{image_path.name} is {image.shape[1]}x{image.shape[0]}; they must match"))
             values = np.unique(mask)
             if not set(values.tolist()) <= {0, 255}:
-                errors.append(f"{mask_path}: mask values {values[:6].tolist()} are not only 0 and 255")
+                errors.append((str(mask_path), f"mask values {values[:6].tolist()} are not only 0 and 255"))
             return errors, bool(mask.any())
 
         with ThreadPoolExecutor(max_workers=4) as pool:
             for errors, has_tumour in pool.map(check, pairs):
                 tumour += has_tumour
-                for error in errors:
-                    path, _, message = error.partition(": ")
-                    report.problems.append(Problem(path.replace("cannot read image ", ""), message))
+                for path, message in errors:
+                    report.problems.append(Problem(path, message))
         for image_path, _ in pairs[:: max(1, len(pairs) // 400)]:
             info = image_info(image_path)
             report.sizes.append((info["width"], info["height"], info["mode"]))

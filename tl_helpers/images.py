@@ -17,6 +17,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 class ImageReadError(ValueError):
     """An image file that cannot be used; the message names the file and the fix."""
 
+    def __init__(self, message: str, path: str | Path | None = None):
+        super().__init__(message)
+        self.path = path
+
 
 def is_image_file(path: str | Path) -> bool:
     """True for the file endings the datasets use, in any letter case (`Y100.JPG`)."""
@@ -65,7 +69,7 @@ def _read_pixels(path: Path) -> np.ndarray:
                 pass
         raise ImageReadError(
             f"cannot read image {path}: {pil_error}. The file is corrupt, truncated or not an "
-            "image; delete or replace it (re-download the dataset if unsure)."
+            "image; delete or replace it (re-download the dataset if unsure).", path
         ) from pil_error
 
 
@@ -98,11 +102,11 @@ def read_image(path: str | Path, channels: int | None = 3) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise ImageReadError(f"image file not found: {path}. Check the data directory setting.")
+        raise ImageReadError(f"image file not found: {path}. Check the data directory setting.", path)
     if path.stat().st_size == 0:
         raise ImageReadError(
             f"image file is empty (0 bytes): {path}. An interrupted download or copy leaves such "
-            "files; delete it or download the dataset again."
+            "files; delete it or download the dataset again.", path
         )
     return to_channels(_read_pixels(path), channels)
 

@@ -1,0 +1,32 @@
+"""Shared fixtures: the real data beside the repository, and synthetic sets made once per session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tl_helpers import synthetic
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """../shared/data beside the repository (or $TL_SHARED_DATA), when it is there."""
+    candidate = Path(os.environ.get("TL_SHARED_DATA", REPO.parent / "shared" / "data"))
+    return candidate if candidate.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("the real data (../shared/data or $TL_SHARED_DATA) is not here")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_sets(tmp_path_factory) -> dict[str, Path]:
+    """All five smoke-size synthetic datasets, made once for the session (seed 0)."""
+    base = tmp_path_factory.mktemp("synthetic")
+    return {name: synthetic.synthesize(name, base / name, seed=0) for name in synthetic.SIZES["smoke"]}
