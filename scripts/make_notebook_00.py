@@ -43,10 +43,7 @@ OVERWRITE = False        # allow replacing a committed run card""", metadata={"t
     code("""import tl_helpers as tl
 from tl_helpers.images import read_image
 
-tl.profiles.apply_profile(globals(), "00_datasets")  # $TL_PROFILE, when set, wins
-tl.repro.seed_everything(SEED)
-card = tl.runcard.RunCard("00_datasets", PROFILE, seed=SEED)
-print(f"profile {PROFILE}, synthetic data: {SYNTHETIC}")"""),
+card = tl.notebook.start(globals(), "00_datasets")  # profile from $TL_PROFILE if set, seeds, run card"""),
     md("""Each dataset is described once in `tl.data.DATASETS`: its Kaggle reference, the layout
 the code expects and the counts of the full release. The rest of this tour is the same
 three steps per dataset: find it (`dataset_root`), check it (`verify` opens every image
@@ -149,9 +146,7 @@ the images may be used for diagnosis."""),
 
 What this run was: profile, where each dataset came from and its counts, the machine and
 the library versions. The same record is written as JSON beside the executed notebook."""),
-    code("""output_dir = OUTPUT_DIR or tl.data.project_root() / "runs" / PROFILE
-card.save(output_dir, overwrite=OVERWRITE)
-card.show();""", metadata={"tags": ["nbval-ignore-output"]}),
+    code("""tl.notebook.finish(card, OUTPUT_DIR, OVERWRITE);""", metadata={"tags": ["nbval-ignore-output"]}),
 ]
 nb = nbf.v4.new_notebook(cells=cells, metadata={
     "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},

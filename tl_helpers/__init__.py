@@ -19,7 +19,7 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _MODULES = {"images", "augment", "data", "synthetic", "repro", "runcard", "profiles", "runner", "book",
-            "backbones", "generators", "features", "callbacks", "plotting", "metrics"}
+            "notebook", "backbones", "generators", "features", "callbacks", "plotting", "metrics"}
 
 
 def __getattr__(name):

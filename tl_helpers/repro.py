@@ -45,8 +45,12 @@ def seed_everything(seed: int = 0, deterministic: bool = True, import_frameworks
 
         torch.manual_seed(seed)
         if deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+            # Measured here: with TensorFlow loaded in the same process (torch 2.14.1 + TF
+            # 2.21), torch.use_deterministic_algorithms() crashes the interpreter (SIGSEGV).
+            if "tensorflow" not in sys.modules:
+                torch.use_deterministic_algorithms(True, warn_only=True)
         seeded["torch"] = True
     if wanted("keras"):
         import keras

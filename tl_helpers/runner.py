@@ -2,6 +2,7 @@
 
     python -m tl_helpers.runner --profile smoke                 # every notebook
     python -m tl_helpers.runner --profile cpu --data-dir ../shared/data notebooks/00_datasets.ipynb
+    python -m tl_helpers.runner --refresh-sources   # update the outputs stored in notebooks/
 
 Each executed notebook and its run card (`<stem>.json`, written by the notebook) go to an
 output folder (default `runs/<profile>/`), never to `notebooks/`. The run stops at the
@@ -47,11 +48,16 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters,
                                    kernel_name="python3", progress_bar=progress, cwd=str(notebook.parent))
     except PapermillExecutionError as error:
-        source = error.source.strip().splitlines()
-        first_line = source[0] if source else ""
+        import nbformat
+
+        # Name the cell as a reader counts it in the source notebook (1-based), which
+        # papermill's index does not: it counts the parameters cell it injected.
+        cells = nbformat.read(notebook, as_version=4).cells
+        position = next((i + 1 for i, c in enumerate(cells) if c.source.strip() == error.source.strip()), None)
+        first_line = (error.source.strip().splitlines() or [""])[0]
+        where = f"cell {position} of {len(cells)}" if position else f"executed cell {error.cell_index}"
         raise NotebookFailed(
-            f"{notebook.name} failed in cell {error.cell_index} (execution count {error.exec_count}, "
-            f"starting `{first_line[:80]}`): {error.ename}: {error.evalue}\n"
+            f"{notebook.name} failed in {where} (starting `{first_line[:80]}`): {error.ename}: {error.evalue}\n"
             f"The partly executed notebook is at {output}."
         ) from None
     return output
@@ -94,6 +100,27 @@ def run(profile: str, notebooks: list[Path] | None = None, out_dir: Path | None 
     return executed
 
 
+def refresh_sources(notebooks: list[Path] | None = None) -> None:
+    """Re-execute the source notebooks in place with their own (smoke) parameters.
+
+    Their stored outputs are what `pytest --nbval` compares against, so this is only run
+    on purpose (`--refresh-sources`) after a change that alters what a notebook prints.
+    """
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    if os.environ.get("TL_PROFILE", "smoke") != "smoke":
+        raise ValueError("refresh the sources under the smoke profile: unset TL_PROFILE")
+    for notebook in notebooks or default_notebooks():
+        nb = nbformat.read(notebook, as_version=4)
+        NotebookClient(nb, kernel_name="python3", timeout=1800,
+                       resources={"metadata": {"path": str(notebook.parent)}}).execute()
+        nbformat.write(nb, notebook)
+        print(f"{notebook.name}: outputs refreshed")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tl_helpers.runner", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,7 +132,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="override one notebook parameter (repeatable)")
     parser.add_argument("--overwrite", action="store_true", help="allow replacing committed results")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--refresh-sources", action="store_true",
+                        help="re-execute notebooks/ in place (smoke) to update the outputs nbval compares")
     args = parser.parse_args(argv)
+    if args.refresh_sources:
+        refresh_sources([Path(n).resolve() for n in args.notebooks] or None)
+        return 0
     overrides = {}
     for item in args.parameter:
         key, sep, value = item.partition("=")
