@@ -156,24 +156,25 @@ class Augment:
                     or self.shear_range or self.horizontal_flip or self.vertical_flip
                     or _zoom_bounds(self.zoom_range) != (1.0, 1.0))
 
-    def _shift_pixels(self, value: float, size: int, rng: np.random.Generator) -> float:
-        limit = value * size if value < 1 else value  # Keras: below 1 is a fraction
-        return float(rng.uniform(-limit, limit))
+    def _shift_limit(self, value: float, size: int) -> float:
+        return value * size if value < 1 else value  # Keras: below 1 is a fraction, else pixels
 
     def draw(self, rng: np.random.Generator, height: int, width: int) -> RandomTransform:
         """Draw one random transform for an image of this size.
 
-        Every random number is drawn on every call, in a fixed order, so a given Generator
-        state always yields the same transform whatever the settings are.
+        The same ten uniform numbers are drawn on every call, whatever the settings, so a
+        given Generator state always yields the same transform (one call: it is cheap).
         """
-        angle = rng.uniform(-self.rotation_range, self.rotation_range)
-        dx = self._shift_pixels(self.width_shift_range, width, rng)
-        dy = self._shift_pixels(self.height_shift_range, height, rng)
-        shear = rng.uniform(-self.shear_range, self.shear_range)
-        zoom = rng.uniform(*_zoom_bounds(self.zoom_range), size=2)
-        flips = rng.random(2) < 0.5
-        channel_shift = rng.uniform(-self.channel_shift_range, self.channel_shift_range)
-        brightness = rng.uniform(*self.brightness_range) if self.brightness_range is not None else None
+        u = rng.random(10)
+        between = lambda low, high, k: low + (high - low) * u[k]  # noqa: E731
+        angle = between(-self.rotation_range, self.rotation_range, 0)
+        dx = between(-1, 1, 1) * self._shift_limit(self.width_shift_range, width)
+        dy = between(-1, 1, 2) * self._shift_limit(self.height_shift_range, height)
+        shear = between(-self.shear_range, self.shear_range, 3)
+        zoom = (between(*_zoom_bounds(self.zoom_range), 4), between(*_zoom_bounds(self.zoom_range), 5))
+        flips = u[6] < 0.5, u[7] < 0.5
+        channel_shift = between(-self.channel_shift_range, self.channel_shift_range, 8)
+        brightness = between(*self.brightness_range, 9) if self.brightness_range is not None else None
         matrix = None
         if self.is_geometric:
             matrix = affine_matrix(height, width, angle, (dx, dy), shear, zoom,

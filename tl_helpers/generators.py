@@ -33,8 +33,8 @@ _CV2_FORMATS = (".jpg", ".jpeg", ".png")
 
 # --- reading one example ------------------------------------------------------------------
 
-def decode_image(path: str | Path, channels: int = 3) -> np.ndarray:
-    """Read an image as uint8 HxWxC with C = `channels` (1 or 3).
+def decode_native(path: str | Path) -> np.ndarray:
+    """Read an image as uint8 in its own channels: HxW (gray) or HxWx3 (RGB; alpha dropped).
 
     Plain 8-bit JPEG/PNG files take OpenCV's decoder (about 2.5x faster than Pillow here,
     and pixel-identical on the datasets' files); everything else, and every failure, goes
@@ -43,10 +43,20 @@ def decode_image(path: str | Path, channels: int = 3) -> np.ndarray:
     if str(path).lower().endswith(_CV2_FORMATS):
         pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if pixels is not None and pixels.dtype == np.uint8 and (pixels.ndim == 2 or pixels.shape[2] == 3):
-            if pixels.ndim == 3:
-                pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-            return _with_channel_axis(to_channels(pixels, channels))
-    return _with_channel_axis(read_image(path, channels=channels))
+            return pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    return read_image(path, channels=None)
+
+
+def convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """HxW or HxWx3 uint8 -> HxWxC with C = `channels` (1 or 3)."""
+    if image.ndim == 2 and channels == 3:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)  # a faster np.repeat
+    return _with_channel_axis(to_channels(image, channels))
+
+
+def decode_image(path: str | Path, channels: int = 3) -> np.ndarray:
+    """Read an image as uint8 HxWxC with C = `channels` (1 or 3)."""
+    return convert_channels(decode_native(path), channels)
 
 
 def _with_channel_axis(array: np.ndarray) -> np.ndarray:
@@ -81,9 +91,10 @@ def load_example(path: str | Path, image_size: tuple[int, int], channels: int = 
     """One example: float32 HxWxC image with values 0..255, and float32 HxWx1 0/1 mask or None.
 
     Resizing comes before augmentation (as in Keras), so shifts are fractions of the target
-    size and the affine warp works on the small image.
+    size and the affine warp works on the small image; a gray file is warped as one channel
+    and only then repeated to the model's three (a third of the work).
     """
-    image = resize_image(decode_image(path, channels), image_size)
+    image = resize_image(decode_native(path), image_size)
     mask = read_mask(mask_path, image_size) if mask_path is not None else None
     if augment is not None:
         if rng is None:
@@ -92,7 +103,7 @@ def load_example(path: str | Path, image_size: tuple[int, int], channels: int = 
             image = augment.apply(rng, image)
         else:
             image, mask = augment.apply(rng, image, mask)
-    image = image.astype(np.float32)
+    image = convert_channels(image, channels).astype(np.float32)
     return image, (None if mask is None else mask.astype(np.float32))
 
 
