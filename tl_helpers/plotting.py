@@ -19,6 +19,8 @@ import numpy as np
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
+from tl_helpers.metrics import class_indices
+
 RIGHT_COLOUR = "green"
 WRONG_COLOUR = "red"
 TRUE_MASK_COLOUR = "lime"
@@ -226,18 +228,6 @@ def plot_training_curves(histories, metrics: Sequence[str] = ("loss", "accuracy"
     return _finish(fig, save)
 
 
-def _encode_labels(values, class_names: Sequence[str]) -> np.ndarray:
-    """Class indices from indices or from class names."""
-    values = np.asarray(values)
-    if values.dtype.kind in "iub":
-        return values.astype(int)
-    index = {str(name): i for i, name in enumerate(class_names)}
-    unknown = sorted({str(v) for v in values} - set(index))
-    if unknown:
-        raise ValueError(f"labels {unknown} are not among class_names {list(class_names)}")
-    return np.array([index[str(v)] for v in values])
-
-
 def plot_confusion_matrix(y_true, y_pred, class_names: Sequence[str], normalize: bool = False,
                           save: str | Path | None = None) -> Figure:
     """Confusion matrix, rows = true class, columns = predicted, every cell annotated.
@@ -247,8 +237,8 @@ def plot_confusion_matrix(y_true, y_pred, class_names: Sequence[str], normalize:
     """
     from sklearn.metrics import confusion_matrix
 
-    true_index = _encode_labels(y_true, class_names)
-    pred_index = _encode_labels(y_pred, class_names)
+    true_index = class_indices(y_true, class_names)
+    pred_index = class_indices(y_pred, class_names)
     matrix = confusion_matrix(true_index, pred_index, labels=list(range(len(class_names))))
     if normalize:
         totals = matrix.sum(axis=1, keepdims=True)

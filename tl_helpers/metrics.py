@@ -1,0 +1,178 @@
+"""Metrics with 95% confidence intervals, because validation sets here are small.
+
+A chapter's validation set holds tens to a few hundred images; "accuracy 0.87" on 50
+images means little without its interval. Proportions (accuracy, sensitivity,
+specificity, per-class recall) get the Wilson score interval, which behaves at 0 and 1
+where the normal approximation does not. Metrics that are not a single proportion
+(balanced accuracy, ROC AUC, macro-F1) get a percentile bootstrap, stratified by class by
+default so that every resample keeps the class counts (and an AUC stays defined).
+
+Every estimate is an `Estimate(value, low, high)`, a named tuple.
+"""
+from __future__ import annotations
+
+import warnings
+from statistics import NormalDist
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+
+
+class Estimate(NamedTuple):
+    """A metric's point value and the bounds of its confidence interval."""
+    value: float
+    low: float
+    high: float
+
+
+def _z(confidence: float) -> float:
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion successes/n; (nan, nan) when n is 0."""
+    if n == 0:
+        return float("nan"), float("nan")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be between 0 and n={n}, got {successes}")
+    z = _z(confidence)
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half_width = z / denominator * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(max(0.0, centre - half_width)), float(min(1.0, centre + half_width))
+
+
+def proportion(successes: int, n: int, confidence: float = 0.95) -> Estimate:
+    """successes/n with its Wilson interval (NaN throughout when n is 0)."""
+    value = successes / n if n else float("nan")
+    return Estimate(float(value), *wilson_interval(successes, n, confidence))
+
+
+def _resample_indices(y_true: np.ndarray, rng: np.random.Generator, stratified: bool) -> np.ndarray:
+    """Indices of one bootstrap resample; stratified keeps each class's count."""
+    if not stratified:
+        return rng.integers(0, len(y_true), len(y_true))
+    parts = [rng.choice(members, size=len(members), replace=True)
+             for members in (np.flatnonzero(y_true == label) for label in np.unique(y_true))]
+    return np.concatenate(parts)
+
+
+def bootstrap_ci(metric_fn: Callable, y_true, y_score_or_pred, n_boot: int = 1000, seed: int = 0,
+                 stratified: bool = True, confidence: float = 0.95) -> Estimate:
+    """Percentile-bootstrap interval of metric_fn(y_true, y_score_or_pred).
+
+    Resamples with replacement `n_boot` times (within each class of y_true when
+    `stratified`); resamples where the metric is undefined (raises ValueError or gives NaN)
+    are dropped. The value is the metric on the full data.
+    """
+    y_true = np.asarray(y_true)
+    y_other = np.asarray(y_score_or_pred)
+    if len(y_true) != len(y_other):
+        raise ValueError(f"y_true has {len(y_true)} samples but the scores/predictions {len(y_other)}")
+    value = float(metric_fn(y_true, y_other))
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(n_boot):
+        index = _resample_indices(y_true, rng, stratified)
+        try:
+            with warnings.catch_warnings():
+                # A resample without some class makes sklearn warn "not defined"; it is dropped.
+                warnings.simplefilter("ignore")
+                sample = float(metric_fn(y_true[index], y_other[index]))
+        except ValueError:
+            continue
+        if not np.isnan(sample):
+            samples.append(sample)
+    if not samples:
+        return Estimate(value, float("nan"), float("nan"))
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return Estimate(value, float(low), float(high))
+
+
+def _balanced_accuracy(y_true, y_pred) -> float:
+    from sklearn.metrics import balanced_accuracy_score
+
+    return balanced_accuracy_score(y_true, y_pred)
+
+
+def _roc_auc(y_true, p_positive) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return roc_auc_score(y_true, p_positive)
+
+
+def binary_report(y_true, p_positive, threshold: float = 0.5, n_boot: int = 1000,
+                  seed: int = 0) -> dict[str, Estimate]:
+    """Accuracy, sensitivity, specificity (Wilson), balanced accuracy and ROC AUC (bootstrap).
+
+    `y_true` is 0/1 with 1 the positive (diseased) class; `p_positive` is P(positive); a
+    sample is called positive when p_positive >= threshold. Undefined entries (a class
+    absent) are NaN.
+    """
+    y_true = np.asarray(y_true).astype(int).ravel()
+    p_positive = np.asarray(p_positive, dtype=np.float64).ravel()
+    y_pred = (p_positive >= threshold).astype(int)
+    positives, negatives = y_true == 1, y_true == 0
+    both_classes = positives.any() and negatives.any()
+    nan = Estimate(float("nan"), float("nan"), float("nan"))
+    return {
+        "accuracy": proportion(int((y_pred == y_true).sum()), len(y_true)),
+        "sensitivity": proportion(int(y_pred[positives].sum()), int(positives.sum())),
+        "specificity": proportion(int((1 - y_pred[negatives]).sum()), int(negatives.sum())),
+        "balanced_accuracy": bootstrap_ci(_balanced_accuracy, y_true, y_pred, n_boot, seed) if both_classes else nan,
+        "roc_auc": bootstrap_ci(_roc_auc, y_true, p_positive, n_boot, seed) if both_classes else nan,
+    }
+
+
+def _macro_f1(y_true, y_pred) -> float:
+    from sklearn.metrics import f1_score
+
+    return f1_score(y_true, y_pred, average="macro", labels=np.unique(y_true), zero_division=0)
+
+
+def class_indices(values, class_names: Sequence[str]) -> np.ndarray:
+    """Class indices from labels that are indices already or names in class_names."""
+    values = np.asarray(values)
+    if values.dtype.kind in "iub":
+        return values.astype(int)
+    lookup = {str(name): index for index, name in enumerate(class_names)}
+    unknown = sorted({str(v) for v in values} - set(lookup))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not among class_names {list(class_names)}")
+    return np.array([lookup[str(v)] for v in values])
+
+
+def multiclass_report(y_true, y_pred, class_names: Sequence[str], n_boot: int = 1000,
+                      seed: int = 0) -> dict:
+    """Accuracy (Wilson), macro-F1 (bootstrap) and each class's recall (Wilson).
+
+    Labels are class indices or names. Macro-F1 averages over the classes present in
+    y_true. Returns {"accuracy": Estimate, "macro_f1": Estimate, "recall": {name: Estimate}}.
+    """
+    y_true = class_indices(y_true, class_names)
+    y_pred = class_indices(y_pred, class_names)
+    recall = {}
+    for index, name in enumerate(class_names):
+        members = y_true == index
+        recall[str(name)] = proportion(int((y_pred[members] == index).sum()), int(members.sum()))
+    return {
+        "accuracy": proportion(int((y_true == y_pred).sum()), len(y_true)),
+        "macro_f1": bootstrap_ci(_macro_f1, y_true, y_pred, n_boot, seed),
+        "recall": recall,
+    }
+
+
+def report_table(report: dict):
+    """A report as a pandas DataFrame (rows = metrics, columns value / low / high)."""
+    import pandas as pd
+
+    rows = {}
+    for name, entry in report.items():
+        if isinstance(entry, dict):
+            rows.update({f"{name} {inner}": estimate for inner, estimate in entry.items()})
+        else:
+            rows[name] = entry
+    return pd.DataFrame.from_dict({k: tuple(v) for k, v in rows.items()}, orient="index",
+                                  columns=list(Estimate._fields))
