@@ -228,7 +228,11 @@ class KerasImageDataset(_ImageTable, keras.utils.PyDataset):
         return math.ceil(len(self.paths) / self.batch_size)
 
     def on_epoch_end(self):
-        """Next epoch: new augmentation draws and, with shuffle, a new order."""
+        """Next epoch: new augmentation draws and, with shuffle, a new order.
+
+        Keras calls this after every epoch and also when it resets its iterator (so `epoch`
+        counts calls, not training epochs); each call moves to fresh draws all the same.
+        """
         self.epoch += 1
         self._order = self._epoch_order()
 
