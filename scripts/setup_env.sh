@@ -13,6 +13,8 @@ stamp=.venv/.installed-requirements
 wanted=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "installing pinned dependencies into .venv (first time: several minutes)"
-  .venv/bin/pip install --disable-pip-version-check -q -r requirements.txt -e .
+  # (the grep drops pip's notes about this machine's unused local index folders)
+  .venv/bin/pip install --disable-pip-version-check -q -r requirements.txt -e . \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
   echo "$wanted" > "$stamp"
 fi

@@ -32,6 +32,8 @@ def stage_notebooks(runs_dir: Path, fresh: bool = False) -> dict[str, Path]:
     root = project_root()
     target = root / GENERATED
     target.mkdir(parents=True, exist_ok=True)
+    for stale in target.glob("*.ipynb"):  # a staged copy of a notebook that is gone
+        stale.unlink()
     chosen = {}
     for notebook in sorted((root / "notebooks").glob("[0-9]*.ipynb")):
         candidates = [] if fresh else [root / "results" / p / notebook.name for p in REFERENCE_PROFILES]
@@ -43,6 +45,16 @@ def stage_notebooks(runs_dir: Path, fresh: bool = False) -> dict[str, Path]:
         shutil.copyfile(source, target / notebook.name)
         chosen[notebook.stem] = source
     return chosen
+
+
+def write_toc(root: Path) -> Path:
+    """The build's table of contents: `_toc.yml` without chapters not written yet."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    exists = lambda entry: any((root / (entry["file"] + ext)).is_file() for ext in (".md", ".ipynb"))  # noqa: E731
+    toc["chapters"] = [c for c in toc["chapters"] if exists(c) or c["file"].endswith("/results")]
+    path = root / GENERATED / "_toc.yml"
+    path.write_text(yaml.safe_dump(toc, sort_keys=False))
+    return path
 
 
 def _format_metric(entry: dict) -> str:
@@ -103,7 +115,7 @@ def build(profile: str = "smoke", run_first: bool = True, fresh: bool = False, d
     output = Path(output or root).resolve()  # jupyter-book writes <output>/_build/html
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
     command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", str(root),
-               "--path-output", str(output)]
+               "--path-output", str(output), "--toc", str(write_toc(root))]
     subprocess.run(command, check=True, cwd=root)
     index = output / "_build" / "html" / "index.html"
     print(f"Book built: open {index}")
