@@ -1,0 +1,193 @@
+"""The unattended adaptive-LR callback on a real tiny Keras model, and PyTorch one-cycle."""
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from tl_helpers.callbacks import AdaptiveLearningRate, make_one_cycle  # before keras: see its imports
+
+import keras  # noqa: E402, I001
+
+
+def two_blobs(count=300, seed=0):
+    """Two overlapping Gaussian classes in 8 dimensions: learnable, not separable."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, count)
+    x = rng.normal(size=(count, 8)).astype("float32") + y[:, None].astype("float32") * 0.8
+    return x, y.astype("float32")
+
+
+def tiny_model(learning_rate):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
+    return model
+
+
+class WeightRecorder(keras.callbacks.Callback):
+    """Copies of the weights at each epoch's start and end (before later callbacks act)."""
+
+    def on_train_begin(self, logs=None):
+        self.at_start, self.at_end = [], []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.at_start.append(self.model.get_weights())
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.at_end.append(self.model.get_weights())
+
+
+def assert_same_weights(left, right):
+    assert len(left) == len(right)
+    for a, b in zip(left, right):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_huge_learning_rate_is_cut_and_best_weights_come_back():
+    x, y = two_blobs()
+    model = tiny_model(learning_rate=3.0)  # far too high: the validation loss jumps about
+    recorder = WeightRecorder()
+    adaptive = AdaptiveLearningRate(factor=0.5, patience=1, dwell=True, verbose=0)
+    history = model.fit(x[:200], y[:200], validation_data=(x[200:], y[200:]), epochs=8,
+                        batch_size=32, verbose=0, shuffle=False, callbacks=[recorder, adaptive])
+    val_loss = history.history["val_loss"]
+    best = int(np.argmin(val_loss))
+    assert adaptive.best_epoch == best + 1
+    assert adaptive.best_value == pytest.approx(val_loss[best])
+    assert adaptive.lr_changes, "the validation loss never worsened; the test lost its point"
+    expected_lr = 3.0 * 0.5 ** len(adaptive.lr_changes)
+    assert adaptive.current_lr() == pytest.approx(expected_lr)
+    assert history.history["learning_rate"][-1] == pytest.approx(expected_lr)
+    # At the end of training the model holds the best epoch's weights.
+    assert_same_weights(model.get_weights(), recorder.at_end[best])
+    # Dwell: the epoch after a cut starts from the best weights seen so far.
+    cut_epoch = adaptive.lr_changes[0][0]
+    best_before_cut = int(np.argmin(val_loss[:cut_epoch]))
+    if cut_epoch < len(val_loss):
+        assert_same_weights(recorder.at_start[cut_epoch], recorder.at_end[best_before_cut])
+
+
+def test_without_dwell_training_continues_from_the_last_weights():
+    x, y = two_blobs()
+    model = tiny_model(learning_rate=3.0)
+    recorder = WeightRecorder()
+    adaptive = AdaptiveLearningRate(dwell=False, verbose=0)
+    model.fit(x[:200], y[:200], validation_data=(x[200:], y[200:]), epochs=6, batch_size=32,
+              verbose=0, shuffle=False, callbacks=[recorder, adaptive])
+    cut_epoch = adaptive.lr_changes[0][0]
+    assert_same_weights(recorder.at_start[cut_epoch], recorder.at_end[cut_epoch - 1])
+
+
+def drive(callback, model, val_losses):
+    """Feed the callback a chosen sequence of validation losses, epoch by epoch."""
+    callback.set_model(model)
+    callback.on_train_begin()
+    for epoch, value in enumerate(val_losses):
+        callback.on_epoch_end(epoch, {"val_loss": value})
+        if model.stop_training:
+            return epoch + 1
+    return len(val_losses)
+
+
+def test_patience_and_stop_patience_follow_the_losses_given():
+    model = tiny_model(learning_rate=0.1)
+    adaptive = AdaptiveLearningRate(factor=0.1, patience=2, stop_patience=2, verbose=0)
+    # Improves at 1, 2; flat at 3, 4 (cut at 4); flat at 5, 6 (second cut at 6, then stop).
+    stopped_at = drive(adaptive, model, [1.0, 0.9, 0.95, 0.91, 0.92, 0.93, 0.5])
+    assert [epoch for epoch, _ in adaptive.lr_changes] == [4, 6]
+    assert [lr for _, lr in adaptive.lr_changes] == pytest.approx([0.01, 0.001])
+    assert stopped_at == 6 and adaptive.stopped_epoch == 6
+    assert adaptive.best_epoch == 2
+
+
+@pytest.mark.parametrize("extend_by, last_epoch", [(0, 3), (2, 5), ((2, 1), 6), ((2, 1, 100), 10)])
+def test_ask_epoch_answers_stop_or_extend(extend_by, last_epoch):
+    x, y = two_blobs(120)
+    model = tiny_model(learning_rate=0.01)
+    adaptive = AdaptiveLearningRate(ask_epoch=3, extend_by=extend_by, verbose=0)
+    history = model.fit(x[:80], y[:80], validation_data=(x[80:], y[80:]), epochs=10,
+                        batch_size=40, verbose=0, callbacks=[adaptive])
+    assert len(history.epoch) == last_epoch
+    assert adaptive.stopped_epoch == (last_epoch if last_epoch < 10 else 0)
+
+
+def test_missing_validation_loss_is_named():
+    x, y = two_blobs(60)
+    model = tiny_model(learning_rate=0.01)
+    with pytest.raises(KeyError, match="val_loss"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[AdaptiveLearningRate(verbose=0)])
+
+
+def test_learning_rate_schedule_is_refused():
+    model = tiny_model(learning_rate=0.01)
+    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)),
+                  loss="binary_crossentropy")
+    with pytest.raises(TypeError, match="LearningRateSchedule"):
+        drive(AdaptiveLearningRate(verbose=0), model, [1.0])
+
+
+@pytest.mark.slow
+def test_works_with_the_torch_backend():
+    pytest.importorskip("torch")
+    script = (
+        "import numpy as np, keras\n"
+        "from tl_helpers.callbacks import AdaptiveLearningRate\n"
+        "assert keras.backend.backend() == 'torch'\n"
+        "keras.utils.set_random_seed(0)\n"
+        "m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])\n"
+        "m.compile(optimizer=keras.optimizers.SGD(0.1), loss='mse')\n"
+        "cb = AdaptiveLearningRate(verbose=0)\n"
+        "cb.set_model(m); cb.on_train_begin()\n"
+        "w = m.get_weights()\n"
+        "cb.on_epoch_end(0, {'val_loss': 1.0})\n"
+        "m.set_weights([v + 1 for v in w])\n"
+        "cb.on_epoch_end(1, {'val_loss': 2.0})\n"
+        "print(cb.current_lr(), float(np.abs(m.get_weights()[0] - w[0]).max()))\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="torch")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lr, weight_change = map(float, result.stdout.split()[-2:])
+    assert lr == pytest.approx(0.05)
+    assert weight_change == 0.0  # dwell put the best weights back
+
+
+def one_cycle_run(step_scheduler_first: bool):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    scheduler = make_one_cycle(optimizer, max_lr=0.1, epochs=3, steps_per_epoch=10)
+    rates = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(30):
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            rates.append(optimizer.param_groups[0]["lr"])  # the rate this batch trains with
+            if step_scheduler_first:
+                scheduler.step()
+            optimizer.step()
+            if not step_scheduler_first:
+                scheduler.step()
+    return rates, [str(w.message) for w in caught if "lr_scheduler" in str(w.message)]
+
+
+def test_one_cycle_rises_then_falls_without_warning_when_stepped_after_the_optimizer():
+    rates, scheduler_warnings = one_cycle_run(step_scheduler_first=False)
+    peak = int(np.argmax(rates))
+    assert 0 < peak < len(rates) - 1
+    assert max(rates) == pytest.approx(0.1, rel=0.05)
+    assert np.all(np.diff(rates[: peak + 1]) > 0) and np.all(np.diff(rates[peak:]) < 0)
+    assert rates[-1] < 0.001
+    assert scheduler_warnings == []
+
+
+def test_one_cycle_stepped_before_the_optimizer_warns():
+    _, scheduler_warnings = one_cycle_run(step_scheduler_first=True)
+    assert any("optimizer.step()" in message for message in scheduler_warnings)

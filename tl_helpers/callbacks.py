@@ -1,0 +1,149 @@
+"""Training helpers that run unattended: an adaptive-LR Keras callback and PyTorch one-cycle.
+
+Keras: the EfficientNet article's `LR_ASK` callback keeps the best weights, lowers the
+learning rate when the validation loss stops improving, and at a chosen epoch waits for a
+person to type "halt" or a number of further epochs. Under papermill or in CI nobody
+types. `AdaptiveLearningRate` does the same job with the answers given as parameters
+(`ask_epoch`, `extend_by`), and it is backend-neutral: weights are copied with
+`get_weights` / `set_weights` and the learning rate is the optimizer's Keras variable,
+changed with `.assign`, which works with the TensorFlow, PyTorch and JAX backends alike.
+
+PyTorch: one-cycle scheduling is `torch.optim.lr_scheduler.OneCycleLR` as it is; the only
+rule is the order: call `scheduler.step()` after `optimizer.step()`, once per batch
+(stepping it first skips the first LR value and PyTorch warns). `make_one_cycle` builds it
+for a number of epochs and batches.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+# Importing tl_helpers.backbones first loads triton before TensorFlow; the other order makes
+# the first torch optimizer (make_one_cycle's) crash Python with a segmentation fault here.
+import tl_helpers.backbones  # noqa: F401, I001
+import keras  # noqa: E402
+
+
+class AdaptiveLearningRate(keras.callbacks.Callback):
+    """Keep the best weights by `monitor`, cut the LR when it stops improving, stop on cue.
+
+    - Best weights: copied in memory whenever `monitor` (default val_loss) improves by more
+      than `min_delta`; restored when training ends, however it ends.
+    - LR: after `patience` epochs without improvement the learning rate is multiplied by
+      `factor`; with `dwell=True` the best weights are also restored at that moment, so
+      training resumes from the best point at the lower rate.
+    - Stopping: `ask_epoch` (1-based) is where the article asked the person at the
+      keyboard. `extend_by` is the answer: 0 stops there; n continues n more epochs and
+      then stops; a sequence (n1, n2, ...) answers successive asks (at ask_epoch, then at
+      ask_epoch + n1, ...), and the asks end when it runs out. `stop_patience` stops after
+      that many LR cuts in a row without improvement. `fit(epochs=...)` remains the cap.
+
+    After training: `best_epoch`, `best_value`, `stopped_epoch` (0 if fit ran to the end)
+    and `lr_changes`, a list of (epoch, new learning rate).
+    """
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.5, patience: int = 1,
+                 dwell: bool = True, min_delta: float = 0.0, ask_epoch: int | None = None,
+                 extend_by: int | Sequence[int] = 0, stop_patience: int | None = None,
+                 min_lr: float = 0.0, verbose: int = 1):
+        super().__init__()
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"factor must be between 0 and 1, got {factor}")
+        self.monitor = monitor
+        self.factor = factor
+        self.patience = patience
+        self.dwell = dwell
+        self.min_delta = min_delta
+        self.ask_epoch = ask_epoch
+        self.extend_by = [extend_by] if isinstance(extend_by, (int, np.integer)) else list(extend_by)
+        self.stop_patience = stop_patience
+        self.min_lr = min_lr
+        self.verbose = verbose
+
+    def on_train_begin(self, logs=None):
+        learning_rate = self.model.optimizer.learning_rate
+        if not hasattr(learning_rate, "assign"):
+            raise TypeError("AdaptiveLearningRate sets the learning rate itself; compile the model "
+                            "with a float learning rate, not a LearningRateSchedule")
+        self.best_weights = None
+        self.best_value = np.inf
+        self.best_epoch = 0
+        self.stopped_epoch = 0
+        self.lr_changes: list[tuple[int, float]] = []
+        self._epochs_without_improvement = 0
+        self._cuts_without_improvement = 0
+        self._next_ask = self.ask_epoch
+        self._answers = list(self.extend_by)
+
+    def current_lr(self) -> float:
+        return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def _say(self, message: str) -> None:
+        if self.verbose:
+            print(message)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        number = epoch + 1  # people count epochs from 1, as Keras prints them
+        if self.monitor not in logs:
+            raise KeyError(f"AdaptiveLearningRate monitors {self.monitor!r}, which this fit does not "
+                           f"log (it logs {sorted(logs)}); pass validation data or set monitor=")
+        value = float(logs[self.monitor])
+        if value < self.best_value - self.min_delta:
+            self.best_value, self.best_epoch = value, number
+            self.best_weights = self.model.get_weights()
+            self._epochs_without_improvement = 0
+            self._cuts_without_improvement = 0
+        else:
+            self._epochs_without_improvement += 1
+            if self._epochs_without_improvement >= self.patience:
+                self._cut_learning_rate(number)
+        logs["learning_rate"] = self.current_lr()
+        if self.stop_patience is not None and self._cuts_without_improvement >= self.stop_patience:
+            self._stop(number, f"{self._cuts_without_improvement} LR cuts without improvement")
+        elif self._next_ask is not None and number >= self._next_ask:
+            self._answer_the_ask(number)
+
+    def _cut_learning_rate(self, number: int) -> None:
+        new_lr = max(self.current_lr() * self.factor, self.min_lr)
+        self.model.optimizer.learning_rate.assign(new_lr)
+        self.lr_changes.append((number, new_lr))
+        self._epochs_without_improvement = 0
+        self._cuts_without_improvement += 1
+        restored = ""
+        if self.dwell and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+            restored = f"; back to the weights of epoch {self.best_epoch}"
+        self._say(f"epoch {number}: {self.monitor} did not improve on {self.best_value:.4f}, "
+                  f"learning rate -> {new_lr:.3g}{restored}")
+
+    def _answer_the_ask(self, number: int) -> None:
+        more = self._answers.pop(0) if self._answers else 0
+        if more <= 0:
+            self._stop(number, "ask_epoch reached, no further epochs asked for")
+        else:
+            self._next_ask = number + more
+            self._say(f"epoch {number}: continuing for {more} more epochs (to epoch {self._next_ask})")
+
+    def _stop(self, number: int, reason: str) -> None:
+        self.stopped_epoch = number
+        self.model.stop_training = True
+        self._say(f"epoch {number}: stopping ({reason})")
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+            self._say(f"restored the best weights: epoch {self.best_epoch}, "
+                      f"{self.monitor} {self.best_value:.4f}")
+
+
+def make_one_cycle(optimizer, max_lr: float, epochs: int, steps_per_epoch: int, **options):
+    """`torch.optim.lr_scheduler.OneCycleLR` over epochs x steps_per_epoch batches.
+
+    Step it once per batch, after `optimizer.step()`. Extra keyword options (pct_start,
+    div_factor, anneal_strategy, ...) go to OneCycleLR unchanged.
+    """
+    from torch.optim.lr_scheduler import OneCycleLR
+
+    return OneCycleLR(optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=steps_per_epoch, **options)
