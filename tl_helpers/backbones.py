@@ -42,18 +42,6 @@ from typing import Any, Callable
 import numpy as np
 
 
-def _load_triton_before_tensorflow() -> None:
-    """Import triton now if TensorFlow is not loaded yet.
-
-    Measured here (TF 2.21, torch 2.14.1): importing triton (which torchvision and timm
-    pull in) after TensorFlow crashes the interpreter with a segmentation fault; the
-    other order works. triton alone imports in a fraction of a second.
-    """
-    if "tensorflow" in sys.modules or importlib.util.find_spec("triton") is None:
-        return
-    importlib.import_module("triton")
-
-
 def _check_import_order() -> None:
     """Stop with an explanation instead of a segfault when TensorFlow came before triton."""
     if ("tensorflow" in sys.modules and "triton" not in sys.modules
@@ -64,8 +52,6 @@ def _check_import_order() -> None:
             "tl_helpers.backbones (or torchvision) before keras/tensorflow, e.g. at the top "
             "of the notebook, or restart and do so.")
 
-
-_load_triton_before_tensorflow()
 
 FRAMEWORKS = ("keras", "torch")
 DOWNLOAD_TIMEOUT_S = 10.0

@@ -47,9 +47,9 @@ def seed_everything(seed: int = 0, deterministic: bool = True, import_frameworks
         if deterministic:
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
-            # Measured here: with TensorFlow loaded in the same process (torch 2.14.1 + TF
-            # 2.21), torch.use_deterministic_algorithms() crashes the interpreter (SIGSEGV).
-            if "tensorflow" not in sys.modules:
+            # Deterministic mode imports triton, which crashes Python (SIGSEGV) when
+            # TensorFlow was loaded first; `import tl_helpers` loads triton early to avoid it.
+            if "tensorflow" not in sys.modules or "triton" in sys.modules:
                 torch.use_deterministic_algorithms(True, warn_only=True)
         seeded["torch"] = True
     if wanted("keras"):
