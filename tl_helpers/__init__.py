@@ -35,7 +35,7 @@ def _import_triton_before_tensorflow() -> None:
 _import_triton_before_tensorflow()
 
 _MODULES = {"images", "augment", "data", "synthetic", "repro", "runcard", "profiles", "runner", "book",
-            "notebook", "backbones", "generators", "features", "callbacks", "plotting", "metrics"}
+            "notebook", "splits", "backbones", "generators", "features", "callbacks", "plotting", "metrics"}
 
 
 def __getattr__(name):

@@ -1,0 +1,45 @@
+"""Splits on real tables: stratified, grouped by patient, no leaks."""
+import pandas as pd
+import pytest
+
+from tl_helpers import data
+from tl_helpers.splits import describe_splits, split_table
+
+
+def test_stratified_split_keeps_class_shares(synthetic_sets):
+    table = data.class_folder_table(synthetic_sets["brain_mri_yes_no"])
+    out = split_table(table, fractions=(0.6, 0.2, 0.2), seed=1)
+    counts = describe_splits(out)
+    assert counts.loc["test", "total"] == 12 and counts.loc["train", "total"] == 36
+    assert counts.loc["test", "yes"] / counts.loc["test", "total"] == pytest.approx(0.6, abs=0.05)
+    assert split_table(table, seed=1).split.tolist() == split_table(table, seed=1).split.tolist()
+    assert split_table(table, seed=1).split.tolist() != split_table(table, seed=2).split.tolist()
+
+
+def test_grouped_split_never_shares_a_patient(synthetic_sets):
+    table = data.class_folder_table(synthetic_sets["chest_xray"])
+    table["patient"] = table.path.map(data.xray_patient_id)
+    out = split_table(table, group_col="patient", seed=0)
+    assert (out.groupby("patient").split.nunique() == 1).all()
+    counts = describe_splits(out, group_col="patient")
+    assert set(counts.index) == {"train", "val", "test"}
+    assert counts.loc["train", "total"] > counts.loc["test", "total"]
+
+
+@pytest.mark.shared_data
+def test_grouped_split_on_real_lgg_patients(shared_data):
+    slices = data.lgg_slice_table(shared_data / "lgg_mri_segmentation", with_tumour=False)
+    out = split_table(slices.assign(label=1), group_col="patient", seed=0)
+    counts = describe_splits(out, group_col="patient")
+    assert counts["patients"].sum() == 20 and counts.loc["train", "patients"] >= 12
+
+
+def test_describe_catches_a_leak():
+    leaky = pd.DataFrame({"label": [0, 0, 1, 1], "patient": ["a", "a", "b", "c"], "split": ["train", "test", "train", "test"]})
+    with pytest.raises(AssertionError, match="more than one split"):
+        describe_splits(leaky, group_col="patient")
+
+
+def test_bad_fractions():
+    with pytest.raises(ValueError):
+        split_table(pd.DataFrame({"label": [0, 1]}), fractions=(0.5, 0.2, 0.2))

@@ -1,0 +1,75 @@
+"""Train / validation / test splits that do not leak.
+
+Two of the articles' mistakes live here: a test set too small to say anything (20 images),
+and one patient's images on both sides of a split. `split_table` makes stratified splits,
+optionally grouped (every row of a group, e.g. a patient, lands in the same split), and
+`describe_splits` prints what each split holds, so a chapter can say it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def split_table(table: pd.DataFrame, label_col: str = "label", fractions=(0.7, 0.15, 0.15),
+                names=("train", "val", "test"), group_col: str | None = None, seed: int = 0) -> pd.DataFrame:
+    """A copy of `table` with a `split` column: stratified by `label_col`, grouped by `group_col`.
+
+    Without groups each class is cut in the given fractions (rounded, at least one row per
+    class in every split that gets a positive fraction when the class has enough rows). With
+    groups, whole groups are assigned: groups are ordered at random within their majority
+    label and dealt to the splits to approach the fractions, so that labels stay balanced
+    across splits as far as whole groups allow.
+    """
+    if len(fractions) != len(names) or not np.isclose(sum(fractions), 1.0):
+        raise ValueError(f"fractions {fractions} must match names {names} and sum to 1")
+    rng = np.random.default_rng(seed)
+    out = table.copy()
+    out["split"] = ""
+    if group_col is None:
+        for _, index in out.groupby(label_col, sort=True).groups.items():
+            order = rng.permutation(np.asarray(index))
+            bounds = _bounds(len(order), fractions)
+            for name, (start, stop) in zip(names, bounds):
+                out.loc[order[start:stop], "split"] = name
+        return out
+    groups = out.groupby(group_col, sort=True)
+    majority = groups[label_col].agg(lambda s: s.value_counts().index[0])
+    sizes = groups.size()
+    for _, members in majority.groupby(majority, sort=True):
+        ids = rng.permutation(members.index.to_numpy())
+        target = np.asarray(fractions) * sizes[ids].sum()
+        taken = np.zeros(len(names))
+        for group in ids:
+            # the split furthest below its share of this label's rows takes the next group
+            choice = int(np.argmax(target - taken))
+            taken[choice] += sizes[group]
+            out.loc[out[group_col] == group, "split"] = names[choice]
+    return out
+
+
+def _bounds(n: int, fractions) -> list[tuple[int, int]]:
+    """Cut n rows by fractions; every positive fraction gets a row when n allows."""
+    exact = np.asarray(fractions, dtype=float) * n
+    counts = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - counts), kind="stable"):  # largest remainders get the rest
+        if counts.sum() < n:
+            counts[i] += 1
+    for i, f in enumerate(fractions):
+        if f > 0 and counts[i] == 0 and n >= len(fractions):
+            counts[i] = 1
+            counts[int(np.argmax(counts))] -= 1
+    edges = np.concatenate([[0], np.cumsum(counts)])
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def describe_splits(table: pd.DataFrame, label_col: str = "label", group_col: str | None = None) -> pd.DataFrame:
+    """Rows per split and label (and groups per split when `group_col` is given)."""
+    counts = pd.crosstab(table["split"], table[label_col])
+    counts["total"] = counts.sum(axis=1)
+    if group_col is not None:
+        counts[f"{group_col}s"] = table.groupby("split")[group_col].nunique()
+        shared = table.groupby(group_col)["split"].nunique()
+        if (shared > 1).any():
+            raise AssertionError(f"{int((shared > 1).sum())} {group_col}(s) fall in more than one split")
+    return counts
