@@ -274,3 +274,12 @@ def test_shared_pcam_tif_samples_read(shared_data):
 def test_verify_report_is_json_friendly(synthetic_sets):
     report = data.verify("chest_xray", synthetic_sets["chest_xray"])
     json.dumps({"counts": report.counts, "sizes": report.size_summary()})
+
+
+def test_dataset_root_never_deletes_a_folder_it_did_not_make(tmp_path):
+    foreign = tmp_path / "synthetic" / "pcam-smoke-seed0"
+    foreign.mkdir(parents=True)
+    (foreign / "my_notes.txt").write_text("keep me")
+    with pytest.raises(data.DataLayoutError, match="left alone"):
+        data.dataset_root("pcam", synthetic=True, data_dir_=tmp_path)
+    assert (foreign / "my_notes.txt").read_text() == "keep me"

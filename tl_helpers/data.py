@@ -252,8 +252,11 @@ def dataset_root(name: str, synthetic: bool, data_dir_: str | Path | None = None
         meta = json.loads(marker.read_text())
         if meta.get("generator_version") == synth.GENERATOR_VERSION:
             return root
-    if root.exists():
+    if marker.is_file():
         shutil.rmtree(root)  # a stale synthetic set we made ourselves (its marker says so)
+    elif root.exists() and any(root.iterdir()):
+        raise DataLayoutError(f"{root} exists but holds no {SYNTHETIC_MARKER}: it is not a synthetic set "
+                              "made by tl_helpers, so it is left alone. Move it away, or choose another DATA_DIR.")
     synth.synthesize(name, root, seed=seed, size=size)
     return root
 
