@@ -34,7 +34,7 @@ def _import_triton_before_tensorflow() -> None:
 
 _import_triton_before_tensorflow()
 
-_MODULES = {"images", "augment", "data", "synthetic", "repro", "runcard", "profiles", "runner", "book",
+_MODULES = {"images", "augment", "data", "domains", "imbalance", "synthetic", "repro", "runcard", "profiles", "runner", "book",
             "notebook", "splits", "backbones", "generators", "features", "callbacks", "plotting", "metrics"}
 
 
