@@ -35,7 +35,8 @@ def _import_triton_before_tensorflow() -> None:
 _import_triton_before_tensorflow()
 
 _MODULES = {"images", "augment", "data", "domains", "imbalance", "synthetic", "repro", "runcard", "profiles", "runner", "book",
-            "notebook", "splits", "backbones", "generators", "features", "callbacks", "plotting", "metrics"}
+            "notebook", "splits", "backbones", "generators", "features", "callbacks", "plotting", "metrics",
+            "torch_training"}
 
 
 def __getattr__(name):

@@ -1,0 +1,179 @@
+"""torch_training: centre crop, patch transform, head, one-cycle loop, confident mistakes."""
+from __future__ import annotations
+
+import warnings
+
+import tl_helpers  # noqa: F401  (loads triton before anything imports TensorFlow)
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from tl_helpers import torch_training as tt
+from tl_helpers.generators import TorchImageDataset, make_torch_loader, decode_image
+
+
+def _pcam_rows(root, n_per_class: int) -> pd.DataFrame:
+    from tl_helpers.data import pcam_table
+
+    table = pcam_table(root)
+    return table.groupby("label").head(n_per_class).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def pcam_root(tmp_path_factory):
+    """The real PCam patches when they are here, else a synthetic set in the Kaggle layout (.tif)."""
+    from conftest import shared_data_dir
+    from tl_helpers import synthetic
+
+    real = shared_data_dir()
+    if real is not None and (real / "pcam").is_dir():
+        return real / "pcam"
+    return synthetic.synthesize("pcam", tmp_path_factory.mktemp("pcam") / "pcam", seed=0)
+
+
+# --- centre crop and the patch transform -----------------------------------------------------
+
+def test_center_crop_takes_the_middle_of_a_real_patch(shared_data):
+    path = _pcam_rows(shared_data / "pcam", 1).path[0]
+    image = decode_image(path)
+    assert image.shape == (96, 96, 3)
+    crop = tt.center_crop(image, 49)
+    assert crop.shape == (49, 49, 3)
+    # 96 - 49 = 47 pixels to cut: 24 before (rounded half to even) and 23 after, as torchvision does
+    np.testing.assert_array_equal(crop, image[24:73, 24:73])
+    assert tt.center_crop(image, None) is image
+    np.testing.assert_array_equal(tt.center_crop(image, 32), image[32:64, 32:64])
+
+
+def test_center_crop_rejects_a_crop_larger_than_the_image():
+    with pytest.raises(ValueError, match="does not fit"):
+        tt.center_crop(np.zeros((10, 12, 3)), 11)
+
+
+def test_center_crop_agrees_with_torchvision():
+    from torchvision.transforms.functional import center_crop as tv_crop
+
+    image = np.arange(96 * 96 * 3, dtype=np.float32).reshape(96, 96, 3)
+    for size in (49, 32, 95):
+        ours = tt.center_crop(image, size)
+        theirs = tv_crop(torch.from_numpy(image).permute(2, 0, 1), [size, size]).permute(1, 2, 0).numpy()
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_patch_transform_uses_the_backbones_normalisation(shared_data):
+    from tl_helpers.backbones import torch_normalize_imagenet
+
+    class FakeBackbone:
+        preprocess = torch_normalize_imagenet()
+
+    transform = tt.PatchTransform.for_backbone(FakeBackbone(), crop=49)
+    image = decode_image(_pcam_rows(shared_data / "pcam", 1).path[0]).astype(np.float32)
+    out = transform(image)
+    assert out.shape == (49, 49, 3) and out.dtype == np.float32
+    expected = FakeBackbone.preprocess(torch.from_numpy(image[24:73, 24:73] / 255.0).permute(2, 0, 1))
+    np.testing.assert_allclose(out, expected.permute(1, 2, 0).numpy(), atol=1e-5)
+    assert tt.PatchTransform(None, (0.5,) * 3, (0.5,) * 3)(image).shape == (96, 96, 3)
+
+
+def test_dataset_with_patch_transform_yields_cropped_normalised_tensors(pcam_root):
+    rows = _pcam_rows(pcam_root, 4)
+    transform = tt.PatchTransform(49, (0.5,) * 3, (0.5,) * 3)
+    dataset = TorchImageDataset(rows, image_size=(96, 96), preprocess=transform, seed=0)
+    image, label = dataset[0]
+    assert tuple(image.shape) == (3, 49, 49)
+    assert -1.0 <= float(image.min()) and float(image.max()) <= 1.0
+    assert label == int(rows.label[0])
+
+
+# --- the head ---------------------------------------------------------------------------------
+
+def test_classifier_head_layers_and_output():
+    head = tt.classifier_head(64, hidden=16, classes=2)
+    kinds = [type(layer).__name__ for layer in head]
+    assert kinds == ["AdaptiveAvgPool2d", "Flatten", "BatchNorm1d", "Dropout", "Linear", "ReLU",
+                     "BatchNorm1d", "Dropout", "Linear"]
+    assert head[3].p == 0.5 and head[4].out_features == 16 and head[8].out_features == 2
+    head.eval()
+    assert tuple(head(torch.randn(5, 64, 2, 2)).shape) == (5, 2)
+
+
+# --- the loop -----------------------------------------------------------------------------------
+
+def _tiny_model():
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU())
+    return nn.Sequential(body, tt.classifier_head(8, hidden=8))
+
+
+def _loaders(root, n_per_class=8, batch_size=4):
+    rows = _pcam_rows(root, n_per_class)
+    transform = tt.PatchTransform(32, (0.5,) * 3, (0.5,) * 3)
+    dataset = TorchImageDataset(rows, image_size=(96, 96), preprocess=transform, seed=0)
+    train = make_torch_loader(dataset, batch_size, shuffle=True, seed=0, drop_last=True)
+    valid = make_torch_loader(dataset, batch_size, shuffle=False, seed=0)
+    return rows, train, valid
+
+
+def test_one_cycle_is_stepped_after_the_optimiser_and_follows_the_schedule(pcam_root):
+    _, train, _ = _loaders(pcam_root)
+    model = _tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, epochs=2, steps_per_epoch=len(train))
+    used = []  # the learning rate each optimiser step actually uses
+    optimizer.register_step_pre_hook(lambda opt, args, kwargs: used.append(opt.param_groups[0]["lr"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "lr_scheduler.step() before optimizer.step()" would raise
+        for _ in range(2):
+            tt.train_one_epoch(model, train, optimizer, torch.device("cpu"), scheduler, progress=False)
+    assert len(used) == 2 * len(train)
+    assert used[0] == pytest.approx(0.1 / 25)  # the schedule's first rate is used, not skipped
+    # the rates used are the schedule's values 0, 1, ..., n-1, in order
+    reference = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(reference, max_lr=0.1, epochs=2, steps_per_epoch=len(train))
+    expected = []
+    for _ in used:
+        expected.append(reference.param_groups[0]["lr"])
+        reference.step()
+        schedule.step()
+    np.testing.assert_allclose(used, expected, rtol=1e-12)
+    assert max(used) > 0.09 and used[-1] < used[0]  # warmed up, then annealed below the start
+
+
+def test_fit_one_cycle_learns_real_patches_and_reports_each_epoch(pcam_root):
+    rows, train, valid = _loaders(pcam_root)
+    model = _tiny_model()
+    before = tt.evaluate(model, valid, torch.device("cpu"))["loss"]
+    history = tt.fit_one_cycle(model, train, valid, epochs=6, max_lr=0.05, device=torch.device("cpu"),
+                               progress=False, verbose=False)
+    assert list(history.columns) == ["epoch", "train_loss", "valid_loss", "accuracy", "seconds"]
+    assert history.epoch.tolist() == [1, 2, 3, 4, 5, 6]
+    after = tt.evaluate(model, valid, torch.device("cpu"))
+    assert after["loss"] < before
+    assert after["loss"] == pytest.approx(history.valid_loss.iloc[-1])
+    # evaluation keeps dataset order: labels come back as the dataframe has them
+    np.testing.assert_array_equal(after["labels"], rows.label.to_numpy())
+    assert after["probabilities"].shape == (len(rows), 2)
+    np.testing.assert_allclose(after["probabilities"].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_grad_scaler_only_on_cuda():
+    assert tt.make_grad_scaler(torch.device("cpu")) is None
+    assert tt.pick_device("cpu").type == "cpu"
+
+
+# --- confident mistakes -----------------------------------------------------------------------
+
+def test_most_confident_mistakes_orders_wrong_predictions_by_confidence():
+    y_true = np.array([0, 1, 0, 1, 0, 1])
+    p_one = np.array([0.9, 0.2, 0.1, 0.45, 0.6, 0.99])  # wrong: 0 (0.9), 1 (0.8), 3 (0.55), 4 (0.6)
+    np.testing.assert_array_equal(tt.most_confident_mistakes(y_true, p_one, k=3), [0, 1, 4])
+    two_columns = np.stack([1 - p_one, p_one], axis=1)
+    np.testing.assert_array_equal(tt.most_confident_mistakes(y_true, two_columns, k=10), [0, 1, 4, 3])
+    assert len(tt.most_confident_mistakes([0, 1], [0.1, 0.9])) == 0
+
+
+def test_most_confident_mistakes_checks_lengths():
+    with pytest.raises(ValueError, match="labels"):
+        tt.most_confident_mistakes([0, 1, 1], [0.2, 0.3])

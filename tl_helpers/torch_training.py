@@ -1,0 +1,243 @@
+"""Fine-tuning a PyTorch image classifier: one-cycle SGD, mixed precision on a GPU, progress bars.
+
+The pieces chapter 5 builds its training from, kept small enough to read:
+
+- `center_crop` and `PatchTransform`: the centre of a patch, scaled and normalised the way
+  the backbone's weights expect (a picklable callable, so loader workers can use it);
+- `classifier_head`: pooling, then two BatchNorm + Dropout + Linear stages;
+- `train_one_epoch`, `evaluate`, `fit_one_cycle`: the loop. `torch.optim.lr_scheduler.OneCycleLR`
+  is stepped once per batch, *after* `optimizer.step()` (stepping it before skips the
+  schedule's first value and makes PyTorch warn). On a CUDA device the forward pass runs
+  under `torch.autocast` in float16 and the loss is scaled by a `GradScaler`; on a CPU
+  everything stays float32. Progress goes to stderr through tqdm, never as `\\r` prints;
+- `most_confident_mistakes`: the errors the model was surest of, the ones worth looking at.
+
+PyTorch is imported inside the functions, so importing this module costs nothing.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def pick_device(prefer: str | None = None):
+    """`torch.device(prefer)` when given, else the first CUDA GPU when there is one, else the CPU."""
+    import torch
+
+    if prefer:
+        return torch.device(prefer)
+    return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
+def center_crop(image: np.ndarray, size: int | None) -> np.ndarray:
+    """The central `size` x `size` pixels of an HxW(xC) image; the image itself when size is None.
+
+    When the border to cut is odd, the extra pixel goes at the bottom / right (as
+    torchvision's CenterCrop rounds).
+    """
+    if size is None:
+        return image
+    height, width = image.shape[:2]
+    if not 0 < size <= min(height, width):
+        raise ValueError(f"crop size {size} does not fit an image of {height}x{width}")
+    top = int(round((height - size) / 2.0))
+    left = int(round((width - size) / 2.0))
+    return image[top:top + size, left:left + size]
+
+
+class PatchTransform:
+    """HxWxC float pixels 0..255 -> centre crop (optional) -> [0, 1] -> (x - mean) / std.
+
+    Give it to `tl_helpers.generators.TorchImageDataset` as `preprocess`: the dataset has
+    already applied the random flips and rotation to the whole patch, so the crop comes
+    after them, as in a torchvision pipeline. `mean` and `std` are the backbone's own
+    (`PatchTransform.for_backbone` reads them off its Normalize).
+    """
+
+    def __init__(self, crop: int | None, mean: Sequence[float], std: Sequence[float]):
+        self.crop = None if crop is None else int(crop)
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+
+    @classmethod
+    def for_backbone(cls, backbone, crop: int | None) -> "PatchTransform":
+        """The transform for a PyTorch `tl_helpers.backbones.Backbone` (its Normalize's mean/std)."""
+        normalize = backbone.preprocess
+        return cls(crop, tuple(normalize.mean), tuple(normalize.std))
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        image = center_crop(np.asarray(image, dtype=np.float32), self.crop)
+        return (image / 255.0 - self.mean) / self.std
+
+    def __repr__(self) -> str:
+        return (f"PatchTransform(crop={self.crop}, mean={self.mean.round(3).tolist()}, "
+                f"std={self.std.round(3).tolist()})")
+
+
+def classifier_head(in_features: int, hidden: int = 512, classes: int = 2, dropout: float = 0.5):
+    """Pool a feature map, then BatchNorm, Dropout, Linear(hidden), ReLU, BatchNorm, Dropout, Linear(classes).
+
+    Input: the backbone's last feature map (N, in_features, h, w); output: (N, classes) logits.
+    """
+    from torch import nn
+
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.BatchNorm1d(in_features),
+        nn.Dropout(dropout),
+        nn.Linear(in_features, hidden),
+        nn.ReLU(),
+        nn.BatchNorm1d(hidden),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, classes),
+    )
+
+
+def _progress(iterable, enabled: bool, desc: str, total: int | None = None):
+    """A tqdm bar on stderr (quiet when not enabled; few refreshes in a saved notebook)."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, disable=not enabled, file=sys.stderr,
+                leave=False, mininterval=5.0, dynamic_ncols=False, ncols=80)
+
+
+def _autocast(device):
+    """float16 autocast on CUDA; a no-op context on other devices (CPU training stays float32)."""
+    import contextlib
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def make_grad_scaler(device):
+    """A GradScaler for float16 training on CUDA; None (no scaling) elsewhere."""
+    import torch
+
+    return torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+
+
+def train_one_epoch(model, loader, optimizer, device, scheduler=None, scaler=None,
+                    criterion: Callable | None = None, progress: bool = True, desc: str = "train") -> float:
+    """One pass over `loader` in train mode; returns the mean training loss per example.
+
+    Per batch: forward (autocast on CUDA), loss, backward (scaled when `scaler`), optimiser
+    step, then `scheduler.step()` (a per-batch schedule such as OneCycleLR).
+    """
+    import torch
+
+    criterion = criterion or torch.nn.CrossEntropyLoss()
+    model.train()
+    total, count = 0.0, 0
+    for images, labels in _progress(loader, progress, desc):
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with _autocast(device):
+            loss = criterion(model(images), labels)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()  # after the optimiser: the schedule's first rate is used, not skipped
+        total += float(loss.detach()) * len(labels)
+        count += len(labels)
+    return total / max(count, 1)
+
+
+def evaluate(model, loader, device, criterion: Callable | None = None, progress: bool = False,
+             desc: str = "evaluate") -> dict:
+    """Mean loss, accuracy, softmax probabilities (N, K) and labels (N,) over `loader`, in eval mode.
+
+    The loader must yield (images, labels) in a fixed order (no shuffling), so that row i of
+    the probabilities belongs to example i of the dataset.
+    """
+    import torch
+
+    criterion = criterion or torch.nn.CrossEntropyLoss()
+    model.eval()
+    probabilities, targets, total = [], [], 0.0
+    with torch.no_grad():
+        for images, labels in _progress(loader, progress, desc):
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            with _autocast(device):
+                logits = model(images)
+            logits = logits.float()
+            total += float(criterion(logits, labels)) * len(labels)
+            probabilities.append(torch.softmax(logits, dim=1).cpu().numpy())
+            targets.append(labels.cpu().numpy())
+    probabilities = np.concatenate(probabilities)
+    targets = np.concatenate(targets)
+    return {"loss": total / len(targets),
+            "accuracy": float((probabilities.argmax(axis=1) == targets).mean()),
+            "probabilities": probabilities, "labels": targets}
+
+
+def fit_one_cycle(model, train_loader, valid_loader, epochs: int, max_lr: float, momentum: float = 0.9,
+                  weight_decay: float = 0.0, device=None, progress: bool = True, verbose: bool = True,
+                  **one_cycle_options) -> pd.DataFrame:
+    """Train `model` with SGD + momentum under a one-cycle learning-rate policy.
+
+    The rate rises from max_lr / div_factor to `max_lr` and falls again over all
+    epochs x batches (OneCycleLR's defaults: 30% warm-up, cosine, momentum cycled between
+    0.85 and 0.95 unless `cycle_momentum=False`). After each epoch the model is evaluated on
+    `valid_loader`. Returns one row per epoch: epoch, train_loss, valid_loss, accuracy,
+    seconds; with `verbose`, prints each row as it comes. The model stays on `device`.
+    """
+    import torch
+
+    from tl_helpers.callbacks import make_one_cycle
+
+    device = device or pick_device()
+    model.to(device)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=max_lr,
+                                momentum=momentum, weight_decay=weight_decay)
+    scheduler = make_one_cycle(optimizer, max_lr=max_lr, epochs=epochs,
+                               steps_per_epoch=len(train_loader), **one_cycle_options)
+    scaler = make_grad_scaler(device)
+    rows = []
+    if verbose:
+        print("epoch  train loss  valid loss  accuracy  seconds")
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        train_loss = train_one_epoch(model, train_loader, optimizer, device, scheduler, scaler,
+                                     progress=progress, desc=f"epoch {epoch + 1}/{epochs}")
+        result = evaluate(model, valid_loader, device, progress=progress, desc="validation")
+        rows.append({"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": result["loss"],
+                     "accuracy": result["accuracy"], "seconds": time.perf_counter() - start})
+        if verbose:
+            row = rows[-1]
+            print(f"{row['epoch']:5d}  {row['train_loss']:10.4f}  {row['valid_loss']:10.4f}  "
+                  f"{row['accuracy']:8.3f}  {row['seconds']:7.0f}", flush=True)
+    return pd.DataFrame(rows)
+
+
+def most_confident_mistakes(y_true, probabilities, k: int = 8) -> np.ndarray:
+    """Indices of the (up to) `k` wrong predictions made with the highest probability, surest first.
+
+    `probabilities` is (N, K) softmax output (or (N,) P(class 1) for two classes); the
+    prediction is the most probable class. Ties keep dataset order.
+    """
+    y_true = np.asarray(y_true).astype(int).ravel()
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim == 1:
+        probabilities = np.stack([1.0 - probabilities, probabilities], axis=1)
+    if len(probabilities) != len(y_true):
+        raise ValueError(f"{len(y_true)} labels but {len(probabilities)} rows of probabilities")
+    predicted = probabilities.argmax(axis=1)
+    confidence = probabilities.max(axis=1)
+    wrong = np.flatnonzero(predicted != y_true)
+    order = np.argsort(-confidence[wrong], kind="stable")
+    return wrong[order][:k]
