@@ -36,7 +36,8 @@ _import_triton_before_tensorflow()
 
 _MODULES = {"images", "augment", "data", "domains", "imbalance", "synthetic", "repro", "runcard", "profiles", "runner", "book",
             "notebook", "splits", "backbones", "generators", "features", "callbacks", "plotting", "metrics",
-            "torch_training"}
+            "torch_training",
+            "cropping", "near_duplicates", "oversampling"}
 
 
 def __getattr__(name):
