@@ -35,7 +35,7 @@ def _import_triton_before_tensorflow() -> None:
 _import_triton_before_tensorflow()
 
 _MODULES = {"images", "augment", "data", "domains", "imbalance", "synthetic", "repro", "runcard", "profiles", "runner", "book",
-            "notebook", "splits", "backbones", "generators", "features", "callbacks", "plotting", "metrics",
+            "notebook", "splits", "backbones", "generators", "features", "callbacks", "plotting", "metrics", "segmentation",
             "torch_training",
             "cropping", "near_duplicates", "oversampling"}
 

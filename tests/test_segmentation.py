@@ -1,0 +1,133 @@
+"""ResUNet, Tversky/Dice losses and the Dice scoring conventions, on known masks and real slices."""
+import numpy as np
+import pytest
+
+import tl_helpers  # noqa: F401  (first: loads triton before TensorFlow)
+from conftest import shared_data_dir
+from tl_helpers import segmentation as seg
+from tl_helpers.generators import load_example
+
+import keras  # noqa: I001
+
+
+def square(size=8, top=2, left=2, side=4):
+    mask = np.zeros((size, size), np.float32)
+    mask[top:top + side, left:left + side] = 1
+    return mask
+
+
+def test_dice_scores_of_known_masks():
+    truth = np.stack([square(), square(), np.zeros((8, 8)), np.zeros((8, 8)), square()])
+    # identical; shifted by 2 columns (8 of 16 pixels overlap); both empty; false alarm; missed
+    pred = np.stack([square(), square(left=4), np.zeros((8, 8)), square(), np.zeros((8, 8))])
+    scores = seg.dice_scores(truth, pred)
+    np.testing.assert_allclose(scores, [1.0, 0.5, 1.0, 0.0, 0.0])
+    assert seg.dice_scores(truth[2:3], pred[2:3], empty_score=np.nan)[0] != 1.0
+
+
+def test_dice_scores_accepts_probabilities_with_a_channel_axis():
+    truth = square()[None, ..., None]
+    pred = (square() * 0.9 + 0.05)[None, ..., None]  # 0.95 inside, 0.05 outside
+    assert seg.dice_scores(truth, pred)[0] == 1.0
+    with pytest.raises(ValueError):
+        seg.dice_scores(truth, np.zeros((1, 4, 4)))
+
+
+def test_tversky_scores_weigh_misses_by_alpha():
+    truth = square()[None]
+    half = square(side=4)[None].copy()
+    half[0, 2:4] = 0  # predicts 8 of the 16 tumour pixels, no false positives
+    # TP 8, FN 8, FP 0: alpha 0.7 -> 8 / (8 + 5.6)
+    np.testing.assert_allclose(seg.tversky_scores(truth, half), [8 / 13.6])
+    np.testing.assert_allclose(seg.tversky_scores(truth, half, alpha=0.5), seg.dice_scores(truth, half))
+
+
+def test_soft_tversky_and_dice_match_the_hard_scores_on_binary_masks():
+    truth = np.stack([square(), square()])[..., None]
+    pred = np.stack([square(), square(left=4)])[..., None]
+    dice = keras.ops.convert_to_numpy(seg.dice_coefficient(truth, pred, smooth=0.0))
+    np.testing.assert_allclose(dice, [1.0, 0.5], rtol=1e-6)
+    index = keras.ops.convert_to_numpy(seg.tversky_index(truth, pred, smooth=0.0))
+    np.testing.assert_allclose(index, seg.tversky_scores(truth, pred), rtol=1e-6)
+    loss = keras.ops.convert_to_numpy(seg.focal_tversky_loss(smooth=0.0)(truth, pred))
+    np.testing.assert_allclose(loss, (1 - index) ** seg.FOCAL_GAMMA, rtol=1e-5)
+    assert loss[0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_pipeline_masks_count_misses_and_false_alarms():
+    truth = np.stack([square(), square(), np.zeros((8, 8)), np.zeros((8, 8))])
+    segmenter = np.stack([square(), square(), square(), np.zeros((8, 8))])
+    flagged = np.array([True, False, True, True])  # a miss, a false alarm, a harmless flag
+    scores = seg.dice_scores(truth, seg.pipeline_masks(flagged, segmenter))
+    np.testing.assert_allclose(scores, [1.0, 0.0, 0.0, 1.0])
+    with pytest.raises(ValueError):
+        seg.pipeline_masks(flagged[:2], segmenter)
+
+
+def test_per_patient_dice_and_patient_bootstrap():
+    patients = ["b", "a", "a", "b", "b", "c"]
+    scores = [0.0, 1.0, 0.5, 0.5, 1.0, 0.9]
+    table = seg.per_patient_dice(patients, scores)
+    assert list(table.patient) == ["a", "b", "c"]
+    assert list(table.slices) == [2, 3, 1]
+    np.testing.assert_allclose(table.mean_dice, [0.75, 0.5, 0.9])
+    estimate = seg.patient_bootstrap_ci(scores, patients, n_boot=200)
+    assert estimate.value == pytest.approx(np.mean(scores))
+    assert estimate.low < estimate.value < estimate.high
+    one_patient = seg.patient_bootstrap_ci([0.2, 0.4], ["a", "a"], n_boot=50)
+    assert one_patient.low == one_patient.high == pytest.approx(0.3)
+
+
+def test_resunet_output_shape_and_size_check():
+    model = seg.build_resunet((32, 32, 3), filters=(4, 8, 16))
+    out = model.predict(np.zeros((2, 32, 32, 3), np.float32), verbose=0)
+    assert out.shape == (2, 32, 32, 1)
+    assert ((out >= 0) & (out <= 1)).all()
+    assert seg.build_resunet((64, 64, 3)).count_params() > 1_500_000  # the ~2M model of the chapter
+    with pytest.raises(ValueError):
+        seg.build_resunet((36, 36, 3), filters=(4, 8, 16, 32))
+
+
+def tumour_batch(size=32, count=4):
+    """Real LGG tumour slices and masks at `size`, else drawn squares on noise."""
+    root = shared_data_dir()
+    if root is not None and (root / "lgg_mri_segmentation").is_dir():
+        from tl_helpers.data import lgg_slice_table
+
+        table = lgg_slice_table(root / "lgg_mri_segmentation")
+        rows = table[table.has_tumour & (table.patient == table.patient.iloc[0])].head(count)
+        pairs = [load_example(r.image_path, (size, size), mask_path=r.mask_path) for r in rows.itertuples()]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    rng = np.random.default_rng(0)
+    masks = np.stack([square(size, 8 + i, 8, 12) for i in range(count)])[..., None]
+    return rng.normal(100, 20, (count, size, size, 3)).astype(np.float32) + 80 * masks, masks
+
+
+def test_focal_tversky_loss_decreases_on_a_real_batch():
+    images, masks = tumour_batch()
+    assert masks.sum() > 0
+    keras.utils.set_random_seed(0)
+    model = seg.build_resunet(images.shape[1:], filters=(8, 16, 32))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=seg.focal_tversky_loss(),
+                  metrics=[seg.dice_coefficient])
+    history = model.fit(seg.standardize_images(images), masks, epochs=15, batch_size=len(images), verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_standardize_images_is_per_image():
+    images = np.stack([np.full((4, 4, 3), 10.0), np.arange(48, dtype=np.float32).reshape(4, 4, 3) * 3])
+    out = seg.standardize_images(images)
+    np.testing.assert_allclose(out[0], 0.0)
+    assert out[1].mean() == pytest.approx(0.0, abs=1e-5)
+    assert out[1].std() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_pooled_flat_features_shrinks_the_pool_for_small_maps():
+    inputs = keras.Input((16, 16, 3))
+    backbone = keras.Model(inputs, keras.layers.Conv2D(5, 3, strides=8, padding="same")(inputs))  # 2x2x5 map
+    frozen = seg.pooled_flat_features(backbone)
+    assert frozen.output.shape[-1] == 5
+    inputs = keras.Input((64, 64, 3))
+    backbone = keras.Model(inputs, keras.layers.Conv2D(5, 3, strides=8, padding="same")(inputs))  # 8x8x5 map
+    assert seg.pooled_flat_features(backbone).output.shape[-1] == 2 * 2 * 5

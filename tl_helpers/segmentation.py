@@ -1,0 +1,227 @@
+"""Tumour segmentation: a ResUNet, the Tversky family of losses, and honest Dice scoring.
+
+Model and losses are Keras 3 code on `keras.ops` only, so they run on every backend:
+
+- `build_resunet`: a U-Net whose encoder and decoder blocks are residual blocks (two 3x3
+  convolutions with batch norm, plus a 1x1 projection of the block's input added to them),
+  joined level by level by skip connections;
+- `tversky_index`, `focal_tversky_loss`, `dice_coefficient`: soft (probability) versions,
+  one value per image, for training and for Keras' progress metrics.
+
+Scoring works on thresholded masks in NumPy and states its conventions, because they
+decide the numbers:
+
+- `dice_scores`: one Dice per slice; a slice whose true and predicted masks are both
+  empty scores `empty_score` (1 by default: nothing to find, nothing found);
+- `per_patient_dice`: the mean Dice of each patient's slices, so that a patient with
+  many slices does not outweigh one with few;
+- `pipeline_masks`: the two-stage pipeline's output: the segmenter's mask where the
+  classifier flagged the slice, an empty mask elsewhere. Scored with `dice_scores`, a
+  tumour slice the classifier missed gets 0, and so does a tumour-free slice it flagged
+  when the segmenter then draws something;
+- `patient_bootstrap_ci`: a confidence interval that resamples patients, not slices
+  (slices of one patient are not independent).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+from keras import layers, ops
+
+from tl_helpers.metrics import Estimate
+
+# Tversky weights: alpha on false negatives, 1 - alpha on false positives. 0.7 favours
+# recall of small tumours; gamma < 1 makes the focal version push harder on hard images.
+TVERSKY_ALPHA = 0.7
+FOCAL_GAMMA = 0.75
+SMOOTH = 1.0
+
+
+# --- the model ----------------------------------------------------------------------------
+
+def residual_block(x, filters: int, name: str):
+    """conv3x3-BN-ReLU-conv3x3-BN plus a 1x1-conv-BN projection of the input, then ReLU."""
+    shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_proj")(x)
+    shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.Activation("relu", name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def build_resunet(input_shape: tuple[int, int, int] = (256, 256, 3),
+                  filters: Sequence[int] = (16, 32, 64, 128, 256), name: str = "resunet") -> keras.Model:
+    """A residual U-Net: one probability per pixel (sigmoid), same height and width as the input.
+
+    `filters` gives the channels per level, the last being the bottleneck: with the default
+    five levels the image is halved four times, so height and width must be multiples of 16.
+    Each encoder level is a residual block whose output is kept for the decoder (skip
+    connection) and then max-pooled; each decoder level upsamples, concatenates the skip of
+    the same size and applies a residual block.
+    """
+    downsamplings = len(filters) - 1
+    if input_shape[0] % 2 ** downsamplings or input_shape[1] % 2 ** downsamplings:
+        raise ValueError(f"input size {input_shape[:2]} must be a multiple of {2 ** downsamplings}")
+    inputs = keras.Input(tuple(input_shape), name="image")
+    x, skips = inputs, []
+    for level, width in enumerate(filters[:-1]):
+        x = residual_block(x, width, f"enc{level}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
+    x = residual_block(x, filters[-1], "bottleneck")
+    for level in reversed(range(downsamplings)):
+        x = layers.UpSampling2D(2, name=f"dec{level}_up")(x)
+        x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
+        x = residual_block(x, filters[level], f"dec{level}")
+    outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+# --- soft scores and losses (keras.ops: any backend) ------------------------------------
+
+def _per_image_sums(y_true, y_pred):
+    """True positives, false negatives and false positives per image, soft (from probabilities)."""
+    y_true = ops.cast(y_true, "float32")
+    y_pred = ops.cast(y_pred, "float32")
+    axes = tuple(range(1, len(y_pred.shape)))
+    true_pos = ops.sum(y_true * y_pred, axis=axes)
+    false_neg = ops.sum(y_true * (1.0 - y_pred), axis=axes)
+    false_pos = ops.sum((1.0 - y_true) * y_pred, axis=axes)
+    return true_pos, false_neg, false_pos
+
+
+def tversky_index(y_true, y_pred, alpha: float = TVERSKY_ALPHA, smooth: float = SMOOTH):
+    """Soft Tversky index per image: (TP + s) / (TP + alpha FN + (1 - alpha) FP + s).
+
+    alpha = 0.5 gives the soft Dice coefficient. `smooth` keeps empty masks defined (an
+    empty prediction of an empty mask scores 1).
+    """
+    true_pos, false_neg, false_pos = _per_image_sums(y_true, y_pred)
+    return (true_pos + smooth) / (true_pos + alpha * false_neg + (1.0 - alpha) * false_pos + smooth)
+
+
+def dice_coefficient(y_true, y_pred, smooth: float = SMOOTH):
+    """Soft Dice per image (the Tversky index with alpha = 1/2); a Keras metric."""
+    return tversky_index(y_true, y_pred, alpha=0.5, smooth=smooth)
+
+
+def tversky(y_true, y_pred):
+    """The Tversky index with the default alpha, as a Keras metric (its name shows in logs)."""
+    return tversky_index(y_true, y_pred)
+
+
+def focal_tversky_loss(alpha: float = TVERSKY_ALPHA, gamma: float = FOCAL_GAMMA,
+                       smooth: float = SMOOTH) -> Callable:
+    """The loss (1 - Tversky index) ** gamma, per image; Keras averages it over the batch."""
+    def focal_tversky(y_true, y_pred):
+        index = tversky_index(y_true, y_pred, alpha, smooth)
+        return ops.power(ops.maximum(1.0 - index, 0.0), gamma)
+
+    return focal_tversky
+
+
+def standardize_images(images):
+    """Each image to zero mean and unit variance over its own pixels (float32).
+
+    MRI intensities have no absolute scale: one scanner's bright is another's grey, so
+    each slice is put on its own scale before the segmenter sees it.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    axes = tuple(range(1, images.ndim))
+    mean = images.mean(axis=axes, keepdims=True)
+    std = images.std(axis=axes, keepdims=True)
+    return (images - mean) / np.maximum(std, 1e-6)
+
+
+# --- scoring thresholded masks (NumPy) ----------------------------------------------------
+
+def binarize(masks, threshold: float = 0.5) -> np.ndarray:
+    """Boolean (N, H, W) masks from (N, H, W) or (N, H, W, 1) probabilities or 0/1 values."""
+    masks = np.asarray(masks)
+    if masks.ndim == 4:
+        masks = masks[..., 0]
+    return masks > threshold
+
+
+def dice_scores(true_masks, pred_masks, threshold: float = 0.5, empty_score: float = 1.0) -> np.ndarray:
+    """Dice = 2|T and P| / (|T| + |P|) per slice, masks thresholded at `threshold`.
+
+    When a slice's true and predicted masks are both empty, Dice is 0/0; it scores
+    `empty_score` (1: the slice was rightly left empty). A non-empty prediction on an
+    empty true mask, or an empty prediction on a tumour, scores 0.
+    """
+    truth, predicted = binarize(true_masks, threshold), binarize(pred_masks, threshold)
+    if truth.shape != predicted.shape:
+        raise ValueError(f"true masks {truth.shape} and predictions {predicted.shape} differ in shape")
+    overlap = np.logical_and(truth, predicted).sum(axis=(1, 2))
+    total = truth.sum(axis=(1, 2)) + predicted.sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scores = np.where(total > 0, 2.0 * overlap / np.maximum(total, 1), float(empty_score))
+    return scores.astype(np.float64)
+
+
+def tversky_scores(true_masks, pred_masks, alpha: float = TVERSKY_ALPHA, threshold: float = 0.5,
+                   empty_score: float = 1.0) -> np.ndarray:
+    """The Tversky index TP / (TP + alpha FN + (1 - alpha) FP) per slice, on thresholded masks."""
+    truth, predicted = binarize(true_masks, threshold), binarize(pred_masks, threshold)
+    true_pos = np.logical_and(truth, predicted).sum(axis=(1, 2)).astype(np.float64)
+    false_neg = np.logical_and(truth, ~predicted).sum(axis=(1, 2))
+    false_pos = np.logical_and(~truth, predicted).sum(axis=(1, 2))
+    denominator = true_pos + alpha * false_neg + (1 - alpha) * false_pos
+    return np.where(denominator > 0, true_pos / np.maximum(denominator, 1e-12), float(empty_score))
+
+
+def pipeline_masks(flagged, pred_masks, threshold: float = 0.5) -> np.ndarray:
+    """What the two-stage pipeline outputs: the segmenter's mask on flagged slices, empty elsewhere."""
+    predicted = binarize(pred_masks, threshold)
+    flagged = np.asarray(flagged, dtype=bool)
+    if flagged.shape != predicted.shape[:1]:
+        raise ValueError(f"{flagged.shape[0]} flags for {predicted.shape[0]} masks")
+    return predicted & flagged[:, None, None]
+
+
+def per_patient_dice(patients: Sequence, scores: Sequence) -> pd.DataFrame:
+    """One row per patient: slices scored and their mean and median Dice (sorted by patient)."""
+    frame = pd.DataFrame({"patient": list(patients), "dice": np.asarray(scores, dtype=np.float64)})
+    return frame.groupby("patient").dice.agg(slices="size", mean_dice="mean", median_dice="median").reset_index()
+
+
+def patient_bootstrap_ci(scores, patients, statistic: Callable = np.mean, n_boot: int = 1000,
+                         seed: int = 0, confidence: float = 0.95) -> Estimate:
+    """`statistic` of the slice scores, with a percentile interval from resampling whole patients.
+
+    Each resample draws as many patients as there are, with replacement, and pools their
+    slices. With few patients the interval is wide, as it should be.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    patients = np.asarray(patients)
+    groups = [scores[patients == p] for p in np.unique(patients)]
+    rng = np.random.default_rng(seed)
+    samples = [statistic(np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))]))
+               for _ in range(n_boot)]
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return Estimate(float(statistic(scores)), float(low), float(high))
+
+
+# --- stage 1's frozen part -----------------------------------------------------------------
+
+def pooled_flat_features(backbone_model: keras.Model, pool_size: int = 4,
+                         name: str = "frozen_pool_flatten") -> keras.Model:
+    """Backbone feature map -> AveragePooling2D(pool_size) -> Flatten, as one frozen model.
+
+    Pooling and flattening have no weights, so they belong to the frozen part whose output
+    can be cached; the trainable head starts at the Dense layer. The pool shrinks to the
+    feature map's size when the map is smaller (small smoke-test images).
+    """
+    height, width = backbone_model.output.shape[1:3]
+    pool = (min(pool_size, height), min(pool_size, width))
+    x = layers.AveragePooling2D(pool, name="avg_pool")(backbone_model.output)
+    x = layers.Flatten(name="flatten")(x)
+    return keras.Model(backbone_model.input, x, name=name)
