@@ -7,9 +7,10 @@ import warnings
 import numpy as np
 import pytest
 
-from tl_helpers.callbacks import AdaptiveLearningRate, make_one_cycle  # before keras: see its imports
+# tl_helpers first: its __init__ loads triton before TensorFlow (the other order segfaults).
+from tl_helpers.callbacks import AdaptiveLearningRate, make_one_cycle
 
-import keras  # noqa: E402, I001
+import keras  # noqa: I001
 
 
 def two_blobs(count=300, seed=0):

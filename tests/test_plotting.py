@@ -1,5 +1,4 @@
 """The book's figures: content checked on real images and masks (synthetic when absent)."""
-import os
 from pathlib import Path
 
 import numpy as np
@@ -8,10 +7,11 @@ from matplotlib.colors import same_color
 from PIL import Image
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
+from conftest import shared_data_dir
 from tl_helpers import plotting
 from tl_helpers.images import read_image
 
-SHARED_DATA = Path(os.environ.get("TL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = shared_data_dir() or Path("/nonexistent")
 LGG = SHARED_DATA / "lgg_mri_segmentation" / "kaggle_3m"
 YES_NO = SHARED_DATA / "brain_mri_yes_no"
 

@@ -17,12 +17,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import keras
 import numpy as np
-
-# Importing tl_helpers.backbones first loads triton before TensorFlow; the other order makes
-# the first torch optimizer (make_one_cycle's) crash Python with a segmentation fault here.
-import tl_helpers.backbones  # noqa: F401, I001
-import keras  # noqa: E402
 
 
 class AdaptiveLearningRate(keras.callbacks.Callback):

@@ -100,14 +100,27 @@ def _load_batch(paths, image_size, augment, view: int, first_index: int, seed: i
         return np.stack(list(pool.map(one, enumerate(paths))))
 
 
+def _backbone_outputs(model, batch: np.ndarray, batch_size: int) -> np.ndarray:
+    """model.predict_on_batch on a batch padded to `batch_size`.
+
+    One input shape means one traced graph: a short last batch would trace (and compile)
+    the whole backbone again, which costs more than running it on the padding.
+    """
+    count = len(batch)
+    if count < batch_size:
+        batch = np.concatenate([batch, np.zeros((batch_size - count,) + batch.shape[1:], batch.dtype)])
+    return np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(batch)))[:count]
+
+
 def _compute_features(model, preprocess, paths, image_size, batch_size, views, augment, seed, verbose):
     """Backbone outputs: (N, D) when views == 0, else (views, N, D)."""
+    batch_size = max(1, min(batch_size, len(paths)))  # no padding beyond the data itself
     outputs = []
     for view in range(1, views + 1) if views else [0]:
         chunks = []
         for start in range(0, len(paths), batch_size):
             batch = _load_batch(paths[start:start + batch_size], image_size, augment, view, start, seed)
-            chunks.append(np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(preprocess(batch)))))
+            chunks.append(_backbone_outputs(model, keras.ops.convert_to_numpy(preprocess(batch)), batch_size))
             if verbose:
                 print(f"\rfeatures: view {view}, {start + len(batch)}/{len(paths)} images", end="")
         outputs.append(np.concatenate(chunks).astype(np.float32))
@@ -227,14 +240,15 @@ def train_head_on_frozen_backbone(backbone, preprocess, head: keras.Model, train
                                   val_paths, y_val, image_size: tuple[int, int], epochs: int,
                                   batch_size: int = 32, views: int = 0, augment=None, seed: int = 0,
                                   callbacks=None, cache_dir=None, cache_key_parts=None,
-                                  verbose: int = 0) -> FrozenPhase:
+                                  extract_batch_size: int = 32, verbose: int = 0) -> FrozenPhase:
     """The whole frozen phase in one call: features (cached) for both splits, then the head.
 
     Training features are augmented views when `views` > 0; validation features never are.
-    `head` must be compiled. See `extract_features` for the arguments.
+    `head` must be compiled; `batch_size` is the head's, `extract_batch_size` the
+    backbone's. See `extract_features` for the other arguments.
     """
     started = time.perf_counter()
-    common = dict(image_size=image_size, batch_size=batch_size, cache_dir=cache_dir,
+    common = dict(image_size=image_size, batch_size=extract_batch_size, cache_dir=cache_dir,
                   cache_key_parts=cache_key_parts, verbose=verbose)
     train_features = extract_features(backbone, preprocess, train_paths, views=views, augment=augment,
                                       seed=seed, **common)
