@@ -37,7 +37,7 @@ _import_triton_before_tensorflow()
 _MODULES = {"images", "augment", "data", "domains", "imbalance", "synthetic", "repro", "runcard", "profiles", "runner", "book",
             "notebook", "splits", "backbones", "generators", "features", "callbacks", "plotting", "metrics", "segmentation",
             "torch_training",
-            "cropping", "near_duplicates", "oversampling"}
+            "cropping", "near_duplicates", "oversampling", "partial_finetune"}
 
 
 def __getattr__(name):
