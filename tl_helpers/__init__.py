@@ -36,7 +36,7 @@ _import_triton_before_tensorflow()
 
 _MODULES = {"images", "augment", "data", "domains", "imbalance", "synthetic", "repro", "runcard", "profiles", "runner", "book",
             "notebook", "splits", "backbones", "generators", "features", "callbacks", "plotting", "metrics", "segmentation",
-            "torch_training",
+            "torch_training", "uncertainty",
             "cropping", "near_duplicates", "oversampling", "partial_finetune"}
 
 
