@@ -60,7 +60,7 @@ def mc_predict(model, inputs, passes: int = 30, batch_size: int = 256) -> np.nda
     return np.stack(outputs).astype(np.float64)
 
 
-def predictive_summary(samples, positive: int | None = 1) -> pd.DataFrame:
+def predictive_summary(samples) -> pd.DataFrame:
     """Per-example mean and spread of MC samples shaped (passes, N, classes).
 
     Columns: `p_mean_<k>` for each class k (the predictive mean), `predicted` (argmax of
