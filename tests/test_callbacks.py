@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 # tl_helpers first: its __init__ loads triton before TensorFlow (the other order segfaults).
-from tl_helpers.callbacks import AdaptiveLearningRate, make_one_cycle
+from tl_helpers.callbacks import AdaptiveLearningRate, make_one_cycle, stop_and_keep_best
 
 import keras  # noqa: I001
 
@@ -192,3 +192,25 @@ def test_one_cycle_rises_then_falls_without_warning_when_stepped_after_the_optim
 def test_one_cycle_stepped_before_the_optimizer_warns():
     _, scheduler_warnings = one_cycle_run(step_scheduler_first=True)
     assert any("optimizer.step()" in message for message in scheduler_warnings)
+
+
+def test_stop_and_keep_best_stops_after_patience_and_saves_the_best_epoch(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="binary_crossentropy")
+    snapshots = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: snapshots.append(model.get_weights()))
+    checkpoint = tmp_path / "best.weights.h5"
+    # validation labels flipped: the better the model learns, the worse its validation loss
+    history = model.fit(x, y, validation_data=(x, 1 - y), epochs=20, verbose=0,
+                        callbacks=[record, *stop_and_keep_best(checkpoint, patience=2)])
+    val_loss = history.history["val_loss"]
+    best = int(np.argmin(val_loss))
+    assert len(val_loss) == best + 1 + 2 < 20
+    model.load_weights(checkpoint)
+    assert not np.array_equal(snapshots[best][0], snapshots[-1][0])
+    for loaded, expected in zip(model.get_weights(), snapshots[best]):
+        np.testing.assert_array_equal(loaded, expected)

@@ -1,4 +1,5 @@
-"""Training helpers that run unattended: an adaptive-LR Keras callback and PyTorch one-cycle.
+"""Training helpers that run unattended: an adaptive-LR Keras callback, early stopping that
+keeps the best epoch, and PyTorch one-cycle.
 
 Keras: the EfficientNet article's `LR_ASK` callback keeps the best weights, lowers the
 learning rate when the validation loss stops improving, and at a chosen epoch waits for a
@@ -132,6 +133,18 @@ class AdaptiveLearningRate(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
             self._say(f"restored the best weights: epoch {self.best_epoch}, "
                       f"{self.monitor} {self.best_value:.4f}")
+
+
+def stop_and_keep_best(checkpoint, patience: int) -> list:
+    """EarlyStopping on the validation loss, and a checkpoint of the best epoch's weights.
+
+    Training stops after `patience` epochs without a lower `val_loss`; the weights of the
+    epoch with the lowest one are saved to `checkpoint` (a path ending in `.weights.h5`), so
+    `model.load_weights(checkpoint)` after `fit` gives the best epoch rather than the last.
+    """
+    return [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
+            keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True,
+                                            save_weights_only=True)]
 
 
 def make_one_cycle(optimizer, max_lr: float, epochs: int, steps_per_epoch: int, **options):
