@@ -32,7 +32,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
 
-    root = tl.data.dataset_root("lgg_mri_segmentation", synthetic=False, data_dir_=args.data_dir)
+    root = tl.data.dataset_root("lgg_mri_segmentation", synthetic=False, data_dir=args.data_dir)
     slices = tl.data.lgg_slice_table(root)
     tumour = slices[slices.has_tumour].iloc[:args.slices].reset_index(drop=True)
     augment = tl.augment.Augment(rotation_range=10, width_shift_range=0.05, height_shift_range=0.05,

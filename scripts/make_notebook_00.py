@@ -58,7 +58,7 @@ sources: JPEG and PNG with upper- and lower-case endings, grayscale, RGB and eve
 images, from 150 to almost 2000 pixels wide, and the head often sits in a wide black
 border. A loader has to cope with all of it; `tl.images.read_image` turns each into the
 same RGB array."""),
-    code("""root = tl.data.dataset_root("brain_mri_yes_no", synthetic=SYNTHETIC, data_dir_=DATA_DIR, seed=SEED)
+    code("""root = tl.data.dataset_root("brain_mri_yes_no", synthetic=SYNTHETIC, data_dir=DATA_DIR, seed=SEED)
 report = tl.data.require("brain_mri_yes_no", root)
 card.data("brain_mri_yes_no", report.source, counts=report.counts)
 print(report)"""),
@@ -75,7 +75,7 @@ gives an accuracy interval about 0.2 wide; chapter 1 keeps a larger stratified t
 Glioma, meningioma, pituitary tumour and no tumour, in `Training/` and `Testing/` folders.
 The copy used for development here holds only `Training/`, so chapter 2 carves its own
 held-out split from it."""),
-    code("""root = tl.data.dataset_root("brain_tumor_mri_4class", synthetic=SYNTHETIC, data_dir_=DATA_DIR, seed=SEED)
+    code("""root = tl.data.dataset_root("brain_tumor_mri_4class", synthetic=SYNTHETIC, data_dir=DATA_DIR, seed=SEED)
 report = tl.data.require("brain_tumor_mri_4class", root)
 card.data("brain_tumor_mri_4class", report.source, counts=report.counts)
 print(report)"""),
@@ -90,7 +90,7 @@ Kermany's paediatric chest X-rays in `train/`, `val/` and `test/`, each with `NO
 film for three with pneumonia. And one child can have several films: the file name carries
 the patient (`person12_bacteria_48.jpeg` is patient `person12`), so a split by file puts the
 same child on both sides. We count patients as well as images."""),
-    code("""root = tl.data.dataset_root("chest_xray", synthetic=SYNTHETIC, data_dir_=DATA_DIR, seed=SEED)
+    code("""root = tl.data.dataset_root("chest_xray", synthetic=SYNTHETIC, data_dir=DATA_DIR, seed=SEED)
 report = tl.data.require("chest_xray", root)
 table = tl.data.class_folder_table(root)
 table["patient"] = table.path.map(tl.data.xray_patient_id)
@@ -110,7 +110,7 @@ with the patient's axial slices as 256x256 three-channel TIFFs (pre-contrast, FL
 post-contrast) and, beside each slice, a mask `..._<N>_mask.tif` that is 255 on the
 tumour and 0 elsewhere. Most slices show no tumour: the mask is empty. A slice's label for
 the classifier of chapter 4 comes from its mask."""),
-    code("""root = tl.data.dataset_root("lgg_mri_segmentation", synthetic=SYNTHETIC, data_dir_=DATA_DIR, seed=SEED)
+    code("""root = tl.data.dataset_root("lgg_mri_segmentation", synthetic=SYNTHETIC, data_dir=DATA_DIR, seed=SEED)
 report = tl.data.require("lgg_mri_segmentation", root)
 slices = tl.data.lgg_slice_table(root)
 card.data("lgg_mri_segmentation", report.source, counts=report.counts)
@@ -127,7 +127,7 @@ tl.plotting.plot_mask_overlay([read_image(p) for p in shown.image_path],
 tumour elsewhere in the patch does not count, which is why chapter 5's article crops the
 centre. Kaggle ships the patches as `.tif`; the development copy here holds JPEGs, and the
 same code reads both."""),
-    code("""root = tl.data.dataset_root("pcam", synthetic=SYNTHETIC, data_dir_=DATA_DIR, seed=SEED)
+    code("""root = tl.data.dataset_root("pcam", synthetic=SYNTHETIC, data_dir=DATA_DIR, seed=SEED)
 report = tl.data.require("pcam", root)
 patches = tl.data.pcam_table(root)
 card.data("pcam", report.source, counts=report.counts)

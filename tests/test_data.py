@@ -176,9 +176,9 @@ def test_missing_dataset_says_where_and_how(tmp_path, monkeypatch):
 
 
 def test_dataset_root_makes_synthetic_once(tmp_path):
-    first = data.dataset_root("pcam", synthetic=True, data_dir_=tmp_path)
+    first = data.dataset_root("pcam", synthetic=True, data_dir=tmp_path)
     stamp = (first / "train_labels.csv").stat().st_mtime_ns
-    again = data.dataset_root("pcam", synthetic=True, data_dir_=tmp_path)
+    again = data.dataset_root("pcam", synthetic=True, data_dir=tmp_path)
     assert again == first and (again / "train_labels.csv").stat().st_mtime_ns == stamp
     assert data.is_synthetic(first)
 
@@ -190,7 +190,7 @@ def test_download_without_credentials_fails_at_once(tmp_path, monkeypatch):
     monkeypatch.delenv("KAGGLE_KEY", raising=False)
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-config"))
     with pytest.raises(data.DownloadError, match="kaggle.json"):
-        data.download("pcam", data_dir_=tmp_path)
+        data.download("pcam", data_dir=tmp_path)
 
 
 def test_download_without_network_fails_fast(tmp_path, monkeypatch):
@@ -198,7 +198,7 @@ def test_download_without_network_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setenv("KAGGLE_KEY", "not-a-real-key")
     started = time.monotonic()
     try:
-        data.download("chest_xray", data_dir_=tmp_path, timeout=3)
+        data.download("chest_xray", data_dir=tmp_path, timeout=3)
     except data.DownloadError as error:
         assert "kaggle" in str(error).lower() and "install_from_zip" in str(error)
     else:  # pragma: no cover - only on a machine that reaches Kaggle with a valid key
@@ -214,11 +214,11 @@ def test_install_from_kaggle_style_zip(synthetic_sets, tmp_path):
         for f in source.rglob("*"):
             z.write(f, Path("kaggle_3m") / f.relative_to(source))
             z.write(f, Path("lgg-mri-segmentation/kaggle_3m") / f.relative_to(source))
-    target = data.install_from_zip("lgg_mri_segmentation", archive, data_dir_=tmp_path / "d")
+    target = data.install_from_zip("lgg_mri_segmentation", archive, data_dir=tmp_path / "d")
     assert sorted(p.name for p in target.iterdir()) == ["kaggle_3m"]
     assert data.verify("lgg_mri_segmentation", target).ok
     with pytest.raises(data.DownloadError, match="already exists"):
-        data.install_from_zip("lgg_mri_segmentation", archive, data_dir_=tmp_path / "d")
+        data.install_from_zip("lgg_mri_segmentation", archive, data_dir=tmp_path / "d")
 
 
 # --- small helpers -------------------------------------------------------------------------
@@ -281,5 +281,5 @@ def test_dataset_root_never_deletes_a_folder_it_did_not_make(tmp_path):
     foreign.mkdir(parents=True)
     (foreign / "my_notes.txt").write_text("keep me")
     with pytest.raises(data.DataLayoutError, match="left alone"):
-        data.dataset_root("pcam", synthetic=True, data_dir_=tmp_path)
+        data.dataset_root("pcam", synthetic=True, data_dir=tmp_path)
     assert (foreign / "my_notes.txt").read_text() == "keep me"

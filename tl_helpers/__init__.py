@@ -1,24 +1,44 @@
 """tl_helpers: the shared helper package of *Transfer learning for medical imaging*.
 
-One module per concern, so that chapter notebooks read like prose with code:
+Chapters call every helper the same way, `tl.<module>.<name>` after `import tl_helpers as tl`
+(the datasets: `tl.data.<name>`). Modules live in rooms by concern; a room imports only
+from rooms above it in this list, never from one below:
 
-- `images`: read any dataset image as a uint8 array, with clear errors;
-- `data`: the five datasets (Kaggle slug, layout, counts), locate / verify / download /
-  synthesize;
-- `repro`: one call that makes a run deterministic;
-- `runcard`: what a run was (profile, data, versions, hardware, time, metrics);
-- `profiles`: the smoke / cpu / paper parameter sets;
-- `runner`: run notebooks headless with papermill;
-- `backbones`, `generators`, `features`, `callbacks`, `plotting`: the transfer-learning toolkit.
+| room | modules | what it holds |
+|---|---|---|
+| `paths` | | project root, run folders, caches |
+| `data/` | `tl.data` (registry, tables, integrity, downloads), `images`, `synthetic`, `splits` | the five datasets: where, what, intact?, tables of files, decoding, look-alikes, splits |
+| `train/` | `augment`, `loaders`, `weights`, `lite0`, `backbones`, `features`, `partial_finetune`, `keras_training`, `torch_training` | turning images into a trained model, in Keras and PyTorch |
+| `evaluate/` | `metrics`, `uncertainty`, `plotting` | numbers with intervals (Dice, bootstraps), MC dropout, figures |
+| `techniques/` | `cropping`, `near_duplicates`, `oversampling`, `imbalance`, `domains`, `segmentation` | what one chapter teaches |
+| `book/` | `notebook`, `runcard`, `repro`, `profiles`, `runner`, `build` | running chapters and building the book |
 
-Modules are imported on first use, so `import tl_helpers as tl` stays fast and does not
-pull in TensorFlow or PyTorch until a chapter needs them.
+Modules are imported on first use, so `import tl_helpers as tl` stays fast and pulls in
+neither TensorFlow nor PyTorch until a chapter needs one; the PyTorch path (`loaders`,
+`augment`, `backbones`, `torch_training`, `metrics`, `plotting`) never imports Keras.
+CONTRIBUTING.md has the same map and the project's conventions.
 """
 import importlib.util
 import sys
 from importlib import import_module
 
 __version__ = "0.1.0"
+
+# short name -> module, room by room (the one place that says where a module lives)
+MODULES = {
+    "paths": "paths",
+    "data": "data", "images": "data.images", "synthetic": "data.synthetic", "splits": "data.splits",
+    "augment": "train.augment", "loaders": "train.loaders", "weights": "train.weights", "lite0": "train.lite0",
+    "backbones": "train.backbones", "features": "train.features", "partial_finetune": "train.partial_finetune",
+    "keras_training": "train.keras_training", "torch_training": "train.torch_training",
+    "metrics": "evaluate.metrics", "uncertainty": "evaluate.uncertainty", "plotting": "evaluate.plotting",
+    "cropping": "techniques.cropping", "near_duplicates": "techniques.near_duplicates",
+    "oversampling": "techniques.oversampling", "imbalance": "techniques.imbalance",
+    "domains": "techniques.domains", "segmentation": "techniques.segmentation",
+    "notebook": "book.notebook", "runcard": "book.runcard", "repro": "book.repro", "profiles": "book.profiles",
+    "runner": "book.runner", "build": "book.build",
+}
+ROOMS = ("paths", "data", "train", "evaluate", "techniques", "book")  # lowest first
 
 
 def _import_triton_before_tensorflow() -> None:
@@ -34,13 +54,14 @@ def _import_triton_before_tensorflow() -> None:
 
 _import_triton_before_tensorflow()
 
-_MODULES = {"images", "augment", "data", "domains", "imbalance", "synthetic", "repro", "runcard", "profiles", "runner", "book",
-            "notebook", "splits", "backbones", "generators", "features", "callbacks", "plotting", "metrics", "segmentation",
-            "torch_training", "uncertainty",
-            "cropping", "near_duplicates", "oversampling", "partial_finetune"}
-
 
 def __getattr__(name):
-    if name in _MODULES:
-        return import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name in MODULES:
+        module = import_module(f"{__name__}.{MODULES[name]}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}; its modules: {', '.join(MODULES)}")
+
+
+def __dir__():
+    return sorted([*globals(), *MODULES])

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from tl_helpers.augment import Augment
-from tl_helpers.images import read_image
+from ..train.augment import Augment
+from ..data.images import read_image
 
 
 def copies_needed(labels: pd.Series, target: int | None = None) -> dict:

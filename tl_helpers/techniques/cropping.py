@@ -24,7 +24,7 @@ import imutils
 import numpy as np
 import pandas as pd
 
-from tl_helpers.images import read_image
+from ..data.images import read_image
 
 DEFAULT_THRESHOLD = 45  # gray level; MRI background sits well below, tissue well above
 DEFAULT_BLUR = 5  # Gaussian kernel size (odd)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from tl_helpers.images import read_image
+from ..data.images import read_image
 
 
 def perceptual_hash(image: np.ndarray, hash_size: int = 8) -> np.ndarray:

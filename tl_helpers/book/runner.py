@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .data import project_root
+from ..paths import project_root
 from .profiles import available_profiles, parameters_for
 from .runcard import ResultOverwriteError, guard_overwrite
 

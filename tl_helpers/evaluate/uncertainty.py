@@ -130,7 +130,7 @@ def plot_accuracy_coverage(curves: Mapping[str, pd.DataFrame], title: str = "Ref
     """
     from matplotlib.figure import Figure
 
-    from tl_helpers.plotting import _finish
+    from .plotting import _finish
 
     if not curves:
         raise ValueError("no curves to plot")
@@ -156,7 +156,7 @@ def plot_mc_predictions(p_positive, spread, correct, positive_name: str = "posit
     """
     from matplotlib.figure import Figure
 
-    from tl_helpers.plotting import RIGHT_COLOUR, WRONG_COLOUR, _finish
+    from .plotting import RIGHT_COLOUR, WRONG_COLOUR, _finish
 
     p_positive = np.asarray(p_positive, dtype=np.float64).ravel()
     spread = np.asarray(spread, dtype=np.float64).ravel()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import profiles, repro
-from .data import project_root
+from ..paths import project_root
 from .runcard import RunCard
 
 

@@ -185,6 +185,17 @@ def evaluate(model, loader, device, criterion: Callable | None = None, progress:
             "probabilities": probabilities, "labels": targets}
 
 
+def make_one_cycle(optimizer, max_lr: float, epochs: int, steps_per_epoch: int, **options):
+    """`torch.optim.lr_scheduler.OneCycleLR` over epochs x steps_per_epoch batches.
+
+    Step it once per batch, after `optimizer.step()`. Extra keyword options (pct_start,
+    div_factor, anneal_strategy, ...) go to OneCycleLR unchanged.
+    """
+    from torch.optim.lr_scheduler import OneCycleLR
+
+    return OneCycleLR(optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=steps_per_epoch, **options)
+
+
 def fit_one_cycle(model, train_loader, valid_loader, epochs: int, max_lr: float, momentum: float = 0.9,
                   weight_decay: float = 0.0, device=None, progress: bool = True, verbose: bool = True,
                   **one_cycle_options) -> pd.DataFrame:
@@ -197,8 +208,6 @@ def fit_one_cycle(model, train_loader, valid_loader, epochs: int, max_lr: float,
     seconds; with `verbose`, prints each row as it comes. The model stays on `device`.
     """
     import torch
-
-    from tl_helpers.callbacks import make_one_cycle
 
     device = device or pick_device()
     model.to(device)

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,19 +29,13 @@ from typing import Any, Callable, Sequence
 import keras
 import numpy as np
 
-from tl_helpers.generators import load_example
+from .. import paths
+from .loaders import load_examples
 
 CACHE_FORMAT = 1  # bump when the layout of cached arrays changes
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
 def default_cache_dir() -> Path:
-    """$TL_CACHE_DIR/features, else .tl_cache/features in the repository (else ~/.cache)."""
-    if os.environ.get("TL_CACHE_DIR"):
-        return Path(os.environ["TL_CACHE_DIR"]) / "features"
-    if (REPO_ROOT / "pyproject.toml").is_file():
-        return REPO_ROOT / ".tl_cache" / "features"
-    return Path.home() / ".cache" / "tl_helpers" / "features"
+    """The feature cache folder (`tl_helpers.paths.cache_dir("features")`)."""
+    return paths.cache_dir("features")
 
 
 def _file_identity(path) -> list:
@@ -90,14 +83,9 @@ def feature_cache_key(model, preprocess: Callable, paths: Sequence, image_size: 
 
 def _load_batch(paths, image_size, augment, view: int, first_index: int, seed: int) -> np.ndarray:
     """Images (float32, 0..255, RGB) for a batch; view v > 0 draws augmentation seed (seed, v, i)."""
-    def one(offset_path):
-        offset, path = offset_path
-        rng = np.random.default_rng([seed, view, first_index + offset]) if view else None
-        image, _ = load_example(path, image_size, channels=3, augment=augment if view else None, rng=rng)
-        return image
-
-    with ThreadPoolExecutor(max_workers=min(4, len(paths))) as pool:
-        return np.stack(list(pool.map(one, enumerate(paths))))
+    rngs = [np.random.default_rng([seed, view, first_index + i]) for i in range(len(paths))] if view else None
+    examples = load_examples(paths, image_size, channels=3, augment=augment if view else None, rngs=rngs)
+    return np.stack([image for image, _ in examples])
 
 
 def _backbone_outputs(model, batch: np.ndarray, batch_size: int) -> np.ndarray:

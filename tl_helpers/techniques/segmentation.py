@@ -11,16 +11,17 @@ Model and losses are Keras 3 code on `keras.ops` only, so they run on every back
 Scoring works on thresholded masks in NumPy and states its conventions, because they
 decide the numbers:
 
-- `dice_scores`: one Dice per slice; a slice whose true and predicted masks are both
-  empty scores `empty_score` (1 by default: nothing to find, nothing found);
+- `tl.metrics.dice_scores` (the book's one Dice): one Dice per slice; a slice whose true
+  and predicted masks are both empty scores `empty_score` (1 by default);
+- `tversky_scores`: the Tversky index per slice, the loss's own measure;
 - `per_patient_dice`: the mean Dice of each patient's slices, so that a patient with
   many slices does not outweigh one with few;
 - `pipeline_masks`: the two-stage pipeline's output: the segmenter's mask where the
   classifier flagged the slice, an empty mask elsewhere. Scored with `dice_scores`, a
   tumour slice the classifier missed gets 0, and so does a tumour-free slice it flagged
   when the segmenter then draws something;
-- `patient_bootstrap_ci`: a confidence interval that resamples patients, not slices
-  (slices of one patient are not independent).
+- intervals resample patients, not slices (slices of one patient are not independent):
+  `tl.metrics.bootstrap_ci(np.mean, scores, groups=patients)`.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import numpy as np
 import pandas as pd
 from keras import layers, ops
 
-from tl_helpers.metrics import Estimate
+from ..evaluate.metrics import binarize
 
 # Tversky weights: alpha on false negatives, 1 - alpha on false positives. 0.7 favours
 # recall of small tumours; gamma < 1 makes the focal version push harder on hard images.
@@ -141,31 +142,6 @@ def standardize_images(images):
 
 # --- scoring thresholded masks (NumPy) ----------------------------------------------------
 
-def binarize(masks, threshold: float = 0.5) -> np.ndarray:
-    """Boolean (N, H, W) masks from (N, H, W) or (N, H, W, 1) probabilities or 0/1 values."""
-    masks = np.asarray(masks)
-    if masks.ndim == 4:
-        masks = masks[..., 0]
-    return masks > threshold
-
-
-def dice_scores(true_masks, pred_masks, threshold: float = 0.5, empty_score: float = 1.0) -> np.ndarray:
-    """Dice = 2|T and P| / (|T| + |P|) per slice, masks thresholded at `threshold`.
-
-    When a slice's true and predicted masks are both empty, Dice is 0/0; it scores
-    `empty_score` (1: the slice was rightly left empty). A non-empty prediction on an
-    empty true mask, or an empty prediction on a tumour, scores 0.
-    """
-    truth, predicted = binarize(true_masks, threshold), binarize(pred_masks, threshold)
-    if truth.shape != predicted.shape:
-        raise ValueError(f"true masks {truth.shape} and predictions {predicted.shape} differ in shape")
-    overlap = np.logical_and(truth, predicted).sum(axis=(1, 2))
-    total = truth.sum(axis=(1, 2)) + predicted.sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scores = np.where(total > 0, 2.0 * overlap / np.maximum(total, 1), float(empty_score))
-    return scores.astype(np.float64)
-
-
 def tversky_scores(true_masks, pred_masks, alpha: float = TVERSKY_ALPHA, threshold: float = 0.5,
                    empty_score: float = 1.0) -> np.ndarray:
     """The Tversky index TP / (TP + alpha FN + (1 - alpha) FP) per slice, on thresholded masks."""
@@ -190,24 +166,6 @@ def per_patient_dice(patients: Sequence, scores: Sequence) -> pd.DataFrame:
     """One row per patient: slices scored and their mean and median Dice (sorted by patient)."""
     frame = pd.DataFrame({"patient": list(patients), "dice": np.asarray(scores, dtype=np.float64)})
     return frame.groupby("patient").dice.agg(slices="size", mean_dice="mean", median_dice="median").reset_index()
-
-
-def patient_bootstrap_ci(scores, patients, statistic: Callable = np.mean, n_boot: int = 1000,
-                         seed: int = 0, confidence: float = 0.95) -> Estimate:
-    """`statistic` of the slice scores, with a percentile interval from resampling whole patients.
-
-    Each resample draws as many patients as there are, with replacement, and pools their
-    slices. With few patients the interval is wide, as it should be.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    patients = np.asarray(patients)
-    groups = [scores[patients == p] for p in np.unique(patients)]
-    rng = np.random.default_rng(seed)
-    samples = [statistic(np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))]))
-               for _ in range(n_boot)]
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(samples, [tail, 100 - tail])
-    return Estimate(float(statistic(scores)), float(low), float(high))
 
 
 # --- stage 1's frozen part -----------------------------------------------------------------

@@ -8,8 +8,8 @@ its mask file (`mask_col`). Every example goes through the same steps:
        the mask moved identically -> float32 -> the backbone's own `preprocess`.
 
 `KerasImageDataset` is a `keras.utils.PyDataset` (it works with every Keras backend);
-`TorchImageDataset` and `make_torch_loader` serve PyTorch, whose import is deferred until
-they are used. Randomness comes from a seed, so a run can be repeated exactly.
+`TorchImageDataset` and `make_torch_loader` serve PyTorch. Each framework is imported only
+when its class is first used, so the PyTorch path never imports Keras. Randomness comes from a seed, so a run can be repeated exactly.
 """
 from __future__ import annotations
 
@@ -19,71 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
-import cv2
-import keras
 import numpy as np
 import pandas as pd
 
-from tl_helpers.augment import Augment
-from tl_helpers.images import read_image, to_channels
+from ..data.images import convert_channels, decode_native, read_mask, resize_image
+from .augment import Augment
 
 CLASS_MODES = ("categorical", "binary", "sparse", None, "mask")
-_CV2_FORMATS = (".jpg", ".jpeg", ".png")
 
 
 # --- reading one example ------------------------------------------------------------------
-
-def decode_native(path: str | Path) -> np.ndarray:
-    """Read an image as uint8 in its own channels: HxW (gray) or HxWx3 (RGB; alpha dropped).
-
-    Plain 8-bit JPEG/PNG files take OpenCV's decoder (about 2.5x faster than Pillow here,
-    and pixel-identical on the datasets' files); everything else, and every failure, goes
-    through `tl_helpers.images.read_image`, which handles the odd formats and names the file.
-    """
-    if str(path).lower().endswith(_CV2_FORMATS):
-        pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if pixels is not None and pixels.dtype == np.uint8 and (pixels.ndim == 2 or pixels.shape[2] == 3):
-            return pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-    return read_image(path, channels=None)
-
-
-def convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """HxW or HxWx3 uint8 -> HxWxC with C = `channels` (1 or 3)."""
-    if image.ndim == 2 and channels == 3:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)  # a faster np.repeat
-    return _with_channel_axis(to_channels(image, channels))
-
-
-def decode_image(path: str | Path, channels: int = 3) -> np.ndarray:
-    """Read an image as uint8 HxWxC with C = `channels` (1 or 3)."""
-    return convert_channels(decode_native(path), channels)
-
-
-def _with_channel_axis(array: np.ndarray) -> np.ndarray:
-    return array[..., None] if array.ndim == 2 else array
-
-
-def resize_image(image: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
-    """Resize HxW(xC) to `image_size` = (height, width); area averaging when shrinking."""
-    height, width = image_size
-    if image.shape[:2] == (height, width):
-        return image
-    shrinking = height < image.shape[0] and width < image.shape[1]
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR  # area: no aliasing
-    return cv2.resize(image, (width, height), interpolation=interpolation).reshape(
-        (height, width) + image.shape[2:])
-
-
-def read_mask(path: str | Path, image_size: tuple[int, int]) -> np.ndarray:
-    """A mask file as uint8 HxWx1 of 0 / 1 (foreground: pixels above 127), at `image_size`.
-
-    The mask is resized exactly as its image is, then thresholded at one half: it stays
-    binary and keeps the image's pixel grid. (Nearest-neighbour resizing would not: OpenCV
-    picks one corner of each block, shifting the mask by up to half a source pixel.)
-    """
-    mask = np.where(read_image(path, channels=1) > 127, np.uint8(255), np.uint8(0))
-    return (resize_image(mask, image_size) > 127).astype(np.uint8)[..., None]
-
 
 def load_example(path: str | Path, image_size: tuple[int, int], channels: int = 3,
                  augment: Augment | None = None, rng: np.random.Generator | None = None,
@@ -110,6 +55,39 @@ def load_example(path: str | Path, image_size: tuple[int, int], channels: int = 
 def example_rng(seed: int, epoch: int, position: int) -> np.random.Generator:
     """The random stream of one example in one epoch: independent of batch order and threads."""
     return np.random.default_rng([seed, epoch, position])
+
+
+_POOLS: dict = {}
+
+
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
+    # One pool per process and size: a pool made before a fork has no threads in the child.
+    key = (os.getpid(), threads)
+    if key not in _POOLS:
+        _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="tl-images")
+    return _POOLS[key]
+
+
+def load_examples(paths: Sequence, image_size: tuple[int, int], channels: int = 3,
+                  augment: Augment | None = None, rngs: Sequence | None = None,
+                  mask_paths: Sequence | None = None, threads: int | None = None) -> list:
+    """`load_example` for each path, in parallel threads: a list of (image, mask or None).
+
+    The one way a batch list is loaded (Keras batches, cached features, perturbed domains).
+    `rngs[i]` draws example i's augmentation, so results do not depend on thread order.
+    """
+    paths = list(paths)
+    if augment is not None and (rngs is None or len(rngs) != len(paths)):
+        raise ValueError("load_examples needs one rng per path to augment")
+    threads = threads if threads is not None else min(8, os.cpu_count() or 1)
+
+    def load(i):
+        return load_example(paths[i], image_size, channels, augment, rngs[i] if rngs is not None else None,
+                            mask_paths[i] if mask_paths is not None else None)
+
+    if threads <= 1 or len(paths) <= 1:
+        return [load(i) for i in range(len(paths))]
+    return list(_thread_pool(threads).map(load, range(len(paths))))
 
 
 # --- labels -------------------------------------------------------------------------------
@@ -165,108 +143,103 @@ class _ImageTable:
     @classmethod
     def from_directory(cls, root: str | Path, **kwargs):
         """The dataset of a folder of class folders (`root/<class>/<image>`), hidden ones skipped."""
-        from tl_helpers.data import list_class_images
+        from ..data.tables import list_class_images
 
         return cls(list_class_images(root), **kwargs)
 
 
-_POOLS: dict = {}
+# --- Keras (imported only when KerasImageDataset is used) ---------------------------------
 
+def _define_keras_dataset():
+    import keras
 
-def _thread_pool(threads: int) -> ThreadPoolExecutor:
-    # One pool per process and size: a pool made before a fork has no threads in the child.
-    key = (os.getpid(), threads)
-    if key not in _POOLS:
-        _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="tl-images")
-    return _POOLS[key]
+    class KerasImageDataset(_ImageTable, keras.utils.PyDataset):
+        """Batches for `model.fit` / `predict` from a dataframe, with any Keras backend.
 
-
-class KerasImageDataset(_ImageTable, keras.utils.PyDataset):
-    """Batches for `model.fit` / `predict` from a dataframe, with any Keras backend.
-
-    class_mode: "categorical" (one-hot float32), "binary" (float32 0/1, two classes),
-    "sparse" (int64 class index), "mask" (float32 NxHxWx1 masks from `mask_col`), or None
-    (images only, for predict; `.labels` still holds the labels when `y_col` exists).
-    Batches are float32 NxHxWxC, with values 0..255 before `preprocess` (the backbone's own
-    function, given the whole batch). The last batch may be smaller. With `shuffle`, the
-    order changes every epoch; order and augmentation are fixed by `seed`. `threads` load
-    the images of a batch in parallel (OpenCV and the decoders release the GIL);
-    `workers` / `use_multiprocessing` / `max_queue_size` are Keras' own, across batches.
-    """
-
-    def __init__(self, dataframe: pd.DataFrame, x_col: str = "path", y_col: str | None = "label",
-                 mask_col: str | None = None, classes: Sequence | None = None,
-                 class_mode: str | None = "categorical", image_size: tuple[int, int] = (224, 224),
-                 channels: int = 3, batch_size: int = 32, shuffle: bool = True, seed: int | None = None,
-                 augment: Augment | None = None, preprocess: Callable | None = None,
-                 threads: int | None = None, workers: int = 1, use_multiprocessing: bool = False,
-                 max_queue_size: int = 10):
-        if class_mode not in CLASS_MODES:
-            raise ValueError(f"class_mode must be one of {CLASS_MODES}, not {class_mode!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, not {batch_size}")
-        keras.utils.PyDataset.__init__(self, workers=workers, use_multiprocessing=use_multiprocessing,
-                                       max_queue_size=max_queue_size)
-        self._init_table(dataframe, x_col, y_col, mask_col, classes, image_size, channels, augment,
-                         preprocess, seed, needs_labels=class_mode in ("categorical", "binary", "sparse"),
-                         needs_masks=class_mode == "mask")
-        if class_mode == "binary" and len(self.classes) != 2:
-            raise ValueError(f"class_mode='binary' needs exactly 2 classes, found {self.classes}")
-        self.class_mode = class_mode
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self.threads = threads if threads is not None else min(8, os.cpu_count() or 1)
-        self.epoch = 0
-        self._order = self._epoch_order()
-
-    def _epoch_order(self) -> np.ndarray:
-        if not self.shuffle:
-            return np.arange(len(self.paths))
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.paths))
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.paths) / self.batch_size)
-
-    def on_epoch_end(self):
-        """Next epoch: new augmentation draws and, with shuffle, a new order.
-
-        Keras calls this after every epoch and also when it resets its iterator (so `epoch`
-        counts calls, not training epochs); each call moves to fresh draws all the same.
+        class_mode: "categorical" (one-hot float32), "binary" (float32 0/1, two classes),
+        "sparse" (int64 class index), "mask" (float32 NxHxWx1 masks from `mask_col`), or None
+        (images only, for predict; `.labels` still holds the labels when `y_col` exists).
+        Batches are float32 NxHxWxC, with values 0..255 before `preprocess` (the backbone's own
+        function, given the whole batch). The last batch may be smaller. With `shuffle`, the
+        order changes every epoch; order and augmentation are fixed by `seed`. `threads` load
+        the images of a batch in parallel (OpenCV and the decoders release the GIL);
+        `workers` / `use_multiprocessing` / `max_queue_size` are Keras' own, across batches.
         """
-        self.epoch += 1
-        self._order = self._epoch_order()
 
-    def batch_positions(self, index: int) -> np.ndarray:
-        """The dataframe rows that make batch `index` of the current epoch."""
-        if not 0 <= index < len(self):
-            raise IndexError(f"batch index {index} out of range (0..{len(self) - 1})")
-        return self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        def __init__(self, dataframe: pd.DataFrame, x_col: str = "path", y_col: str | None = "label",
+                     mask_col: str | None = None, classes: Sequence | None = None,
+                     class_mode: str | None = "categorical", image_size: tuple[int, int] = (224, 224),
+                     channels: int = 3, batch_size: int = 32, shuffle: bool = True, seed: int | None = None,
+                     augment: Augment | None = None, preprocess: Callable | None = None,
+                     threads: int | None = None, workers: int = 1, use_multiprocessing: bool = False,
+                     max_queue_size: int = 10):
+            if class_mode not in CLASS_MODES:
+                raise ValueError(f"class_mode must be one of {CLASS_MODES}, not {class_mode!r}")
+            if batch_size < 1:
+                raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+            keras.utils.PyDataset.__init__(self, workers=workers, use_multiprocessing=use_multiprocessing,
+                                           max_queue_size=max_queue_size)
+            self._init_table(dataframe, x_col, y_col, mask_col, classes, image_size, channels, augment,
+                             preprocess, seed, needs_labels=class_mode in ("categorical", "binary", "sparse"),
+                             needs_masks=class_mode == "mask")
+            if class_mode == "binary" and len(self.classes) != 2:
+                raise ValueError(f"class_mode='binary' needs exactly 2 classes, found {self.classes}")
+            self.class_mode = class_mode
+            self.batch_size = int(batch_size)
+            self.shuffle = shuffle
+            self.threads = threads if threads is not None else min(8, os.cpu_count() or 1)
+            self.epoch = 0
+            self._order = self._epoch_order()
 
-    def _load_batch(self, positions: np.ndarray) -> list:
-        def load(position):
-            rng = example_rng(self.seed, self.epoch, int(position)) if self.augment is not None else None
-            return self.load(int(position), rng)
+        def _epoch_order(self) -> np.ndarray:
+            if not self.shuffle:
+                return np.arange(len(self.paths))
+            return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.paths))
 
-        if self.threads <= 1 or len(positions) == 1:
-            return [load(p) for p in positions]
-        return list(_thread_pool(self.threads).map(load, positions))
+        def __len__(self) -> int:
+            return math.ceil(len(self.paths) / self.batch_size)
 
-    def __getitem__(self, index: int):
-        positions = self.batch_positions(index)
-        examples = self._load_batch(positions)
-        images = np.stack([image for image, _ in examples])
-        if self.preprocess is not None:
-            images = np.asarray(self.preprocess(images), dtype=np.float32)
-        if self.class_mode is None:
-            return images
-        if self.class_mode == "mask":
-            return images, np.stack([mask for _, mask in examples])
-        labels = self.labels[positions]
-        if self.class_mode == "sparse":
-            return images, labels
-        if self.class_mode == "binary":
-            return images, labels.astype(np.float32)
-        return images, np.eye(len(self.classes), dtype=np.float32)[labels]
+        def on_epoch_end(self):
+            """Next epoch: new augmentation draws and, with shuffle, a new order.
+
+            Keras calls this after every epoch and also when it resets its iterator (so `epoch`
+            counts calls, not training epochs); each call moves to fresh draws all the same.
+            """
+            self.epoch += 1
+            self._order = self._epoch_order()
+
+        def batch_positions(self, index: int) -> np.ndarray:
+            """The dataframe rows that make batch `index` of the current epoch."""
+            if not 0 <= index < len(self):
+                raise IndexError(f"batch index {index} out of range (0..{len(self) - 1})")
+            return self._order[index * self.batch_size:(index + 1) * self.batch_size]
+
+        def _load_batch(self, positions: np.ndarray) -> list:
+            rngs = [example_rng(self.seed, self.epoch, int(p)) for p in positions] if self.augment is not None else None
+            return load_examples([self.paths[p] for p in positions], self.image_size, self.channels, self.augment, rngs,
+                                 None if self.mask_paths is None else [self.mask_paths[p] for p in positions],
+                                 threads=self.threads)
+
+        def __getitem__(self, index: int):
+            positions = self.batch_positions(index)
+            examples = self._load_batch(positions)
+            images = np.stack([image for image, _ in examples])
+            if self.preprocess is not None:
+                images = np.asarray(self.preprocess(images), dtype=np.float32)
+            if self.class_mode is None:
+                return images
+            if self.class_mode == "mask":
+                return images, np.stack([mask for _, mask in examples])
+            labels = self.labels[positions]
+            if self.class_mode == "sparse":
+                return images, labels
+            if self.class_mode == "binary":
+                return images, labels.astype(np.float32)
+            return images, np.eye(len(self.classes), dtype=np.float32)[labels]
+
+    KerasImageDataset.__module__ = __name__
+    KerasImageDataset.__qualname__ = "KerasImageDataset"
+    return KerasImageDataset
 
 
 # --- PyTorch (imported only when these names are used) -----------------------------------
@@ -342,9 +315,14 @@ def make_torch_loader(dataset, batch_size: int = 32, shuffle: bool = True, num_w
                                        worker_init_fn=seed_worker, drop_last=drop_last, **kwargs)
 
 
+_LAZY_CLASSES = {"KerasImageDataset": _define_keras_dataset, "TorchImageDataset": _define_torch_dataset}
+
+
 def __getattr__(name):
-    if name == "TorchImageDataset":
-        cls = _define_torch_dataset()
+    # Each framework is imported only when its dataset class is first asked for, so the
+    # PyTorch path never imports Keras (and with it TensorFlow) and the other way round.
+    if name in _LAZY_CLASSES:
+        cls = _LAZY_CLASSES[name]()
         globals()[name] = cls
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

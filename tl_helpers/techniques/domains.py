@@ -14,38 +14,27 @@ memory, and reading each file once instead of once per epoch saves the decoding.
 """
 from __future__ import annotations
 
-import os
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from tl_helpers.augment import Augment
-from tl_helpers.generators import convert_channels, decode_native, resize_image
+from ..train.augment import Augment
+from ..train.loaders import load_examples
 
 
 def load_image_array(paths: Sequence[str | Path], image_size: tuple[int, int], channels: int = 3,
                      threads: int | None = None) -> np.ndarray:
     """Read the images at `paths`, resized to `image_size` = (height, width): uint8 NxHxWxC.
 
-    Uses the same decoding and resizing as `tl_helpers.generators` (area averaging when
-    shrinking), in a few threads (the decoders release the GIL).
+    The training loaders' decoding and resizing (`tl.loaders.load_examples`), kept as uint8.
     """
     paths = [str(p) for p in paths]
     if not paths:
         raise ValueError("no image paths given")
-    size = (int(image_size[0]), int(image_size[1]))
-
-    def load(path: str) -> np.ndarray:
-        return convert_channels(resize_image(decode_native(path), size), channels)
-
-    threads = threads if threads is not None else min(8, os.cpu_count() or 1)
-    if threads <= 1:
-        return np.stack([load(p) for p in paths])
-    with ThreadPoolExecutor(threads) as pool:
-        return np.stack(list(pool.map(load, paths)))
+    examples = load_examples(paths, (int(image_size[0]), int(image_size[1])), channels, threads=threads)
+    return np.stack([image for image, _ in examples]).astype(np.uint8)
 
 
 def stable_key(name) -> int:

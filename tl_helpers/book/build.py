@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from .data import project_root
+from ..paths import project_root
 
 GENERATED = Path("book") / "generated"
 REFERENCE_PROFILES = ("cpu", "paper")

@@ -1,5 +1,5 @@
-"""Training helpers that run unattended: an adaptive-LR Keras callback, early stopping that
-keeps the best epoch, and PyTorch one-cycle.
+"""Keras training that runs unattended: an adaptive-LR callback, early stopping that keeps
+the best epoch, and one call that fits, restores the best epoch and times it.
 
 Keras: the EfficientNet article's `LR_ASK` callback keeps the best weights, lowers the
 learning rate when the validation loss stops improving, and at a chosen epoch waits for a
@@ -8,11 +8,6 @@ types. `AdaptiveLearningRate` does the same job with the answers given as parame
 (`ask_epoch`, `extend_by`), and it is backend-neutral: weights are copied with
 `get_weights` / `set_weights` and the learning rate is the optimizer's Keras variable,
 changed with `.assign`, which works with the TensorFlow, PyTorch and JAX backends alike.
-
-PyTorch: one-cycle scheduling is `torch.optim.lr_scheduler.OneCycleLR` as it is; the only
-rule is the order: call `scheduler.step()` after `optimizer.step()`, once per batch
-(stepping it first skips the first LR value and PyTorch warns). `make_one_cycle` builds it
-for a number of epochs and batches.
 """
 from __future__ import annotations
 
@@ -145,14 +140,3 @@ def stop_and_keep_best(checkpoint, patience: int) -> list:
     return [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
             keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True,
                                             save_weights_only=True)]
-
-
-def make_one_cycle(optimizer, max_lr: float, epochs: int, steps_per_epoch: int, **options):
-    """`torch.optim.lr_scheduler.OneCycleLR` over epochs x steps_per_epoch batches.
-
-    Step it once per batch, after `optimizer.step()`. Extra keyword options (pct_start,
-    div_factor, anneal_strategy, ...) go to OneCycleLR unchanged.
-    """
-    from torch.optim.lr_scheduler import OneCycleLR
-
-    return OneCycleLR(optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=steps_per_epoch, **options)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -115,3 +116,60 @@ def image_info(path: str | Path) -> dict:
     """Size, mode and format of an image from its header, without decoding the pixels."""
     with Image.open(path) as image:
         return {"width": image.width, "height": image.height, "mode": image.mode, "format": image.format}
+
+
+# --- fast decoding and resizing for the training loaders -------------------------------
+
+_CV2_FORMATS = (".jpg", ".jpeg", ".png")
+
+
+def decode_native(path: str | Path) -> np.ndarray:
+    """Read an image as uint8 in its own channels: HxW (gray) or HxWx3 (RGB; alpha dropped).
+
+    Plain 8-bit JPEG/PNG files take OpenCV's decoder (about 2.5x faster than Pillow here,
+    and pixel-identical on the datasets' files); everything else, and every failure, goes
+    through `read_image`, which handles the odd formats and names the file.
+    """
+    if str(path).lower().endswith(_CV2_FORMATS):
+        pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if pixels is not None and pixels.dtype == np.uint8 and (pixels.ndim == 2 or pixels.shape[2] == 3):
+            return pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    return read_image(path, channels=None)
+
+
+def convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """HxW or HxWx3 uint8 -> HxWxC with C = `channels` (1 or 3)."""
+    if image.ndim == 2 and channels == 3:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)  # a faster np.repeat
+    return _with_channel_axis(to_channels(image, channels))
+
+
+def decode_image(path: str | Path, channels: int = 3) -> np.ndarray:
+    """Read an image as uint8 HxWxC with C = `channels` (1 or 3)."""
+    return convert_channels(decode_native(path), channels)
+
+
+def _with_channel_axis(array: np.ndarray) -> np.ndarray:
+    return array[..., None] if array.ndim == 2 else array
+
+
+def resize_image(image: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """Resize HxW(xC) to `image_size` = (height, width); area averaging when shrinking."""
+    height, width = image_size
+    if image.shape[:2] == (height, width):
+        return image
+    shrinking = height < image.shape[0] and width < image.shape[1]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR  # area: no aliasing
+    return cv2.resize(image, (width, height), interpolation=interpolation).reshape(
+        (height, width) + image.shape[2:])
+
+
+def read_mask(path: str | Path, image_size: tuple[int, int]) -> np.ndarray:
+    """A mask file as uint8 HxWx1 of 0 / 1 (foreground: pixels above 127), at `image_size`.
+
+    The mask is resized exactly as its image is, then thresholded at one half: it stays
+    binary and keeps the image's pixel grid. (Nearest-neighbour resizing would not: OpenCV
+    picks one corner of each block, shifting the mask by up to half a source pixel.)
+    """
+    mask = np.where(read_image(path, channels=1) > 127, np.uint8(255), np.uint8(0))
+    return (resize_image(mask, image_size) > 127).astype(np.uint8)[..., None]

@@ -58,28 +58,41 @@ def _resample_indices(y_true: np.ndarray, rng: np.random.Generator, stratified: 
     return np.concatenate(parts)
 
 
-def bootstrap_ci(metric_fn: Callable, y_true, y_score_or_pred, n_boot: int = 1000, seed: int = 0,
-                 stratified: bool = True, confidence: float = 0.95) -> Estimate:
-    """Percentile-bootstrap interval of metric_fn(y_true, y_score_or_pred).
+def _resample_groups(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices of one bootstrap resample of whole groups (as many groups as there are)."""
+    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    return np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
 
-    Resamples with replacement `n_boot` times (within each class of y_true when
-    `stratified`); resamples where the metric is undefined (raises ValueError or gives NaN)
-    are dropped. The value is the metric on the full data.
+
+def bootstrap_ci(metric_fn: Callable, y_true, y_score_or_pred=None, n_boot: int = 1000, seed: int = 0,
+                 stratified: bool = True, confidence: float = 0.95, groups=None) -> Estimate:
+    """Percentile-bootstrap interval of metric_fn(y_true, y_score_or_pred), or of metric_fn(y_true).
+
+    Resamples with replacement `n_boot` times: whole `groups` when given (patients, slides:
+    the unit that was sampled, so that correlated examples move together), else examples,
+    within each class of y_true when `stratified`. Resamples where the metric is undefined
+    (raises ValueError or gives NaN) are dropped. The value is the metric on the full data.
+    With a single second argument left out, `metric_fn` gets one array (e.g. `np.mean` of
+    per-slice Dice scores). Taught in chapter 1 (examples) and chapter 4 (patients).
     """
     y_true = np.asarray(y_true)
-    y_other = np.asarray(y_score_or_pred)
-    if len(y_true) != len(y_other):
-        raise ValueError(f"y_true has {len(y_true)} samples but the scores/predictions {len(y_other)}")
-    value = float(metric_fn(y_true, y_other))
+    arrays = [y_true] if y_score_or_pred is None else [y_true, np.asarray(y_score_or_pred)]
+    if len(arrays) == 2 and len(y_true) != len(arrays[1]):
+        raise ValueError(f"y_true has {len(y_true)} samples but the scores/predictions {len(arrays[1])}")
+    if groups is not None:
+        groups = np.asarray(groups)
+        if len(groups) != len(y_true):
+            raise ValueError(f"{len(groups)} group labels for {len(y_true)} samples")
+    value = float(metric_fn(*arrays))
     rng = np.random.default_rng(seed)
     samples = []
     for _ in range(n_boot):
-        index = _resample_indices(y_true, rng, stratified)
+        index = _resample_groups(groups, rng) if groups is not None else _resample_indices(y_true, rng, stratified)
         try:
             with warnings.catch_warnings():
                 # A resample without some class makes sklearn warn "not defined"; it is dropped.
                 warnings.simplefilter("ignore")
-                sample = float(metric_fn(y_true[index], y_other[index]))
+                sample = float(metric_fn(*(array[index] for array in arrays)))
         except ValueError:
             continue
         if not np.isnan(sample):
@@ -121,8 +134,8 @@ def binary_report(y_true, p_positive, threshold: float = 0.5, n_boot: int = 1000
         "accuracy": proportion(int((y_pred == y_true).sum()), len(y_true)),
         "sensitivity": proportion(int(y_pred[positives].sum()), int(positives.sum())),
         "specificity": proportion(int((1 - y_pred[negatives]).sum()), int(negatives.sum())),
-        "balanced_accuracy": bootstrap_ci(_balanced_accuracy, y_true, y_pred, n_boot, seed) if both_classes else nan,
-        "roc_auc": bootstrap_ci(_roc_auc, y_true, p_positive, n_boot, seed) if both_classes else nan,
+        "balanced_accuracy": bootstrap_ci(_balanced_accuracy, y_true, y_pred, n_boot=n_boot, seed=seed) if both_classes else nan,
+        "roc_auc": bootstrap_ci(_roc_auc, y_true, p_positive, n_boot=n_boot, seed=seed) if both_classes else nan,
     }
 
 
@@ -159,7 +172,7 @@ def multiclass_report(y_true, y_pred, class_names: Sequence[str], n_boot: int = 
         recall[str(name)] = proportion(int((y_pred[members] == index).sum()), int(members.sum()))
     return {
         "accuracy": proportion(int((y_true == y_pred).sum()), len(y_true)),
-        "macro_f1": bootstrap_ci(_macro_f1, y_true, y_pred, n_boot, seed),
+        "macro_f1": bootstrap_ci(_macro_f1, y_true, y_pred, n_boot=n_boot, seed=seed),
         "recall": recall,
     }
 
@@ -176,3 +189,37 @@ def report_table(report: dict):
             rows[name] = entry
     return pd.DataFrame.from_dict({k: tuple(v) for k, v in rows.items()}, orient="index",
                                   columns=list(Estimate._fields))
+
+
+# --- segmentation: Dice on thresholded masks ------------------------------------------
+
+def binarize(masks, threshold: float = 0.5) -> np.ndarray:
+    """Boolean (N, H, W) masks from (N, H, W) or (N, H, W, 1) masks: probabilities, 0/1 or 0/255.
+
+    Values above 1 mean an 8-bit mask file (0/255) and are scaled to [0, 1] first.
+    Also takes a single HxW mask (then HxW out). Taught in chapter 4.
+    """
+    masks = np.asarray(masks)
+    if masks.ndim in (3, 4) and masks.shape[-1] == 1:
+        masks = masks[..., 0]
+    values = masks.astype(np.float32, copy=False)
+    if values.size and values.max() > 1.0:
+        values = values / 255.0
+    return values > threshold
+
+
+def dice_scores(true_masks, pred_masks, threshold: float = 0.5, empty_score: float = 1.0) -> np.ndarray:
+    """Dice = 2|T and P| / (|T| + |P|) per slice, masks thresholded at `threshold`.
+
+    When a slice's true and predicted masks are both empty, Dice is 0/0; it scores
+    `empty_score` (1: the slice was rightly left empty). A non-empty prediction on an
+    empty true mask, or an empty prediction on a tumour, scores 0. Taught in chapter 4.
+    """
+    truth, predicted = binarize(true_masks, threshold), binarize(pred_masks, threshold)
+    if truth.shape != predicted.shape:
+        raise ValueError(f"true masks {truth.shape} and predictions {predicted.shape} differ in shape")
+    overlap = np.logical_and(truth, predicted).sum(axis=(1, 2))
+    total = truth.sum(axis=(1, 2)) + predicted.sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scores = np.where(total > 0, 2.0 * overlap / np.maximum(total, 1), float(empty_score))
+    return scores.astype(np.float64)

@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from tl_helpers.metrics import class_indices
+from .metrics import binarize, class_indices, dice_scores
 
 RIGHT_COLOUR = "green"
 WRONG_COLOUR = "red"
@@ -104,24 +104,6 @@ def plot_image_grid(images, titles=None, ncols: int = 5, labels=None, prediction
     return _finish(fig, save)
 
 
-def binary_mask(mask, threshold: float = 0.5) -> np.ndarray:
-    """A boolean HxW mask from 0/255 uint8, 0/1 integers or probabilities in [0, 1]."""
-    mask = np.asarray(mask)
-    if mask.ndim == 3:
-        mask = mask[..., 0]
-    values = mask.astype(np.float32)
-    if values.size and values.max() > 1.0:
-        values = values / 255.0
-    return values > threshold
-
-
-def dice_score(true_mask, pred_mask) -> float:
-    """Dice overlap of two masks; 1.0 when both are empty (nothing to find, nothing found)."""
-    true_mask, pred_mask = binary_mask(true_mask), binary_mask(pred_mask)
-    total = true_mask.sum() + pred_mask.sum()
-    return 1.0 if total == 0 else float(2.0 * np.logical_and(true_mask, pred_mask).sum() / total)
-
-
 def _draw_overlay(ax, image, mask: np.ndarray, colour: str, alpha: float) -> None:
     """Image with the mask as a semi-transparent colour layer and its outline."""
     shown = _displayable(image)
@@ -148,7 +130,7 @@ def plot_mask_overlay(images, true_masks, pred_masks=None, titles=None, alpha: f
     ncols = 2 if pred_masks is None else 3
     fig = Figure(figsize=(2.2 * ncols, 2.3 * len(images)), layout="constrained")
     for row, image in enumerate(images):
-        truth = binary_mask(true_masks[row])
+        truth = binarize(true_masks[row])
         ax = fig.add_subplot(len(images), ncols, row * ncols + 1)
         shown = _displayable(image)
         ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
@@ -159,9 +141,9 @@ def plot_mask_overlay(images, true_masks, pred_masks=None, titles=None, alpha: f
         ax.set_title("true mask", fontsize=8)
         if pred_masks is not None:
             ax = fig.add_subplot(len(images), ncols, row * ncols + 3)
-            predicted = binary_mask(pred_masks[row])
+            predicted = binarize(pred_masks[row])
             _draw_overlay(ax, image, predicted, PRED_MASK_COLOUR, alpha)
-            ax.set_title(f"predicted (Dice {dice_score(truth, predicted):.2f})", fontsize=8)
+            ax.set_title(f"predicted (Dice {dice_scores(truth[None], predicted[None])[0]:.2f})", fontsize=8)
     return _finish(fig, save)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from .data import project_root
+from ..paths import project_root
 
 PROFILE_ENV = "TL_PROFILE"
 

@@ -1,0 +1,242 @@
+"""The registry of the five datasets (`DATASETS`) and where each one lives on disk.
+
+Synthetic look-alikes are made in the cache folder (`tl_helpers.paths.cache_dir`), never
+in the reader's data folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+from ..paths import cache_dir, project_root
+
+__all__ = ['DATA_DIR_ENV', 'SYNTHETIC_MARKER', 'DatasetSpec', 'DATASETS', 'DataError',
+           'DatasetNotFoundError', 'DataLayoutError', 'DownloadError', 'spec', 'resolve_data_dir',
+           'how_to_get', 'locate', 'is_synthetic', 'describe_source', 'dataset_root', 'synthesize']
+
+DATA_DIR_ENV = "TL_DATA_DIR"
+SYNTHETIC_MARKER = "SYNTHETIC.json"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What one dataset is and how it is laid out on disk (the Kaggle layout)."""
+
+    name: str  # folder name under the data directory
+    title: str
+    chapter: str
+    kaggle_ref: str  # owner/dataset, or the competition name
+    kaggle_kind: str  # "dataset" or "competition"
+    kind: str  # "class_folders", "lgg_segmentation" or "labels_csv"
+    layout: str  # the expected layout, as a reader would write it
+    required_splits: tuple[str, ...] = ()
+    optional_splits: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
+    full_counts: dict = field(default_factory=dict)  # {split: {class: n}} of the Kaggle release
+    citation: str = ""
+
+    @property
+    def kaggle_url(self) -> str:
+        if self.kaggle_kind == "competition":
+            return f"https://www.kaggle.com/competitions/{self.kaggle_ref}/data"
+        return f"https://www.kaggle.com/datasets/{self.kaggle_ref}"
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in [
+        DatasetSpec(
+            name="brain_mri_yes_no",
+            title="Brain MRI images for brain tumor detection (yes/no)",
+            chapter="1: Xception",
+            kaggle_ref="navoneel/brain-mri-images-for-brain-tumor-detection",
+            kaggle_kind="dataset",
+            kind="class_folders",
+            layout="brain_mri_yes_no/{yes,no}/<image>.{jpg,JPG,jpeg,png}",
+            required_splits=("",),
+            classes=("no", "yes"),
+            full_counts={"": {"no": 98, "yes": 155}},
+            citation="N. Chakrabarty, Brain MRI Images for Brain Tumor Detection, Kaggle, 2019.",
+        ),
+        DatasetSpec(
+            name="brain_tumor_mri_4class",
+            title="Brain tumor MRI dataset (glioma, meningioma, no tumour, pituitary)",
+            chapter="2: EfficientNetB3",
+            kaggle_ref="masoudnickparvar/brain-tumor-mri-dataset",
+            kaggle_kind="dataset",
+            kind="class_folders",
+            layout="brain_tumor_mri_4class/{Training,Testing}/{glioma,meningioma,notumor,pituitary}/<image>.jpg",
+            required_splits=("Training",),
+            optional_splits=("Testing",),
+            classes=("glioma", "meningioma", "notumor", "pituitary"),
+            full_counts={
+                "Training": {"glioma": 1321, "meningioma": 1339, "notumor": 1595, "pituitary": 1457},
+                "Testing": {"glioma": 300, "meningioma": 306, "notumor": 405, "pituitary": 300},
+            },
+            citation="M. Nickparvar, Brain Tumor MRI Dataset, Kaggle, 2021.",
+        ),
+        DatasetSpec(
+            name="chest_xray",
+            title="Chest X-ray images (pneumonia), Kermany et al.",
+            chapter="3: X-ray retraining",
+            kaggle_ref="paultimothymooney/chest-xray-pneumonia",
+            kaggle_kind="dataset",
+            kind="class_folders",
+            layout="chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/<image>.jpeg",
+            required_splits=("train",),
+            optional_splits=("val", "test"),
+            classes=("NORMAL", "PNEUMONIA"),
+            full_counts={
+                "train": {"NORMAL": 1341, "PNEUMONIA": 3875},
+                "val": {"NORMAL": 8, "PNEUMONIA": 8},
+                "test": {"NORMAL": 234, "PNEUMONIA": 390},
+            },
+            citation="D. Kermany et al., Identifying medical diagnoses and treatable diseases by "
+            "image-based deep learning, Cell 172(5), 2018.",
+        ),
+        DatasetSpec(
+            name="lgg_mri_segmentation",
+            title="LGG brain MRI segmentation (TCGA), Buda et al.",
+            chapter="4: ResNet50 + ResUNet",
+            kaggle_ref="mateuszbuda/lgg-mri-segmentation",
+            kaggle_kind="dataset",
+            kind="lgg_segmentation",
+            layout="lgg_mri_segmentation/kaggle_3m/TCGA_<site>_<id>_<date>/TCGA_<site>_<id>_<date>_<N>.tif "
+            "+ ..._<N>_mask.tif, and kaggle_3m/data.csv",
+            classes=("no tumour", "tumour"),
+            full_counts={"patients": 110, "slices": 3929},
+            citation="M. Buda, A. Saha, M. Mazurowski, Association of genomic subtypes of lower-grade "
+            "gliomas with shape features automatically extracted by a deep learning algorithm, "
+            "Computers in Biology and Medicine 109, 2019.",
+        ),
+        DatasetSpec(
+            name="pcam",
+            title="Histopathologic cancer detection (PatchCamelyon patches)",
+            chapter="5: PyTorch ResNet50",
+            kaggle_ref="histopathologic-cancer-detection",
+            kaggle_kind="competition",
+            kind="labels_csv",
+            layout="pcam/train/<id>.tif (96x96 RGB) + pcam/train_labels.csv (id,label)",
+            classes=("0", "1"),
+            full_counts={"train": {"0": 130908, "1": 89117}},
+            citation="B. Veeling et al., Rotation equivariant CNNs for digital pathology, MICCAI 2018; "
+            "Kaggle competition Histopathologic Cancer Detection, 2018.",
+        ),
+    ]
+}
+
+
+class DataError(Exception):
+    """Base class of the data errors; messages say what was expected, where, and the fix."""
+
+
+class DatasetNotFoundError(DataError, FileNotFoundError):
+    pass
+
+
+class DataLayoutError(DataError):
+    pass
+
+
+class DownloadError(DataError):
+    pass
+
+
+def spec(name: str) -> DatasetSpec:
+    """The DatasetSpec of `name`, with the list of known names when it is not one."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
+
+
+# --- where things are ------------------------------------------------------------------
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """The data directory: the argument, else $TL_DATA_DIR, else the project's `data/`."""
+    if data_dir:
+        return Path(data_dir).expanduser().resolve()
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]).expanduser().resolve()
+    return project_root() / "data"
+
+
+def how_to_get(name: str, target: Path) -> str:
+    """Instructions, in words, for putting dataset `name` at `target`."""
+    s = spec(name)
+    return (
+        f"To get it: (a) with Kaggle credentials (~/.kaggle/kaggle.json, or KAGGLE_USERNAME and "
+        f"KAGGLE_KEY), run `python -c \"import tl_helpers.data as d; d.download('{name}')\"`; or "
+        f"(b) download the zip from {s.kaggle_url} and run "
+        f"`python -c \"import tl_helpers.data as d; d.install_from_zip('{name}', 'archive.zip')\"`; or "
+        f"(c) point {DATA_DIR_ENV} (or the notebook's DATA_DIR parameter) at a folder that already "
+        f"holds `{s.name}/`. Expected layout: {s.layout}. Target: {target}"
+    )
+
+
+def locate(name: str, data_dir: str | Path | None = None) -> Path:
+    """The folder of dataset `name` under the data directory; a clear error when absent."""
+    s = spec(name)
+    base = resolve_data_dir(data_dir)
+    root = base / s.name
+    if not root.is_dir():
+        raise DatasetNotFoundError(
+            f"dataset {name!r} not found: looked for the folder {root} "
+            f"(data directory {base}, from "
+            f"{'the argument' if data_dir else DATA_DIR_ENV if os.environ.get(DATA_DIR_ENV) else 'the default'}). "
+            + how_to_get(name, root)
+        )
+    return root
+
+
+def is_synthetic(root: str | Path) -> bool:
+    return (Path(root) / SYNTHETIC_MARKER).is_file()
+
+
+def describe_source(root: str | Path) -> str:
+    """One line saying where a dataset folder came from: synthetic (with seed) or real."""
+    root = Path(root)
+    if is_synthetic(root):
+        meta = json.loads((root / SYNTHETIC_MARKER).read_text())
+        return (f"SYNTHETIC look-alike data made by tl_helpers (seed {meta['seed']}, size "
+                f"{meta['size']!r}); not real images")
+    return "real data"
+
+
+def dataset_root(name: str, synthetic: bool, data_dir: str | Path | None = None, seed: int = 0,
+                 size: str = "smoke") -> Path:
+    """The one call a chapter makes: a synthetic set (made once, then reused) or the real one.
+
+    Synthetic sets go to `<cache>/synthetic/<name>-<size>-seed<seed>` (`paths.cache_dir`),
+    never into the data directory; they are remade when the generator's version changed.
+    """
+    if not synthetic:
+        return locate(name, data_dir)
+    from . import synthetic as synth
+
+    root = cache_dir("synthetic") / f"{name}-{size}-seed{seed}"
+    marker = root / SYNTHETIC_MARKER
+    if marker.is_file():
+        meta = json.loads(marker.read_text())
+        if meta.get("generator_version") == synth.GENERATOR_VERSION:
+            return root
+    if marker.is_file():
+        shutil.rmtree(root)  # a stale synthetic set we made ourselves (its marker says so)
+    elif root.exists() and any(root.iterdir()):
+        raise DataLayoutError(f"{root} exists but holds no {SYNTHETIC_MARKER}: it is not a synthetic set "
+                              "made by tl_helpers, so it is left alone. Move it away, or set TL_CACHE_DIR to another folder.")
+    synth.synthesize(name, root, seed=seed, size=size)
+    return root
+
+
+def synthesize(name: str, root: str | Path, seed: int = 0, size: str = "smoke") -> Path:
+    """Write a small synthetic look-alike of dataset `name` at `root` (see `synthetic`)."""
+    from . import synthetic as synth
+
+    return synth.synthesize(name, root, seed=seed, size=size)
+
+
