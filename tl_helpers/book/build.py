@@ -1,8 +1,8 @@
 """Build the jupyter-book from executed notebooks and the pages in `book/`.
 
-    python -m tl_helpers.book                    # run the smoke profile, then build
-    python -m tl_helpers.book --profile cpu --data-dir ../shared/data
-    python -m tl_helpers.book --no-run           # build from the runs already in runs/<profile>/
+    python -m tl_helpers.book.build              # run the smoke profile, then build
+    python -m tl_helpers.book.build --profile cpu --data-dir ../shared/data
+    python -m tl_helpers.book.build --no-run     # build from the runs already in runs/<profile>/
 
 The book never executes notebooks itself (execution is off in `_config.yml`): the runner
 has run them. For each chapter the book shows the committed reference run in
@@ -41,7 +41,7 @@ def stage_notebooks(runs_dir: Path, fresh: bool = False) -> dict[str, Path]:
         source = next((c for c in candidates if c.is_file()), None)
         if source is None:
             raise FileNotFoundError(f"no executed copy of {notebook.name} in {runs_dir} or results/; "
-                                    "run `python -m tl_helpers.runner` first")
+                                    "run `python -m tl_helpers.book.runner` first")
         shutil.copyfile(source, target / notebook.name)
         chosen[notebook.stem] = source
     return chosen
@@ -123,7 +123,7 @@ def build(profile: str = "smoke", run_first: bool = True, fresh: bool = False, d
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tl_helpers.book", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tl_helpers.book.build", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--data-dir", help="data directory for the run (default $TL_DATA_DIR, else data/)")

@@ -1,8 +1,8 @@
 """Run chapter notebooks headless with papermill, for a profile.
 
-    python -m tl_helpers.runner --profile smoke                 # every notebook
-    python -m tl_helpers.runner --profile cpu --data-dir ../shared/data notebooks/00_datasets.ipynb
-    python -m tl_helpers.runner --refresh-sources   # update the outputs stored in notebooks/
+    python -m tl_helpers.book.runner --profile smoke                 # every notebook
+    python -m tl_helpers.book.runner --profile cpu --data-dir ../shared/data notebooks/00_datasets.ipynb
+    python -m tl_helpers.book.runner --refresh-sources   # update the outputs stored in notebooks/
 
 Each executed notebook and its run card (`<stem>.json`, written by the notebook) go to an
 output folder (default `runs/<profile>/`), never to `notebooks/`. The run stops at the
@@ -122,7 +122,7 @@ def refresh_sources(notebooks: list[Path] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tl_helpers.runner", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tl_helpers.book.runner", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: all)")
     parser.add_argument("--profile", default="smoke", help=f"one of {', '.join(available_profiles())}")
