@@ -27,9 +27,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-from tl_helpers import backbones, features  # noqa: E402
+from tl_helpers.train import backbones, features  # noqa: E402
 from tl_helpers.data import list_class_images  # noqa: E402
-from tl_helpers.generators import KerasImageDataset  # noqa: E402
+from tl_helpers.train.loaders import KerasImageDataset  # noqa: E402
 
 SHARED = Path(os.environ.get("TL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

@@ -19,8 +19,8 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tl_helpers.augment import Augment  # noqa: E402
-from tl_helpers.generators import KerasImageDataset  # noqa: E402
+from tl_helpers.train.augment import Augment  # noqa: E402
+from tl_helpers.train.loaders import KerasImageDataset  # noqa: E402
 
 SHARED = Path(os.environ.get("TL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SETTINGS = dict(rotation_range=20, width_shift_range=0.1, height_shift_range=0.1, zoom_range=0.1,

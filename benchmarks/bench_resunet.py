@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tl_helpers as tl  # noqa: E402  (first: it orders the imports TensorFlow needs)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from tl_helpers import segmentation as seg  # noqa: E402
+from tl_helpers.techniques import segmentation as seg  # noqa: E402
 
 SHARED = Path(os.environ.get("TL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -37,7 +37,7 @@ def main():
     tumour = slices[slices.has_tumour].iloc[:args.slices].reset_index(drop=True)
     augment = tl.augment.Augment(rotation_range=10, width_shift_range=0.05, height_shift_range=0.05,
                                  zoom_range=0.05, horizontal_flip=True)  # chapter 4's
-    loader = tl.generators.KerasImageDataset(
+    loader = tl.loaders.KerasImageDataset(
         tumour, x_col="image_path", y_col=None, mask_col="mask_path", class_mode="mask",
         image_size=(args.size, args.size), batch_size=args.batch_size, preprocess=seg.standardize_images,
         shuffle=True, seed=0, augment=augment)

@@ -6,7 +6,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tl_helpers import data, synthetic
+from tl_helpers import data
+from tl_helpers.data import synthetic
 
 with tempfile.TemporaryDirectory() as tmp:
     total = 0.0

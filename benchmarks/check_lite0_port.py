@@ -17,8 +17,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tl_helpers import backbones as bb  # noqa: E402  (before keras: loads triton first)
-from tl_helpers.images import is_image_file, read_image  # noqa: E402
+from tl_helpers.train import backbones as bb, lite0, weights  # noqa: E402  (before keras: loads triton first)
+from tl_helpers.data.images import is_image_file, read_image  # noqa: E402
 
 SIZE = 224
 SHARED_DATA = Path(os.environ.get("TL_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -46,7 +46,7 @@ def main() -> None:
     import skimage.data
     import torch
 
-    keras_model, torch_model = bb.build_lite0_keras(), bb.build_lite0_torch()
+    keras_model, torch_model = lite0.build_lite0_keras(), lite0.build_lite0_torch()
     normalize = bb.torch_normalize_lite0()
 
     def keras_logits(images):
@@ -58,7 +58,7 @@ def main() -> None:
             return torch_model(normalize(batch)).numpy()
 
     print(f"Keras {keras.__version__} (backend {keras.backend.backend()}), torch "
-          f"{torch.__version__}; weights: {bb.lite0_weights_source()}")
+          f"{torch.__version__}; weights: {lite0.lite0_weights_source()}")
     random_images = np.random.default_rng(0).integers(0, 256, (8, SIZE, SIZE, 3), dtype=np.uint8)
     photos = {"chelsea (cat)": resized(skimage.data.chelsea()),
               "coffee": resized(skimage.data.coffee())}
@@ -72,7 +72,7 @@ def main() -> None:
         print(f"max |logit difference| Keras - PyTorch, {label}: {difference:.2e}")
     for photo, image in photos.items():
         for framework, logits in (("keras", keras_logits), ("torch", torch_logits)):
-            top5 = bb.top_k_classes(logits(image[None])[0], k=5)
+            top5 = weights.top_k_classes(logits(image[None])[0], k=5)
             names = ", ".join(f"{index} {name.split(',')[0]} {p:.3f}" for index, name, p in top5)
             print(f"top-5 {photo:14s} {framework}: {names}")
     batch = np.concatenate([random_images, random_images])  # 16 images

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tl_helpers import synthetic
+from tl_helpers.data import synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,12 +1,12 @@
-"""tl_helpers.augment on real images and masks: identity, flips, alignment, Keras parity."""
+"""tl_helpers.train.augment on real images and masks: identity, flips, alignment, Keras parity."""
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tl_helpers.augment import Augment, affine_matrix, warp
-from tl_helpers.images import read_image
+from tl_helpers.train.augment import Augment, affine_matrix, warp
+from tl_helpers.data.images import read_image
 
 SHARED = Path(os.environ.get("TL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 BRAIN = SHARED / "brain_tumor_mri_4class" / "Training" / "glioma"

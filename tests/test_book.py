@@ -9,7 +9,7 @@ from urllib.parse import urljoin, urlparse
 
 import pytest
 
-from tl_helpers import book
+from tl_helpers.book import build as book
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tl_helpers import cropping
-from tl_helpers.images import read_image
+from tl_helpers.techniques import cropping
+from tl_helpers.data.images import read_image
 from tests.conftest import shared_data_dir
 
 

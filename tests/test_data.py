@@ -1,4 +1,4 @@
-"""tl_helpers.data and tl_helpers.synthetic on real files: synthetic sets, bad data, the shared data."""
+"""tl.data (registry, tables, integrity, downloads, load) and tl.synthetic on real files: synthetic sets, bad data, the shared data."""
 from __future__ import annotations
 
 import hashlib
@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tl_helpers import data, synthetic
-from tl_helpers.images import read_image
+from tl_helpers import data
+from tl_helpers.data import synthetic
+from tl_helpers.data.images import read_image
 
 
 # --- the synthetic sets ----------------------------------------------------------------
@@ -175,12 +176,67 @@ def test_missing_dataset_says_where_and_how(tmp_path, monkeypatch):
     assert "paultimothymooney/chest-xray-pneumonia" in message and "{train,val,test}" in message
 
 
-def test_dataset_root_makes_synthetic_once(tmp_path):
-    first = data.dataset_root("pcam", synthetic=True, data_dir=tmp_path)
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch) -> Path:
+    """A fresh TL_CACHE_DIR: synthetic sets are made there, never under the repository."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("TL_CACHE_DIR", str(folder))
+    return folder
+
+
+def test_dataset_root_makes_synthetic_once_in_the_cache_not_the_data_dir(tmp_path, cache_dir):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    first = data.dataset_root("pcam", synthetic=True, data_dir=data_dir)
+    assert first == cache_dir / "synthetic" / "pcam-smoke-seed0"
     stamp = (first / "train_labels.csv").stat().st_mtime_ns
-    again = data.dataset_root("pcam", synthetic=True, data_dir=tmp_path)
+    again = data.dataset_root("pcam", synthetic=True, data_dir=data_dir)
     assert again == first and (again / "train_labels.csv").stat().st_mtime_ns == stamp
     assert data.is_synthetic(first)
+    assert list(data_dir.iterdir()) == []  # nothing written into the reader's data folder
+    other = data.dataset_root("pcam", synthetic=True, data_dir=data_dir, seed=2)
+    assert other == cache_dir / "synthetic" / "pcam-smoke-seed2" and other != first
+
+
+def test_dataset_root_remakes_a_stale_synthetic_set(cache_dir):
+    root = data.dataset_root("pcam", synthetic=True)
+    marker = root / data.SYNTHETIC_MARKER
+    meta = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**meta, "generator_version": "an older one"}))
+    (root / "left_over.txt").write_text("from the old generator")
+    again = data.dataset_root("pcam", synthetic=True)
+    assert again == root and not (root / "left_over.txt").exists()
+    assert json.loads(marker.read_text())["generator_version"] == meta["generator_version"]
+
+
+# --- load: the one call a chapter makes ---------------------------------------------------
+
+def test_load_synthetic_returns_the_verified_report_of_the_dataset_folder(cache_dir):
+    report = data.load("chest_xray", synthetic=True, seed=1)
+    assert isinstance(report, data.VerifyReport) and report.ok
+    assert Path(report.root) == cache_dir / "synthetic" / "chest_xray-smoke-seed1"
+    assert Path(report.root) == data.dataset_root("chest_xray", synthetic=True, seed=1)
+    assert report.source.startswith("SYNTHETIC") and report.counts["train"]["PNEUMONIA"] > 0
+
+
+def test_load_real_folder_and_stops_on_a_damaged_one(synthetic_sets, tmp_path, cache_dir):
+    data_dir = tmp_path / "data"
+    shutil.copytree(synthetic_sets["brain_mri_yes_no"], data_dir / "brain_mri_yes_no")
+    report = data.load("brain_mri_yes_no", synthetic=False, data_dir=data_dir)
+    assert report.ok and Path(report.root) == data_dir / "brain_mri_yes_no"
+    broken = sorted((data_dir / "brain_mri_yes_no" / "yes").iterdir())[0]
+    broken.write_bytes(b"")
+    with pytest.raises(data.DataLayoutError) as error:
+        data.load("brain_mri_yes_no", synthetic=False, data_dir=data_dir)
+    assert str(broken) in str(error.value)
+    # deep=False checks layout and counts only: the empty file is still an image by name
+    assert data.load("brain_mri_yes_no", synthetic=False, data_dir=data_dir, deep=False).ok
+    shutil.rmtree(data_dir / "brain_mri_yes_no" / "no")
+    with pytest.raises(data.DataLayoutError, match="missing class folder"):
+        data.load("brain_mri_yes_no", synthetic=False, data_dir=data_dir, deep=False)
+    with pytest.raises(data.DatasetNotFoundError):
+        data.load("pcam", synthetic=False, data_dir=data_dir)
+    assert not (cache_dir / "synthetic").exists()  # real data never makes a synthetic set
 
 
 # --- download and install ----------------------------------------------------------------
@@ -276,10 +332,11 @@ def test_verify_report_is_json_friendly(synthetic_sets):
     json.dumps({"counts": report.counts, "sizes": report.size_summary()})
 
 
-def test_dataset_root_never_deletes_a_folder_it_did_not_make(tmp_path):
-    foreign = tmp_path / "synthetic" / "pcam-smoke-seed0"
+def test_dataset_root_never_deletes_a_folder_it_did_not_make(tmp_path, cache_dir):
+    foreign = cache_dir / "synthetic" / "pcam-smoke-seed0"
     foreign.mkdir(parents=True)
     (foreign / "my_notes.txt").write_text("keep me")
     with pytest.raises(data.DataLayoutError, match="left alone"):
         data.dataset_root("pcam", synthetic=True, data_dir=tmp_path)
     assert (foreign / "my_notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # nothing made beside it

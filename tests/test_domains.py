@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import tl_helpers  # noqa: F401  (first: it loads triton before TensorFlow)
-from tl_helpers.augment import Augment
-from tl_helpers.domains import load_image_array, perturbed_copy, stable_key
+from tl_helpers.train.augment import Augment
+from tl_helpers.techniques.domains import load_image_array, perturbed_copy, stable_key
 
 # The chapter's perturbation (the article's settings).
 DAMAGE = Augment(rotation_range=30, shear_range=0.2, zoom_range=0.2, horizontal_flip=True,

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from conftest import shared_data_dir
-from tl_helpers import features
-from tl_helpers.augment import Augment
-from tl_helpers.generators import load_example
+from tl_helpers import paths
+from tl_helpers.train import features
+from tl_helpers.train.augment import Augment
+from tl_helpers.train.loaders import load_example
 
 import keras  # noqa: I001
 
@@ -159,7 +160,7 @@ def test_views_train_as_more_examples(image_files, tmp_path):
 
 def test_a_backbone_record_supplies_model_preprocess_and_key_parts(image_files, tmp_path):
     paths, _ = image_files
-    backbones = pytest.importorskip("tl_helpers.backbones")
+    backbones = pytest.importorskip("tl_helpers.train.backbones")
     record = backbones.Backbone(name="tiny", framework="keras", model=tiny_backbone(), preprocess=CountingPreprocess(),
                                 preprocess_expects="0..255", weights_source="random (test)", feature_dim=16,
                                 default_size=48, pooling="avg")

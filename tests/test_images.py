@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tl_helpers.images import ImageReadError, is_image_file, read_image
+from tl_helpers.data.images import ImageReadError, is_image_file, read_image
 
 
 @pytest.fixture(scope="module")

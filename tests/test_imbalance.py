@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.utils.class_weight import compute_class_weight
 
-from tl_helpers.imbalance import balanced_class_weights
+from tl_helpers.techniques.imbalance import balanced_class_weights
 
 
 def test_weights_match_scikit_learn_and_equalise_class_totals():

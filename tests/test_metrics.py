@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, recall_score, roc_auc_score
 
-from tl_helpers import metrics
+from tl_helpers.evaluate import metrics
 
 
 @pytest.mark.parametrize("successes, n, low, high", [
@@ -109,3 +109,101 @@ def test_multiclass_report_agrees_with_sklearn_and_accepts_names():
         assert report["recall"][name].low < expected < report["recall"][name].high
     assert report["accuracy"].value == pytest.approx((y_true == y_pred).mean())
     assert "recall pituitary" in metrics.report_table(report).index
+
+
+# --- grouped (patient) bootstrap ------------------------------------------------------------
+
+def reference_patient_bootstrap(scores, patients, statistic=np.mean, n_boot=1000, seed=0, confidence=0.95):
+    """The chapter-4 patient bootstrap written out plainly (the former segmentation.patient_bootstrap_ci)."""
+    scores, patients = np.asarray(scores, dtype=np.float64), np.asarray(patients)
+    groups = [scores[patients == p] for p in np.unique(patients)]
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(n_boot):
+        drawn = rng.integers(0, len(groups), len(groups))
+        samples.append(statistic(np.concatenate([groups[i] for i in drawn])))
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return float(statistic(scores)), float(low), float(high)
+
+
+@pytest.mark.parametrize("statistic", [np.mean, np.median])
+def test_grouped_bootstrap_equals_the_plain_patient_bootstrap(statistic):
+    rng = np.random.default_rng(7)
+    patients = rng.choice(["p3", "p1", "p10", "p2", "p7"], size=23)  # unsorted names, unequal group sizes
+    scores = rng.random(23)
+    expected = reference_patient_bootstrap(scores, patients, statistic, n_boot=300, seed=4)
+    got = metrics.bootstrap_ci(statistic, scores, groups=patients, n_boot=300, seed=4)
+    assert got == pytest.approx(expected, abs=1e-12, rel=0)
+    assert got.low < got.value < got.high
+    # resampling patients, not slices, gives another interval than the slice bootstrap
+    assert got != metrics.bootstrap_ci(statistic, scores, n_boot=300, seed=4, stratified=False)
+
+
+def test_grouped_bootstrap_with_two_arrays_moves_whole_groups():
+    y_true = np.array([0, 1, 0, 1, 1, 0, 0, 1])
+    y_pred = np.array([0, 1, 1, 1, 0, 0, 0, 1])
+    patients = np.array(["a", "a", "b", "b", "c", "c", "d", "d"])
+    seen = []
+
+    def accuracy(t, p):
+        seen.append(len(t))
+        return (t == p).mean()
+
+    estimate = metrics.bootstrap_ci(accuracy, y_true, y_pred, groups=patients, n_boot=100, seed=0)
+    assert estimate.value == pytest.approx(0.75)
+    assert set(seen) == {8}  # four patients of two slices each, every time
+    with pytest.raises(ValueError, match="group labels"):
+        metrics.bootstrap_ci(np.mean, y_true, groups=patients[:5])
+
+
+def test_grouped_bootstrap_of_one_group_has_zero_width():
+    estimate = metrics.bootstrap_ci(np.mean, [0.2, 0.4, 0.9], groups=["a", "a", "a"], n_boot=50)
+    assert estimate.low == estimate.high == estimate.value == pytest.approx(0.5)
+
+
+# --- masks: binarize and Dice -------------------------------------------------------------
+
+def square(size=8, top=2, left=2, side=4):
+    mask = np.zeros((size, size), np.float32)
+    mask[top:top + side, left:left + side] = 1
+    return mask
+
+
+def test_binarize_treats_0_255_and_0_1_and_probabilities_alike():
+    ones = np.stack([square(), square(left=3), np.zeros((8, 8), np.float32)])
+    expected = ones.astype(bool)
+    as_255 = (ones * 255).astype(np.uint8)
+    as_int = ones.astype(np.int64)
+    probabilities = ones * 0.9 + 0.05  # 0.95 inside, 0.05 outside
+    for masks in (ones, as_255, as_int, probabilities, as_255[..., None], probabilities[..., None]):
+        out = metrics.binarize(masks)
+        assert out.dtype == bool and out.shape == (3, 8, 8)
+        np.testing.assert_array_equal(out, expected)
+    single = metrics.binarize(as_255[0])
+    assert single.shape == (8, 8) and np.array_equal(single, expected[0])
+    np.testing.assert_array_equal(metrics.binarize(probabilities, threshold=0.99), np.zeros_like(expected))
+    assert not metrics.binarize(np.zeros((2, 4, 4), np.uint8)).any()
+
+
+def test_dice_scores_of_known_masks():
+    truth = np.stack([square(), square(), np.zeros((8, 8)), np.zeros((8, 8)), square()])
+    # identical; shifted by 2 columns (8 of 16 pixels overlap); both empty; false alarm; missed
+    pred = np.stack([square(), square(left=4), np.zeros((8, 8)), square(), np.zeros((8, 8))])
+    scores = metrics.dice_scores(truth, pred)
+    np.testing.assert_allclose(scores, [1.0, 0.5, 1.0, 0.0, 0.0])
+    assert metrics.dice_scores(truth[2:3], pred[2:3], empty_score=np.nan)[0] != 1.0
+
+
+def test_dice_scores_accepts_probabilities_with_a_channel_axis():
+    truth = square()[None, ..., None]
+    pred = (square() * 0.9 + 0.05)[None, ..., None]  # 0.95 inside, 0.05 outside
+    assert metrics.dice_scores(truth, pred)[0] == 1.0
+    with pytest.raises(ValueError):
+        metrics.dice_scores(truth, np.zeros((1, 4, 4)))
+
+
+def test_dice_scores_of_a_0_255_mask_against_probabilities():
+    truth = (square() * 255).astype(np.uint8)[None]
+    pred = square(left=4)[None, ..., None] * 0.8
+    np.testing.assert_allclose(metrics.dice_scores(truth, pred), [0.5])

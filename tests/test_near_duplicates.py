@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tl_helpers import near_duplicates as nd
-from tl_helpers.images import read_image
+from tl_helpers.techniques import near_duplicates as nd
+from tl_helpers.data.images import read_image
 from tests.conftest import shared_data_dir
 
 

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tl_helpers.augment import Augment
-from tl_helpers.images import read_image
-from tl_helpers.oversampling import add_augmented_copies, copies_needed
+from tl_helpers.train.augment import Augment
+from tl_helpers.data.images import read_image
+from tl_helpers.techniques.oversampling import add_augmented_copies, copies_needed
 from tests.conftest import shared_data_dir
 
 AUGMENT = Augment(rotation_range=20, width_shift_range=0.1, height_shift_range=0.1, horizontal_flip=True)

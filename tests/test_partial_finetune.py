@@ -5,8 +5,8 @@ import pytest
 import tl_helpers  # noqa: F401  (import order: triton before TensorFlow)
 import keras
 
-from tl_helpers.backbones import build_lite0_keras
-from tl_helpers.partial_finetune import join_models, split_functional_model
+from tl_helpers.train.lite0 import build_lite0_keras
+from tl_helpers.train.partial_finetune import join_models, split_functional_model
 
 
 @pytest.fixture(scope="module")

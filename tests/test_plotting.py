@@ -8,8 +8,8 @@ from PIL import Image
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from conftest import shared_data_dir
-from tl_helpers import plotting
-from tl_helpers.images import read_image
+from tl_helpers.evaluate import metrics, plotting
+from tl_helpers.data.images import read_image
 
 SHARED_DATA = shared_data_dir() or Path("/nonexistent")
 LGG = SHARED_DATA / "lgg_mri_segmentation" / "kaggle_3m"
@@ -110,7 +110,7 @@ def test_mask_overlay_without_prediction_and_with_empty_mask():
     fig = plotting.plot_mask_overlay(images, empty)
     assert len(fig.axes) == 2
     assert not (fig.axes[1].images[1].get_array()[..., 3] > 0).any()
-    assert plotting.dice_score(empty[0], empty[0]) == 1.0
+    assert metrics.dice_scores(empty[0][None], empty[0][None])[0] == 1.0
 
 
 def test_dice_score_accepts_probabilities_and_0_255():
@@ -118,7 +118,19 @@ def test_dice_score_accepts_probabilities_and_0_255():
     truth[:5] = 255
     probabilities = np.zeros((10, 10, 1), np.float32)
     probabilities[:5, :5] = 0.9
-    assert plotting.dice_score(truth, probabilities) == pytest.approx(2 * 25 / (50 + 25))
+    assert metrics.dice_scores(truth[None], probabilities[None])[0] == pytest.approx(2 * 25 / (50 + 25))
+
+
+def test_overlay_title_uses_the_metrics_dice_of_0_255_truth_and_probabilities():
+    image = np.full((10, 10), 80, np.uint8)
+    truth = np.zeros((10, 10), np.uint8)
+    truth[:5] = 255
+    probabilities = np.zeros((10, 10, 1), np.float32)
+    probabilities[:5, :5] = 0.9
+    fig = plotting.plot_mask_overlay([image], [truth], [probabilities])
+    expected = metrics.dice_scores(truth[None], probabilities[None])[0]
+    assert fig.axes[2].get_title() == f"predicted (Dice {expected:.2f})" == "predicted (Dice 0.67)"
+    np.testing.assert_array_equal(fig.axes[2].images[1].get_array()[..., 3] > 0, metrics.binarize(probabilities))
 
 
 def test_training_curves_continue_phases_on_one_epoch_axis(tmp_path):

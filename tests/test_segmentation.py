@@ -4,8 +4,9 @@ import pytest
 
 import tl_helpers  # noqa: F401  (first: loads triton before TensorFlow)
 from conftest import shared_data_dir
-from tl_helpers import segmentation as seg
-from tl_helpers.generators import load_example
+from tl_helpers.evaluate import metrics
+from tl_helpers.techniques import segmentation as seg
+from tl_helpers.train.loaders import load_example
 
 import keras  # noqa: I001
 
@@ -16,30 +17,13 @@ def square(size=8, top=2, left=2, side=4):
     return mask
 
 
-def test_dice_scores_of_known_masks():
-    truth = np.stack([square(), square(), np.zeros((8, 8)), np.zeros((8, 8)), square()])
-    # identical; shifted by 2 columns (8 of 16 pixels overlap); both empty; false alarm; missed
-    pred = np.stack([square(), square(left=4), np.zeros((8, 8)), square(), np.zeros((8, 8))])
-    scores = seg.dice_scores(truth, pred)
-    np.testing.assert_allclose(scores, [1.0, 0.5, 1.0, 0.0, 0.0])
-    assert seg.dice_scores(truth[2:3], pred[2:3], empty_score=np.nan)[0] != 1.0
-
-
-def test_dice_scores_accepts_probabilities_with_a_channel_axis():
-    truth = square()[None, ..., None]
-    pred = (square() * 0.9 + 0.05)[None, ..., None]  # 0.95 inside, 0.05 outside
-    assert seg.dice_scores(truth, pred)[0] == 1.0
-    with pytest.raises(ValueError):
-        seg.dice_scores(truth, np.zeros((1, 4, 4)))
-
-
 def test_tversky_scores_weigh_misses_by_alpha():
     truth = square()[None]
     half = square(side=4)[None].copy()
     half[0, 2:4] = 0  # predicts 8 of the 16 tumour pixels, no false positives
     # TP 8, FN 8, FP 0: alpha 0.7 -> 8 / (8 + 5.6)
     np.testing.assert_allclose(seg.tversky_scores(truth, half), [8 / 13.6])
-    np.testing.assert_allclose(seg.tversky_scores(truth, half, alpha=0.5), seg.dice_scores(truth, half))
+    np.testing.assert_allclose(seg.tversky_scores(truth, half, alpha=0.5), metrics.dice_scores(truth, half))
 
 
 def test_soft_tversky_and_dice_match_the_hard_scores_on_binary_masks():
@@ -58,7 +42,7 @@ def test_pipeline_masks_count_misses_and_false_alarms():
     truth = np.stack([square(), square(), np.zeros((8, 8)), np.zeros((8, 8))])
     segmenter = np.stack([square(), square(), square(), np.zeros((8, 8))])
     flagged = np.array([True, False, True, True])  # a miss, a false alarm, a harmless flag
-    scores = seg.dice_scores(truth, seg.pipeline_masks(flagged, segmenter))
+    scores = metrics.dice_scores(truth, seg.pipeline_masks(flagged, segmenter))
     np.testing.assert_allclose(scores, [1.0, 0.0, 0.0, 1.0])
     with pytest.raises(ValueError):
         seg.pipeline_masks(flagged[:2], segmenter)
@@ -71,10 +55,10 @@ def test_per_patient_dice_and_patient_bootstrap():
     assert list(table.patient) == ["a", "b", "c"]
     assert list(table.slices) == [2, 3, 1]
     np.testing.assert_allclose(table.mean_dice, [0.75, 0.5, 0.9])
-    estimate = seg.patient_bootstrap_ci(scores, patients, n_boot=200)
+    estimate = metrics.bootstrap_ci(np.mean, scores, groups=patients, n_boot=200)
     assert estimate.value == pytest.approx(np.mean(scores))
     assert estimate.low < estimate.value < estimate.high
-    one_patient = seg.patient_bootstrap_ci([0.2, 0.4], ["a", "a"], n_boot=50)
+    one_patient = metrics.bootstrap_ci(np.mean, [0.2, 0.4], groups=["a", "a"], n_boot=50)
     assert one_patient.low == one_patient.high == pytest.approx(0.3)
 
 

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from tl_helpers import data
-from tl_helpers.splits import describe_splits, split_table
+from tl_helpers.data.splits import describe_splits, split_table
 
 
 def test_stratified_split_keeps_class_shares(synthetic_sets):

@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from tl_helpers import torch_training as tt
-from tl_helpers.generators import TorchImageDataset, make_torch_loader, decode_image
+from tl_helpers.train import torch_training as tt
+from tl_helpers.data.images import decode_image
+from tl_helpers.train.loaders import TorchImageDataset, make_torch_loader
 
 
 def _pcam_rows(root, n_per_class: int) -> pd.DataFrame:
@@ -25,7 +26,7 @@ def _pcam_rows(root, n_per_class: int) -> pd.DataFrame:
 def pcam_root(tmp_path_factory):
     """The real PCam patches when they are here, else a synthetic set in the Kaggle layout (.tif)."""
     from conftest import shared_data_dir
-    from tl_helpers import synthetic
+    from tl_helpers.data import synthetic
 
     real = shared_data_dir()
     if real is not None and (real / "pcam").is_dir():
@@ -63,7 +64,7 @@ def test_center_crop_agrees_with_torchvision():
 
 
 def test_patch_transform_uses_the_backbones_normalisation(shared_data):
-    from tl_helpers.backbones import torch_normalize_imagenet
+    from tl_helpers.train.backbones import torch_normalize_imagenet
 
     class FakeBackbone:
         preprocess = torch_normalize_imagenet()

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from tl_helpers.uncertainty import (MCDropout, accuracy_at_coverage, accuracy_coverage, mc_dropout_head,
+from tl_helpers.evaluate.uncertainty import (MCDropout, accuracy_at_coverage, accuracy_coverage, mc_dropout_head,
                                     mc_predict, plot_accuracy_coverage, plot_mc_predictions,
                                     predictive_summary)
 

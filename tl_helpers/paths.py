@@ -32,7 +32,10 @@ def project_root() -> Path:
 
 
 def runs_dir(profile: str) -> Path:
-    """Where a run of `profile` goes by default: `<project>/runs/<profile>/` (never committed)."""
+    """Where a run of `profile` goes by default: `<project>/runs/<profile>/` (never committed).
+
+    Used by every chapter (through tl.notebook.finish).
+    """
     return project_root() / "runs" / profile
 
 
@@ -41,6 +44,7 @@ def cache_dir(kind: str) -> Path:
 
     $TL_CACHE_DIR/<kind>, else `<project>/.tl_cache/<kind>` in a checkout of the book, else
     `~/.cache/tl_helpers/<kind>` (an installed package). Never inside a reader's data folder.
+    Used by every chapter (synthetic sets, the feature cache).
     """
     if os.environ.get(CACHE_DIR_ENV):
         return Path(os.environ[CACHE_DIR_ENV]).expanduser().resolve() / kind

@@ -28,7 +28,10 @@ REFERENCE_PROFILES = ("cpu", "paper")
 
 
 def stage_notebooks(runs_dir: Path, fresh: bool = False) -> dict[str, Path]:
-    """Copy each chapter's executed notebook into book/generated/; return {stem: source}."""
+    """Copy each chapter's executed notebook into book/generated/; return {stem: source}.
+
+    Used by the book machinery (scripts/build_book.sh).
+    """
     root = project_root()
     target = root / GENERATED
     target.mkdir(parents=True, exist_ok=True)
@@ -48,7 +51,10 @@ def stage_notebooks(runs_dir: Path, fresh: bool = False) -> dict[str, Path]:
 
 
 def write_toc(root: Path) -> Path:
-    """The build's table of contents: `_toc.yml` without chapters not written yet."""
+    """The build's table of contents: `_toc.yml` without chapters not written yet.
+
+    Used by the book machinery (scripts/build_book.sh).
+    """
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     exists = lambda entry: any((root / (entry["file"] + ext)).is_file() for ext in (".md", ".ipynb"))  # noqa: E731
     toc["chapters"] = [c for c in toc["chapters"] if exists(c) or c["file"].endswith("/results")]
@@ -65,7 +71,10 @@ def _format_metric(entry: dict) -> str:
 
 
 def results_page(cards: list[Path], article_results: dict) -> str:
-    """Markdown for the results page: every run card's metrics beside the article's numbers."""
+    """Markdown for the results page: every run card's metrics beside the article's numbers.
+
+    Used by the book machinery (scripts/build_book.sh).
+    """
     lines = ["# Results", "",
              "Generated from the run cards (`<notebook>.json`) of the runs this book was built from; "
              "nothing here is typed by hand. Metrics are on each chapter's held-out split, with 95% "
@@ -100,7 +109,10 @@ def results_page(cards: list[Path], article_results: dict) -> str:
 
 def build(profile: str = "smoke", run_first: bool = True, fresh: bool = False, data_dir: str | None = None,
           output: Path | None = None) -> Path:
-    """Run (optionally) and build the book; return the path of its index.html."""
+    """Run (optionally) and build the book; return the path of its index.html.
+
+    Used by the book machinery (scripts/build_book.sh, tests).
+    """
     root = project_root()
     runs_dir = root / "runs" / profile
     if run_first:
@@ -123,6 +135,10 @@ def build(profile: str = "smoke", run_first: bool = True, fresh: bool = False, d
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line `python -m tl_helpers.book.build` (see the module doc).
+
+    Used by the book machinery (scripts/build_book.sh).
+    """
     parser = argparse.ArgumentParser(prog="python -m tl_helpers.book.build", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="smoke")

@@ -22,14 +22,23 @@ PROFILE_ENV = "TL_PROFILE"
 
 
 def profiles_dir() -> Path:
+    """The folder of the profile files: `<project>/profiles/`.
+
+    Used by the book machinery (runner, notebook.start).
+    """
     return project_root() / "profiles"
 
 
 def available_profiles() -> list[str]:
+    """The names of the profiles there (smoke, cpu, paper). Used by the book machinery (runner)."""
     return sorted(p.stem for p in profiles_dir().glob("*.yml"))
 
 
 def load_profile(name: str) -> dict:
+    """The parsed `profiles/<name>.yml`; an error naming the available profiles when absent.
+
+    Used by the book machinery (runner, notebook.start).
+    """
     path = profiles_dir() / f"{name}.yml"
     if not path.is_file():
         raise FileNotFoundError(f"no profile {name!r}: {path} does not exist; "
@@ -38,7 +47,10 @@ def load_profile(name: str) -> dict:
 
 
 def parameters_for(profile: str, notebook: str) -> dict:
-    """The parameters a notebook gets under `profile`: the defaults, then its own section."""
+    """The parameters a notebook gets under `profile`: the defaults, then its own section.
+
+    Used by the book machinery (runner, notebook.start).
+    """
     spec = load_profile(profile)
     parameters = {"PROFILE": profile, **(spec.get("defaults") or {})}
     parameters.update((spec.get("notebooks") or {}).get(notebook) or {})
@@ -50,6 +62,7 @@ def apply_profile(namespace: dict, notebook: str) -> dict:
 
     Does nothing when the variable is unset or names the profile already in effect, so
     parameters injected by papermill are kept. Returns what was changed.
+    Used by every chapter (through tl.notebook.start).
     """
     wanted = os.environ.get(PROFILE_ENV)
     if not wanted or wanted == namespace.get("PROFILE"):

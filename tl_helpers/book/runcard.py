@@ -110,11 +110,26 @@ class RunCard:
         return self
 
     def metric(self, name: str, value: float, ci: tuple[float, float] | None = None, split: str = "test") -> "RunCard":
-        """Record one metric, with its 95% confidence interval when there is one."""
+        """Record one metric, with its 95% confidence interval when there is one. Used by every chapter."""
         entry = {"value": float(value), "split": split}
         if ci is not None:
             entry["ci95"] = [float(ci[0]), float(ci[1])]
         self.record["metrics"][name] = entry
+        return self
+
+    def metrics(self, report: dict, prefix: str = "", split: str = "test", names=None) -> "RunCard":
+        """Record a whole report of `tl.metrics` ({name: Estimate or number}) in one call.
+
+        Each entry becomes `<prefix>_<name>` (or `<name>` without a prefix) on `split`, with
+        its 95% interval when it has one; `names` picks and orders entries. Used by every chapter.
+        """
+        for name in (names if names is not None else report):
+            value = report[name]
+            key = f"{prefix}_{name}" if prefix else name
+            if isinstance(value, tuple) and len(value) == 3:  # an Estimate (value, low, high)
+                self.metric(key, value[0], ci=(value[1], value[2]), split=split)
+            else:
+                self.metric(key, value, split=split)
         return self
 
     def note(self, text: str) -> "RunCard":

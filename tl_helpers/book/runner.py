@@ -23,10 +23,14 @@ from .runcard import ResultOverwriteError, guard_overwrite
 
 
 class NotebookFailed(RuntimeError):
-    """A notebook stopped with an error; the message names the notebook and the cell."""
+    """A notebook stopped with an error; the message names the notebook and the cell.
+
+    Used by the book machinery (runner, build).
+    """
 
 
 def default_notebooks() -> list[Path]:
+    """The chapter notebooks, `notebooks/NN_*.ipynb`, in order. Used by the book machinery (runner)."""
     return sorted((project_root() / "notebooks").glob("[0-9]*.ipynb"))
 
 
@@ -39,7 +43,10 @@ def _parse_value(text: str):
 
 
 def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool = True) -> Path:
-    """Execute one notebook into `out_dir`; raise NotebookFailed naming the failing cell."""
+    """Execute one notebook into `out_dir`; raise NotebookFailed naming the failing cell.
+
+    Used by the book machinery (runner).
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -66,7 +73,10 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool
 def run(profile: str, notebooks: list[Path] | None = None, out_dir: Path | None = None,
         data_dir: str | None = None, overrides: dict | None = None, overwrite: bool = False,
         progress: bool = True) -> list[Path]:
-    """Run `notebooks` (default: all chapters) for `profile`; return the executed notebooks."""
+    """Run `notebooks` (default: all chapters) for `profile`; return the executed notebooks.
+
+    Used by the book machinery (runner, build, tests).
+    """
     root = project_root()
     notebooks = [Path(n).resolve() for n in (notebooks or default_notebooks())]
     out_dir = (Path(out_dir) if out_dir else root / "runs" / profile).resolve()
@@ -105,6 +115,7 @@ def refresh_sources(notebooks: list[Path] | None = None) -> None:
 
     Their stored outputs are what `pytest --nbval` compares against, so this is only run
     on purpose (`--refresh-sources`) after a change that alters what a notebook prints.
+    Used by the book machinery (runner --refresh-sources).
     """
     import os
 
@@ -122,6 +133,10 @@ def refresh_sources(notebooks: list[Path] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line `python -m tl_helpers.book.runner` (see the module doc).
+
+    Used by the book machinery (runner, build).
+    """
     parser = argparse.ArgumentParser(prog="python -m tl_helpers.book.runner", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: all)")

@@ -36,7 +36,7 @@ def load(name: str, synthetic: bool, data_dir: str | Path | None = None, seed: i
 
     Returns the VerifyReport (print it for counts, sizes and notes); `report.root` is the
     dataset's folder. Stops with every problem listed, each with its path, when the data
-    is missing or damaged. Every chapter starts with it.
+    is missing or damaged. Used by every chapter (its first call).
     """
     return require(name, dataset_root(name, synthetic, data_dir, seed=seed, size=size), deep=deep)
 

@@ -26,7 +26,10 @@ KAGGLE_API = "https://www.kaggle.com/api/v1"
 
 
 def kaggle_credentials() -> tuple[str, str] | None:
-    """(username, key) from KAGGLE_USERNAME/KAGGLE_KEY or ~/.kaggle/kaggle.json (or $KAGGLE_CONFIG_DIR)."""
+    """(username, key) from KAGGLE_USERNAME/KAGGLE_KEY or ~/.kaggle/kaggle.json (or $KAGGLE_CONFIG_DIR).
+
+    Used by tl.data.download (book/data.md).
+    """
     if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
         return os.environ["KAGGLE_USERNAME"], os.environ["KAGGLE_KEY"]
     config = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle")) / "kaggle.json"
@@ -51,7 +54,7 @@ def download(name: str, data_dir: str | Path | None = None, timeout: float = 10.
     Needs Kaggle credentials (in Colab: upload kaggle.json to ~/.kaggle/, or set
     KAGGLE_USERNAME and KAGGLE_KEY). Without them, or without network, it stops within
     `timeout` seconds with instructions; it never hangs. PCam is a competition: accept its
-    rules on the Kaggle page first.
+    rules on the Kaggle page first. Taught in book/data.md (getting the datasets), not in a chapter.
     """
     s = spec(name)
     target = resolve_data_dir(data_dir) / s.name
@@ -106,7 +109,10 @@ _ZIP_CONTENT = {
 
 def install_from_zip(name: str, zip_path: str | Path, data_dir: str | Path | None = None,
                      overwrite: bool = False) -> Path:
-    """Unpack a Kaggle zip of dataset `name` into `<data dir>/<name>/` in the expected layout."""
+    """Unpack a Kaggle zip of dataset `name` into `<data dir>/<name>/` in the expected layout.
+
+    Taught in book/data.md (getting the datasets), not in a chapter.
+    """
     s = spec(name)
     target = resolve_data_dir(data_dir) / s.name
     if target.exists() and any(target.iterdir()) and not overwrite:

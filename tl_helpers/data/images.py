@@ -16,7 +16,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 
 
 class ImageReadError(ValueError):
-    """An image file that cannot be used; the message names the file and the fix."""
+    """An image file that cannot be used; the message names the file and the fix.
+
+    Used by every chapter (raised by tl.images.read_image).
+    """
 
     def __init__(self, message: str, path: str | Path | None = None):
         super().__init__(message)
@@ -24,7 +27,10 @@ class ImageReadError(ValueError):
 
 
 def is_image_file(path: str | Path) -> bool:
-    """True for the file endings the datasets use, in any letter case (`Y100.JPG`)."""
+    """True for the file endings the datasets use, in any letter case (`Y100.JPG`).
+
+    Used by every chapter (through tl.data.load and the tables).
+    """
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
@@ -79,6 +85,7 @@ def to_channels(array: np.ndarray, channels: int | None) -> np.ndarray:
 
     Alpha is dropped (the datasets' RGBA PNGs are opaque scans), gray is repeated to RGB,
     RGB goes to gray with the ITU-R 601 weights that Pillow uses.
+    Used by tl.images.read_image (every chapter).
     """
     if array.ndim == 3 and array.shape[2] in (2, 4):
         array = array[..., :-1]  # drop alpha
@@ -100,6 +107,7 @@ def read_image(path: str | Path, channels: int | None = 3) -> np.ndarray:
     """Read an image file as a uint8 array: HxWx3 for channels=3, HxW for channels=1.
 
     Raises ImageReadError naming the file when it is missing, empty, corrupt or not an image.
+    Used by every chapter.
     """
     path = Path(path)
     if not path.is_file():
@@ -113,7 +121,10 @@ def read_image(path: str | Path, channels: int | None = 3) -> np.ndarray:
 
 
 def image_info(path: str | Path) -> dict:
-    """Size, mode and format of an image from its header, without decoding the pixels."""
+    """Size, mode and format of an image from its header, without decoding the pixels.
+
+    Used by tl.data.verify (every chapter).
+    """
     with Image.open(path) as image:
         return {"width": image.width, "height": image.height, "mode": image.mode, "format": image.format}
 
@@ -129,6 +140,7 @@ def decode_native(path: str | Path) -> np.ndarray:
     Plain 8-bit JPEG/PNG files take OpenCV's decoder (about 2.5x faster than Pillow here,
     and pixel-identical on the datasets' files); everything else, and every failure, goes
     through `read_image`, which handles the odd formats and names the file.
+    Used by tl.loaders.load_example (chapters 1 to 5).
     """
     if str(path).lower().endswith(_CV2_FORMATS):
         pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -138,7 +150,10 @@ def decode_native(path: str | Path) -> np.ndarray:
 
 
 def convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """HxW or HxWx3 uint8 -> HxWxC with C = `channels` (1 or 3)."""
+    """HxW or HxWx3 uint8 -> HxWxC with C = `channels` (1 or 3).
+
+    Used by tl.loaders.load_example (chapters 1 to 5).
+    """
     if image.ndim == 2 and channels == 3:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)  # a faster np.repeat
     return _with_channel_axis(to_channels(image, channels))
@@ -154,7 +169,10 @@ def _with_channel_axis(array: np.ndarray) -> np.ndarray:
 
 
 def resize_image(image: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
-    """Resize HxW(xC) to `image_size` = (height, width); area averaging when shrinking."""
+    """Resize HxW(xC) to `image_size` = (height, width); area averaging when shrinking.
+
+    Used by chapters 1 to 5 (through tl.loaders.load_example).
+    """
     height, width = image_size
     if image.shape[:2] == (height, width):
         return image
@@ -170,6 +188,7 @@ def read_mask(path: str | Path, image_size: tuple[int, int]) -> np.ndarray:
     The mask is resized exactly as its image is, then thresholded at one half: it stays
     binary and keeps the image's pixel grid. (Nearest-neighbour resizing would not: OpenCV
     picks one corner of each block, shifting the mask by up to half a source pixel.)
+    Taught in chapter 4 (the masks of tl.loaders).
     """
     mask = np.where(read_image(path, channels=1) > 127, np.uint8(255), np.uint8(0))
     return (resize_image(mask, image_size) > 127).astype(np.uint8)[..., None]

@@ -22,6 +22,11 @@ __all__ = ['Problem', 'VerifyReport', 'verify', 'require']
 
 @dataclass
 class Problem:
+    """One thing `verify` found wrong: the file (or folder) and what is wrong with it.
+
+    Used by every chapter (through tl.data.load).
+    """
+
     path: str
     message: str
 
@@ -31,11 +36,15 @@ class Problem:
 
 @dataclass
 class VerifyReport:
-    """What `verify` found: counts per split and class, problems (each with a path), notes."""
+    """What `verify` found: counts per split and class, problems (each with a path), notes.
+
+    Used by every chapter (what tl.data.load returns).
+    """
 
     dataset: str
-    root: str
-    source: str
+    root: Path  # the dataset's folder
+    source: str  # where it came from, in a sentence (run cards, printouts)
+    source_short: str = ""  # the same in a few words (figure titles)
     counts: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
     notes: list = field(default_factory=list)
@@ -253,19 +262,24 @@ def verify(name: str, root: str | Path | None = None, deep: bool = True) -> Veri
     Returns a VerifyReport; nothing is raised for problems in the data (call
     `.raise_if_problems()`), so a reader sees every problem at once, each with its path.
     `deep=False` skips decoding the images (layout and counts only).
+    Used by every chapter (through tl.data.load).
     """
     s = spec(name)
     root = Path(root) if root is not None else locate(name)
     if not root.is_dir():
         raise DatasetNotFoundError(f"dataset folder not found: {root}. " + how_to_get(name, root))
-    report = VerifyReport(dataset=name, root=str(root), source=describe_source(root))
+    report = VerifyReport(dataset=name, root=root, source=describe_source(root),
+                          source_short=describe_source(root, short=True))
     {"class_folders": _verify_class_folders, "lgg_segmentation": _verify_lgg,
      "labels_csv": _verify_labels_csv}[s.kind](s, root, report, deep)
     return report
 
 
 def require(name: str, root: str | Path | None = None, deep: bool = True) -> VerifyReport:
-    """`verify`, then stop with every problem listed if there is any."""
+    """`verify`, then stop with every problem listed if there is any.
+
+    Used by every chapter (through tl.data.load).
+    """
     return verify(name, root, deep).raise_if_problems()
 
 

@@ -24,7 +24,10 @@ SYNTHETIC_MARKER = "SYNTHETIC.json"
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """What one dataset is and how it is laid out on disk (the Kaggle layout)."""
+    """What one dataset is and how it is laid out on disk (the Kaggle layout).
+
+    Used by every chapter; the dataset tour (chapter 0) shows them all (`tl.data.DATASETS`).
+    """
 
     name: str  # folder name under the data directory
     title: str
@@ -131,23 +134,41 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 class DataError(Exception):
-    """Base class of the data errors; messages say what was expected, where, and the fix."""
+    """Base class of the data errors; messages say what was expected, where, and the fix.
+
+    Used by every chapter (the errors of tl.data.load).
+    """
 
 
 class DatasetNotFoundError(DataError, FileNotFoundError):
+    """The dataset's folder is not in the data directory; the message says how to get it.
+
+    Used by every chapter (raised by tl.data.load).
+    """
     pass
 
 
 class DataLayoutError(DataError):
+    """A folder not in the expected layout: a damaged dataset, a zip without it, a foreign cache folder.
+
+    Used by every chapter (raised by tl.data.load).
+    """
     pass
 
 
 class DownloadError(DataError):
+    """A download or unpacking that cannot go ahead (no credentials, no network, a non-empty target).
+
+    Used by tl.data.download (book/data.md).
+    """
     pass
 
 
 def spec(name: str) -> DatasetSpec:
-    """The DatasetSpec of `name`, with the list of known names when it is not one."""
+    """The DatasetSpec of `name`, with the list of known names when it is not one.
+
+    Used by every chapter (through tl.data.load).
+    """
     try:
         return DATASETS[name]
     except KeyError:
@@ -157,7 +178,10 @@ def spec(name: str) -> DatasetSpec:
 # --- where things are ------------------------------------------------------------------
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    """The data directory: the argument, else $TL_DATA_DIR, else the project's `data/`."""
+    """The data directory: the argument, else $TL_DATA_DIR, else the project's `data/`.
+
+    Used by every chapter (through tl.data.load).
+    """
     if data_dir:
         return Path(data_dir).expanduser().resolve()
     if os.environ.get(DATA_DIR_ENV):
@@ -166,7 +190,10 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
 
 
 def how_to_get(name: str, target: Path) -> str:
-    """Instructions, in words, for putting dataset `name` at `target`."""
+    """Instructions, in words, for putting dataset `name` at `target`.
+
+    Used by every chapter (the message when the data is missing).
+    """
     s = spec(name)
     return (
         f"To get it: (a) with Kaggle credentials (~/.kaggle/kaggle.json, or KAGGLE_USERNAME and "
@@ -179,7 +206,10 @@ def how_to_get(name: str, target: Path) -> str:
 
 
 def locate(name: str, data_dir: str | Path | None = None) -> Path:
-    """The folder of dataset `name` under the data directory; a clear error when absent."""
+    """The folder of dataset `name` under the data directory; a clear error when absent.
+
+    Used by every chapter (through tl.data.load).
+    """
     s = spec(name)
     base = resolve_data_dir(data_dir)
     root = base / s.name
@@ -194,14 +224,23 @@ def locate(name: str, data_dir: str | Path | None = None) -> Path:
 
 
 def is_synthetic(root: str | Path) -> bool:
+    """True when `root` is a synthetic look-alike made by tl_helpers (it holds SYNTHETIC.json).
+
+    Used by every chapter (through tl.data.describe_source).
+    """
     return (Path(root) / SYNTHETIC_MARKER).is_file()
 
 
-def describe_source(root: str | Path) -> str:
-    """One line saying where a dataset folder came from: synthetic (with seed) or real."""
+def describe_source(root: str | Path, short: bool = False) -> str:
+    """Where a dataset folder came from: synthetic (with seed) or real; `short` for titles.
+
+    Used by every chapter (the `source` of tl.data.load's report).
+    """
     root = Path(root)
     if is_synthetic(root):
         meta = json.loads((root / SYNTHETIC_MARKER).read_text())
+        if short:
+            return f"SYNTHETIC look-alike data (seed {meta['seed']})"
         return (f"SYNTHETIC look-alike data made by tl_helpers (seed {meta['seed']}, size "
                 f"{meta['size']!r}); not real images")
     return "real data"
@@ -213,6 +252,7 @@ def dataset_root(name: str, synthetic: bool, data_dir: str | Path | None = None,
 
     Synthetic sets go to `<cache>/synthetic/<name>-<size>-seed<seed>` (`paths.cache_dir`),
     never into the data directory; they are remade when the generator's version changed.
+    Used by every chapter (through tl.data.load).
     """
     if not synthetic:
         return locate(name, data_dir)

@@ -300,6 +300,7 @@ def synthesize(name: str, root: str | Path, seed: int = 0, size: str = "smoke") 
     """Write a synthetic look-alike of dataset `name` into `root` (which must not exist yet).
 
     Deterministic: the same name, seed and size give the same files, pixel for pixel.
+    Used by every chapter (the smoke profile, through tl.data.load) and the tests.
     """
     if name not in _MAKERS:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(_MAKERS)}")

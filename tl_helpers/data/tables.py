@@ -17,6 +17,10 @@ __all__ = ['is_visible', 'list_class_images', 'class_folder_table', 'LGG_IMAGE',
            'lgg_slice_table', 'pcam_table', 'XRAY_PATIENT', 'xray_patient_id', 'sample_per_class']
 
 def is_visible(path: Path) -> bool:
+    """False for hidden files and folders (`.ipynb_checkpoints`, `.DS_Store`): never data.
+
+    Used by every chapter (through tl.data.load).
+    """
     return not path.name.startswith(".")
 
 
@@ -25,6 +29,7 @@ def list_class_images(root: str | Path) -> pd.DataFrame:
 
     Hidden folders (`.ipynb_checkpoints`) and files (`.DS_Store`) are never classes or
     images; other non-image files are left out here and reported by `verify`.
+    Used by the dataset tour (chapter 0) and chapters 1, 2 and 3.
     """
     root = Path(root)
     if not root.is_dir():
@@ -43,6 +48,7 @@ def class_folder_table(root: str | Path, splits: tuple[str, ...] | None = None) 
 
     Without `splits`, a visible subfolder of `root` that holds folders is a split
     (`Training/`, `train/`); when there is none, `root` itself holds the classes (split "").
+    Used by the dataset tour (chapter 0) and chapters 2 and 3.
     """
     root = Path(root)
     if splits is None:
@@ -61,7 +67,10 @@ LGG_IMAGE = re.compile(r"^(TCGA_[A-Z0-9]+_[A-Z0-9]+)_(\d+)_(\d+)\.tif$")
 
 
 def lgg_patient_id(folder_or_file: str | Path) -> str:
-    """`TCGA_CS_4941` from `TCGA_CS_4941_19960909` or from one of its slice files."""
+    """`TCGA_CS_4941` from `TCGA_CS_4941_19960909` or from one of its slice files.
+
+    Used by tl.data.lgg_slice_table: the dataset tour (chapter 0) and chapter 4.
+    """
     match = re.match(r"^(TCGA_[A-Za-z0-9]+_[A-Za-z0-9]+)_", Path(folder_or_file).name)
     if not match:
         raise ValueError(f"not an LGG (TCGA_<site>_<id>_...) name: {folder_or_file}")
@@ -72,6 +81,7 @@ def lgg_slice_table(root: str | Path, with_tumour: bool = True) -> pd.DataFrame:
     """(patient, slice, image_path, mask_path[, has_tumour]) for the LGG set, in slice order.
 
     `has_tumour` reads every mask (a slice has tumour when its mask has any non-zero pixel).
+    Used by the dataset tour (chapter 0) and chapter 4.
     """
     base = Path(root) / "kaggle_3m"
     rows = []
@@ -92,6 +102,7 @@ def pcam_table(root: str | Path) -> pd.DataFrame:
     """(id, path, label) for PCam: `train_labels.csv` joined to `train/<id>.<ext>`.
 
     The Kaggle files are `.tif`; other image endings (the JPEG subset) are accepted.
+    Used by the dataset tour (chapter 0) and chapter 5.
     """
     root = Path(root)
     labels = pd.read_csv(root / "train_labels.csv", dtype={"id": str})
@@ -104,7 +115,10 @@ XRAY_PATIENT = [re.compile(r"^(person\d+)_"), re.compile(r"^((?:NORMAL2-)?IM-\d+
 
 
 def xray_patient_id(filename: str | Path) -> str:
-    """The patient of a Kermany chest X-ray file: `person12` or `IM-0115` / `NORMAL2-IM-0955`."""
+    """The patient of a Kermany chest X-ray file: `person12` or `IM-0115` / `NORMAL2-IM-0955`.
+
+    Used by the dataset tour (chapter 0) and chapter 3.
+    """
     name = Path(filename).name
     for pattern in XRAY_PATIENT:
         match = pattern.match(name)
@@ -115,7 +129,10 @@ def xray_patient_id(filename: str | Path) -> str:
 
 
 def sample_per_class(table: pd.DataFrame, n: int, seed: int = 0, label_col: str = "label") -> pd.DataFrame:
-    """Up to `n` random rows of each class of `table`, classes in sorted order."""
+    """Up to `n` random rows of each class of `table`, classes in sorted order.
+
+    Used by the dataset tour (chapter 0) and chapters 1, 2 and 3.
+    """
     shuffled = table.sample(frac=1.0, random_state=seed)
     return (shuffled.groupby(label_col, sort=True).head(n)
             .sort_values(label_col, kind="stable").reset_index(drop=True))

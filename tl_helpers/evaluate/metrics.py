@@ -19,7 +19,10 @@ import numpy as np
 
 
 class Estimate(NamedTuple):
-    """A metric's point value and the bounds of its confidence interval."""
+    """A metric's point value and the bounds of its confidence interval.
+
+    Used by chapters 1 to 5 (every value of a report).
+    """
     value: float
     low: float
     high: float
@@ -30,7 +33,10 @@ def _z(confidence: float) -> float:
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion successes/n; (nan, nan) when n is 0."""
+    """Wilson score interval of a proportion successes/n; (nan, nan) when n is 0.
+
+    Used by tl.metrics.proportion (chapters 1 to 5).
+    """
     if n == 0:
         return float("nan"), float("nan")
     if not 0 <= successes <= n:
@@ -44,7 +50,10 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
 
 
 def proportion(successes: int, n: int, confidence: float = 0.95) -> Estimate:
-    """successes/n with its Wilson interval (NaN throughout when n is 0)."""
+    """successes/n with its Wilson interval (NaN throughout when n is 0).
+
+    Taught in chapter 1; every report uses it (chapters 1 to 5).
+    """
     value = successes / n if n else float("nan")
     return Estimate(float(value), *wilson_interval(successes, n, confidence))
 
@@ -122,7 +131,7 @@ def binary_report(y_true, p_positive, threshold: float = 0.5, n_boot: int = 1000
 
     `y_true` is 0/1 with 1 the positive (diseased) class; `p_positive` is P(positive); a
     sample is called positive when p_positive >= threshold. Undefined entries (a class
-    absent) are NaN.
+    absent) are NaN. Used by chapters 1, 3, 4 and 5.
     """
     y_true = np.asarray(y_true).astype(int).ravel()
     p_positive = np.asarray(p_positive, dtype=np.float64).ravel()
@@ -146,7 +155,10 @@ def _macro_f1(y_true, y_pred) -> float:
 
 
 def class_indices(values, class_names: Sequence[str]) -> np.ndarray:
-    """Class indices from labels that are indices already or names in class_names."""
+    """Class indices from labels that are indices already or names in class_names.
+
+    Used by tl.metrics.multiclass_report and tl.plotting (chapters 1, 2, 4 and 5).
+    """
     values = np.asarray(values)
     if values.dtype.kind in "iub":
         return values.astype(int)
@@ -163,6 +175,7 @@ def multiclass_report(y_true, y_pred, class_names: Sequence[str], n_boot: int = 
 
     Labels are class indices or names. Macro-F1 averages over the classes present in
     y_true. Returns {"accuracy": Estimate, "macro_f1": Estimate, "recall": {name: Estimate}}.
+    Taught in chapter 2.
     """
     y_true = class_indices(y_true, class_names)
     y_pred = class_indices(y_pred, class_names)
@@ -178,7 +191,10 @@ def multiclass_report(y_true, y_pred, class_names: Sequence[str], n_boot: int = 
 
 
 def report_table(report: dict):
-    """A report as a pandas DataFrame (rows = metrics, columns value / low / high)."""
+    """A report as a pandas DataFrame (rows = metrics, columns value / low / high).
+
+    Used by chapters 2, 4 and 5.
+    """
     import pandas as pd
 
     rows = {}

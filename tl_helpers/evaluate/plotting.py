@@ -70,7 +70,7 @@ def plot_image_grid(images, titles=None, ncols: int = 5, labels=None, prediction
     `labels` alone titles each image with its class; `labels` and `predictions` together
     title it "true / pred", green when they agree and red when they do not. Labels may be
     class indices (named through `class_names`) or names. `titles` go above those lines.
-    2-D images use `cmap`.
+    2-D images use `cmap`. Used by the dataset tour (chapter 0) and chapters 1, 2, 3 and 5.
     """
     images = list(images)
     if not images:
@@ -123,6 +123,7 @@ def plot_mask_overlay(images, true_masks, pred_masks=None, titles=None, alpha: f
     Masks may be 0/255, 0/1 or probabilities (thresholded at 0.5). The true mask is drawn in
     green, the predicted one in red, each as a translucent layer plus its contour; the
     predicted panel's title gives its Dice overlap with the true mask.
+    Used by the dataset tour (chapter 0) and chapter 4.
     """
     images, true_masks = list(images), list(true_masks)
     if len(images) != len(true_masks) or (pred_masks is not None and len(pred_masks) != len(images)):
@@ -164,7 +165,10 @@ def _is_single_history(histories) -> bool:
 
 
 def training_phases(histories) -> list[tuple[str, dict[str, list[float]]]]:
-    """Normalise one history, a list of them, or {phase name: history} to [(name, dict)]."""
+    """Normalise one history, a list of them, or {phase name: history} to [(name, dict)].
+
+    Used by tl.plotting.plot_training_curves (chapters 1 to 4).
+    """
     if _is_single_history(histories):
         return [("", _history_dict(histories))]
     if isinstance(histories, Mapping):
@@ -179,7 +183,7 @@ def plot_training_curves(histories, metrics: Sequence[str] = ("loss", "accuracy"
     `histories` is a keras History, a dict {metric: [values], "val_"+metric: [values]}, a
     list of those, or {phase name: history}. Phases follow one another (epochs 1..n1, then
     n1+1..n1+n2, ...) with a dotted vertical line and the phase's name at each boundary.
-    Metrics that no phase recorded are left out; none at all is an error.
+    Metrics that no phase recorded are left out; none at all is an error. Used by chapters 1 to 4.
     """
     phases = training_phases(histories)
     recorded = [m for m in metrics if any(m in h or f"val_{m}" in h for _, h in phases)]
@@ -215,7 +219,7 @@ def plot_confusion_matrix(y_true, y_pred, class_names: Sequence[str], normalize:
     """Confusion matrix, rows = true class, columns = predicted, every cell annotated.
 
     `normalize=True` divides each row by its count (recall on the diagonal; an empty row
-    stays 0). The matrix drawn is `fig.confusion_matrix` (a numpy array).
+    stays 0). The matrix drawn is `fig.confusion_matrix` (a numpy array). Used by chapters 1, 2 and 4.
     """
     from sklearn.metrics import confusion_matrix
 
@@ -266,6 +270,7 @@ def plot_roc(y_true, scores, class_names: Sequence[str] | None = None,
     Several classes: `scores` is NxK, `y_true` holds class indices (or is one-hot); one
     curve per class, one-vs-rest. `fig.aucs` = {class name: auc, ..., "macro": mean}.
     A class absent from y_true (or present everywhere) has AUC NaN and no curve.
+    Used by chapters 1, 2, 4 and 5.
     """
     scores = np.asarray(scores, dtype=np.float64)
     y_true = np.asarray(y_true)

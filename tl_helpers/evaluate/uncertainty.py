@@ -25,7 +25,7 @@ class MCDropout(keras.layers.Dropout):
     """Dropout that drops units at inference too (`training` is ignored): Monte Carlo dropout.
 
     Every call, in `fit`, `predict` or a plain `model(x)`, draws a new random mask, so
-    repeated predictions of one input differ; `mc_predict` collects them.
+    repeated predictions of one input differ; `mc_predict` collects them. Taught in chapter 1.
     """
 
     def call(self, inputs, training=None):
@@ -38,7 +38,7 @@ def mc_dropout_head(feature_dim: int, n_classes: int, rate: float = 0.2, hidden_
 
     `hidden_units` defaults to 2 x `n_classes`. The dropout stays on at inference, so the
     head gives a distribution of predictions rather than one (see `mc_predict`). Put it on a
-    backbone with `tl_helpers.features.stack_head` to fine-tune the whole network.
+    backbone with `tl_helpers.features.stack_head` to fine-tune the whole network. Taught in chapter 1.
     """
     inputs = keras.Input((feature_dim,), name=f"{name}_features")
     x = MCDropout(rate, seed=seed, name=f"{name}_mc_dropout")(inputs)
@@ -52,7 +52,7 @@ def mc_predict(model, inputs, passes: int = 30, batch_size: int = 256) -> np.nda
 
     Each pass is a full `predict` over the inputs, with fresh dropout masks. Running a
     head with MC dropout on cached features, rather than the whole network on images,
-    makes 30 passes cost next to nothing.
+    makes 30 passes cost next to nothing. Taught in chapter 1.
     """
     if passes < 1:
         raise ValueError(f"passes must be >= 1, not {passes}")
@@ -66,7 +66,7 @@ def predictive_summary(samples) -> pd.DataFrame:
     Columns: `p_mean_<k>` for each class k (the predictive mean), `predicted` (argmax of
     the mean), `spread` (standard deviation across passes of the predicted class's
     probability; for two classes, of the positive class's, which is the same number),
-    `entropy` (of the mean, in nats) and `confidence` (the mean's largest probability).
+    `entropy` (of the mean, in nats) and `confidence` (the mean's largest probability). Taught in chapter 1.
     """
     samples = np.asarray(samples, dtype=np.float64)
     if samples.ndim != 3:
@@ -90,7 +90,7 @@ def accuracy_coverage(y_true, y_pred, uncertainty, coverages=None) -> pd.DataFra
     For each coverage c (a fraction of the cases the model keeps), the ceil(c * N) cases
     with the lowest `uncertainty` are kept; ties are broken by position (stable sort).
     Returns one row per coverage: `coverage`, `kept`, `correct`, `accuracy`, and `referred`.
-    Default coverages: 1.0 down to 0.1 in steps of 0.05.
+    Default coverages: 1.0 down to 0.1 in steps of 0.05. Taught in chapter 1.
     """
     y_true = np.asarray(y_true).ravel()
     y_pred = np.asarray(y_pred).ravel()
@@ -116,7 +116,10 @@ def accuracy_coverage(y_true, y_pred, uncertainty, coverages=None) -> pd.DataFra
 
 
 def accuracy_at_coverage(y_true, y_pred, uncertainty, coverage: float) -> tuple[float, int, int]:
-    """(accuracy, correct, kept) when only the `coverage` fraction most certain cases are kept."""
+    """(accuracy, correct, kept) when only the `coverage` fraction most certain cases are kept.
+
+    Taught in chapter 1.
+    """
     row = accuracy_coverage(y_true, y_pred, uncertainty, [coverage]).iloc[0]
     return float(row.accuracy), int(row.correct), int(row.kept)
 
@@ -127,6 +130,7 @@ def plot_accuracy_coverage(curves: Mapping[str, pd.DataFrame], title: str = "Ref
 
     `curves` maps a name (e.g. "MC dropout spread") to an `accuracy_coverage` table. The
     x axis runs from full coverage (nothing referred) on the left to low coverage on the right.
+    Taught in chapter 1.
     """
     from matplotlib.figure import Figure
 
@@ -152,7 +156,7 @@ def plot_mc_predictions(p_positive, spread, correct, positive_name: str = "posit
     """Each case's predictive mean P(positive) against its MC spread; wrong calls stand out.
 
     Cases near P = 0.5 or with a wide spread are the ones worth a second look; the plot
-    shows whether the model's mistakes sit there.
+    shows whether the model's mistakes sit there. Taught in chapter 1.
     """
     from matplotlib.figure import Figure
 

@@ -49,7 +49,7 @@ def foreground_mask(image: np.ndarray, threshold: int = DEFAULT_THRESHOLD, blur:
 
     Blurring first merges scanner noise into the background; erosion removes the specks
     and thin lines (text, rulers) the threshold lets through, and dilation gives the
-    surviving shapes back their size.
+    surviving shapes back their size. Taught in chapter 2.
     """
     gray = cv2.GaussianBlur(_gray(image), (blur, blur), 0)
     mask = cv2.threshold(gray, threshold, 255, cv2.THRESH_BINARY)[1]
@@ -62,7 +62,7 @@ def brain_bounding_box(image: np.ndarray, threshold: int = DEFAULT_THRESHOLD, bl
     """(left, top, right, bottom) of the largest bright shape, right/bottom exclusive; None if none.
 
     The box runs from the shape's extreme points: its leftmost, rightmost, topmost and
-    bottommost contour pixels.
+    bottommost contour pixels. Taught in chapter 2.
     """
     mask = foreground_mask(image, threshold, blur, iterations)
     contours = imutils.grab_contours(cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE))
@@ -82,7 +82,7 @@ def crop_to_brain(image: np.ndarray, size: int | tuple[int, int] | None = None, 
 
     size: (height, width), an int for a square, or None to keep the cropped size. Works on
     gray and RGB uint8 arrays and keeps their channels. An image with no bright shape (all
-    black, say) is returned uncropped, resized to `size` when one is given.
+    black, say) is returned uncropped, resized to `size` when one is given. Taught in chapter 2.
     """
     box = brain_bounding_box(image, threshold, blur, iterations)
     cropped = np.asarray(image)
@@ -114,7 +114,7 @@ def crop_image_files(table: pd.DataFrame, out_dir: str | Path, size: int | tuple
     Crops go to `out_dir/crop-<settings hash>/<last keep_folders folders>/<name>.png`
     (PNG: lossless, so saving adds no second round of JPEG artefacts). A crop already
     there is reused, not rewritten, so its file (and any feature cache keyed on it) stays
-    valid across runs. The copy keeps the original path in `source_path`.
+    valid across runs. The copy keeps the original path in `source_path`. Taught in chapter 2.
     """
     size_pair = None if size is None else ((size, size) if isinstance(size, int) else tuple(size))
     folder = Path(out_dir) / _cache_folder_name(size_pair, margin, threshold, blur, iterations)
@@ -139,7 +139,7 @@ def crop_image_files(table: pd.DataFrame, out_dir: str | Path, size: int | tuple
 
 
 def crop_examples(paths: Sequence, size: int | tuple[int, int] | None = None, **settings):
-    """[(original, cropped)] image pairs for a before/after figure."""
+    """[(original, cropped)] image pairs for a before/after figure. Taught in chapter 2."""
     pairs = []
     for path in paths:
         image = read_image(path, channels=3)

@@ -29,6 +29,7 @@ def load_image_array(paths: Sequence[str | Path], image_size: tuple[int, int], c
     """Read the images at `paths`, resized to `image_size` = (height, width): uint8 NxHxWxC.
 
     The training loaders' decoding and resizing (`tl.loaders.load_examples`), kept as uint8.
+    Taught in chapter 3.
     """
     paths = [str(p) for p in paths]
     if not paths:
@@ -41,7 +42,7 @@ def stable_key(name) -> int:
     """An integer key for a name that is the same in every run and process (CRC-32).
 
     Python's own `hash` of a string changes between processes, so it cannot seed a draw.
-    Integers are kept as they are.
+    Integers are kept as they are. Taught in chapter 3.
     """
     if isinstance(name, (int, np.integer)):
         return int(name)
@@ -54,7 +55,7 @@ def perturbed_copy(images: np.ndarray, augment: Augment, seed: int = 0, keys: Se
     Image i is changed by one draw of `augment` from a generator seeded with
     (seed, stable_key(keys[i])): with the images' file names as keys, an image gets the same
     perturbation whatever table, split or order it comes in; without keys the key is i.
-    The input is not modified.
+    The input is not modified. Taught in chapter 3.
     """
     images = np.asarray(images)
     keys = range(len(images)) if keys is None else list(keys)

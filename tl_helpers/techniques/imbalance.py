@@ -18,7 +18,7 @@ def balanced_class_weights(labels: Sequence, classes: Sequence | None = None) ->
     class weighs as much in the loss as the common one. `labels` are class indices or
     names; `classes` (default: the sorted distinct labels) fixes the keys, and a class
     with no sample is an error (its weight would be infinite). Keys are plain Python
-    ints for integer labels, as Keras expects.
+    ints for integer labels, as Keras expects. Taught in chapter 3.
     """
     labels = np.asarray(labels).ravel()
     if labels.size == 0:

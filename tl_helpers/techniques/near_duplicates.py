@@ -24,12 +24,12 @@ from ..data.images import read_image
 
 
 def perceptual_hash(image: np.ndarray, hash_size: int = 8) -> np.ndarray:
-    """pHash bits (hash_size**2 booleans) of a uint8 gray or RGB image array."""
+    """pHash bits (hash_size**2 booleans) of a uint8 gray or RGB image array. Taught in chapter 2."""
     return imagehash.phash(Image.fromarray(np.asarray(image)).convert("L"), hash_size=hash_size).hash.ravel()
 
 
 def perceptual_hashes(paths: Sequence, hash_size: int = 8, threads: int = 4) -> np.ndarray:
-    """(N, hash_size**2) bool array: the pHash of each image file, in order."""
+    """(N, hash_size**2) bool array: the pHash of each image file, in order. Taught in chapter 2."""
     def one(path):
         return perceptual_hash(read_image(path, channels=1), hash_size)
 
@@ -41,7 +41,10 @@ def perceptual_hashes(paths: Sequence, hash_size: int = 8, threads: int = 4) -> 
 
 
 def hamming_distances(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """(Nq, Nr) int array: how many bits differ between every query hash and every reference hash."""
+    """(Nq, Nr) int array: how many bits differ between every query hash and every reference hash.
+
+    Taught in chapter 2.
+    """
     query, reference = np.atleast_2d(query).astype(bool), np.atleast_2d(reference).astype(bool)
     if query.shape[1] != reference.shape[1]:
         raise ValueError(f"hashes of different lengths: {query.shape[1]} and {reference.shape[1]} bits")
@@ -53,7 +56,10 @@ def hamming_distances(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def nearest_reference(query: np.ndarray, reference: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """(index, distance) of each query hash's closest reference hash (ties: the lowest index)."""
+    """(index, distance) of each query hash's closest reference hash (ties: the lowest index).
+
+    Taught in chapter 2.
+    """
     if len(reference) == 0:
         raise ValueError("no reference hashes to compare with")
     indices, distances = [], []
@@ -71,7 +77,7 @@ def near_duplicate_pairs(query: np.ndarray, reference: np.ndarray, max_distance:
     """Query rows whose nearest reference hash differs in at most `max_distance` bits.
 
     Columns: query (row in `query`), reference (row in `reference`), distance (bits);
-    sorted by distance, then query.
+    sorted by distance, then query. Taught in chapter 2.
     """
     index, distance = nearest_reference(query, reference)
     close = np.flatnonzero(distance <= max_distance)

@@ -21,7 +21,10 @@ from ..data.images import read_image
 
 
 def copies_needed(labels: pd.Series, target: int | None = None) -> dict:
-    """{class: copies to add} to bring every class up to `target` (default: the largest class)."""
+    """{class: copies to add} to bring every class up to `target` (default: the largest class).
+
+    Taught in chapter 2.
+    """
     counts = labels.value_counts().sort_index()
     target = int(counts.max()) if target is None else int(target)
     return {str(label): max(0, target - int(n)) for label, n in counts.items()}
@@ -40,7 +43,7 @@ def add_augmented_copies(table: pd.DataFrame, out_dir: str | Path, augment: Augm
     any is used twice). Copy k of class c is `out_dir/copies-<settings>/<c>/<stem>_aug<k>.png`,
     made with its own random stream (seed, class, k), so it is the same file on every
     run. The returned rows have the table's columns plus `source_path` (the original) and
-    `augmented` = True; concatenate them with the table to train on the balanced set.
+    `augmented` = True; concatenate them with the table to train on the balanced set. Taught in chapter 2.
     """
     if table.empty:
         raise ValueError("the table has no rows: nothing to balance")

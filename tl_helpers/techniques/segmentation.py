@@ -44,7 +44,10 @@ SMOOTH = 1.0
 # --- the model ----------------------------------------------------------------------------
 
 def residual_block(x, filters: int, name: str):
-    """conv3x3-BN-ReLU-conv3x3-BN plus a 1x1-conv-BN projection of the input, then ReLU."""
+    """conv3x3-BN-ReLU-conv3x3-BN plus a 1x1-conv-BN projection of the input, then ReLU.
+
+    Taught in chapter 4.
+    """
     shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_proj")(x)
     shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv1")(x)
@@ -64,7 +67,7 @@ def build_resunet(input_shape: tuple[int, int, int] = (256, 256, 3),
     five levels the image is halved four times, so height and width must be multiples of 16.
     Each encoder level is a residual block whose output is kept for the decoder (skip
     connection) and then max-pooled; each decoder level upsamples, concatenates the skip of
-    the same size and applies a residual block.
+    the same size and applies a residual block. Taught in chapter 4.
     """
     downsamplings = len(filters) - 1
     if input_shape[0] % 2 ** downsamplings or input_shape[1] % 2 ** downsamplings:
@@ -101,25 +104,31 @@ def tversky_index(y_true, y_pred, alpha: float = TVERSKY_ALPHA, smooth: float = 
     """Soft Tversky index per image: (TP + s) / (TP + alpha FN + (1 - alpha) FP + s).
 
     alpha = 0.5 gives the soft Dice coefficient. `smooth` keeps empty masks defined (an
-    empty prediction of an empty mask scores 1).
+    empty prediction of an empty mask scores 1). Taught in chapter 4.
     """
     true_pos, false_neg, false_pos = _per_image_sums(y_true, y_pred)
     return (true_pos + smooth) / (true_pos + alpha * false_neg + (1.0 - alpha) * false_pos + smooth)
 
 
 def dice_coefficient(y_true, y_pred, smooth: float = SMOOTH):
-    """Soft Dice per image (the Tversky index with alpha = 1/2); a Keras metric."""
+    """Soft Dice per image (the Tversky index with alpha = 1/2); a Keras metric. Taught in chapter 4."""
     return tversky_index(y_true, y_pred, alpha=0.5, smooth=smooth)
 
 
 def tversky(y_true, y_pred):
-    """The Tversky index with the default alpha, as a Keras metric (its name shows in logs)."""
+    """The Tversky index with the default alpha, as a Keras metric (its name shows in logs).
+
+    Taught in chapter 4.
+    """
     return tversky_index(y_true, y_pred)
 
 
 def focal_tversky_loss(alpha: float = TVERSKY_ALPHA, gamma: float = FOCAL_GAMMA,
                        smooth: float = SMOOTH) -> Callable:
-    """The loss (1 - Tversky index) ** gamma, per image; Keras averages it over the batch."""
+    """The loss (1 - Tversky index) ** gamma, per image; Keras averages it over the batch.
+
+    Taught in chapter 4.
+    """
     def focal_tversky(y_true, y_pred):
         index = tversky_index(y_true, y_pred, alpha, smooth)
         return ops.power(ops.maximum(1.0 - index, 0.0), gamma)
@@ -131,7 +140,7 @@ def standardize_images(images):
     """Each image to zero mean and unit variance over its own pixels (float32).
 
     MRI intensities have no absolute scale: one scanner's bright is another's grey, so
-    each slice is put on its own scale before the segmenter sees it.
+    each slice is put on its own scale before the segmenter sees it. Taught in chapter 4.
     """
     images = np.asarray(images, dtype=np.float32)
     axes = tuple(range(1, images.ndim))
@@ -144,7 +153,10 @@ def standardize_images(images):
 
 def tversky_scores(true_masks, pred_masks, alpha: float = TVERSKY_ALPHA, threshold: float = 0.5,
                    empty_score: float = 1.0) -> np.ndarray:
-    """The Tversky index TP / (TP + alpha FN + (1 - alpha) FP) per slice, on thresholded masks."""
+    """The Tversky index TP / (TP + alpha FN + (1 - alpha) FP) per slice, on thresholded masks.
+
+    Taught in chapter 4.
+    """
     truth, predicted = binarize(true_masks, threshold), binarize(pred_masks, threshold)
     true_pos = np.logical_and(truth, predicted).sum(axis=(1, 2)).astype(np.float64)
     false_neg = np.logical_and(truth, ~predicted).sum(axis=(1, 2))
@@ -154,7 +166,10 @@ def tversky_scores(true_masks, pred_masks, alpha: float = TVERSKY_ALPHA, thresho
 
 
 def pipeline_masks(flagged, pred_masks, threshold: float = 0.5) -> np.ndarray:
-    """What the two-stage pipeline outputs: the segmenter's mask on flagged slices, empty elsewhere."""
+    """What the two-stage pipeline outputs: the segmenter's mask on flagged slices, empty elsewhere.
+
+    Taught in chapter 4.
+    """
     predicted = binarize(pred_masks, threshold)
     flagged = np.asarray(flagged, dtype=bool)
     if flagged.shape != predicted.shape[:1]:
@@ -163,7 +178,10 @@ def pipeline_masks(flagged, pred_masks, threshold: float = 0.5) -> np.ndarray:
 
 
 def per_patient_dice(patients: Sequence, scores: Sequence) -> pd.DataFrame:
-    """One row per patient: slices scored and their mean and median Dice (sorted by patient)."""
+    """One row per patient: slices scored and their mean and median Dice (sorted by patient).
+
+    Taught in chapter 4.
+    """
     frame = pd.DataFrame({"patient": list(patients), "dice": np.asarray(scores, dtype=np.float64)})
     return frame.groupby("patient").dice.agg(slices="size", mean_dice="mean", median_dice="median").reset_index()
 
@@ -176,7 +194,7 @@ def pooled_flat_features(backbone_model: keras.Model, pool_size: int = 4,
 
     Pooling and flattening have no weights, so they belong to the frozen part whose output
     can be cached; the trainable head starts at the Dense layer. The pool shrinks to the
-    feature map's size when the map is smaller (small smoke-test images).
+    feature map's size when the map is smaller (small smoke-test images). Taught in chapter 4.
     """
     height, width = backbone_model.output.shape[1:3]
     pool = (min(pool_size, height), min(pool_size, width))

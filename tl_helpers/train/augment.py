@@ -60,6 +60,7 @@ def affine_matrix(height: int, width: int, angle: float = 0.0, shift: tuple[floa
     cv2.warpAffine takes with WARP_INVERSE_MAP, and why a zoom above 1 shows more of the
     image. (Keras takes the centre as (height, width) / 2 in (x, y) order, off for
     non-square images; here it is the true centre. Square images agree exactly.)
+    Used by tl.augment.Augment (chapters 1 to 5).
     """
     centre = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
     a, s = math.radians(angle), math.radians(shear)
@@ -73,7 +74,10 @@ def affine_matrix(height: int, width: int, angle: float = 0.0, shift: tuple[floa
 
 
 def warp(array: np.ndarray, matrix: np.ndarray, nearest: bool = False) -> np.ndarray:
-    """Resample an HxW or HxWxC array through an inverse-map `matrix`, same size, same dtype."""
+    """Resample an HxW or HxWxC array through an inverse-map `matrix`, same size, same dtype.
+
+    Used by tl.augment.Augment (chapters 1 to 5).
+    """
     height, width = array.shape[:2]
     interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
     out = cv2.warpAffine(array, matrix.astype(np.float64), (width, height),
@@ -83,14 +87,20 @@ def warp(array: np.ndarray, matrix: np.ndarray, nearest: bool = False) -> np.nda
 
 
 def shift_channels(image: np.ndarray, intensity: float) -> np.ndarray:
-    """Add `intensity` to every channel, clipped to the image's own min and max (Keras' rule)."""
+    """Add `intensity` to every channel, clipped to the image's own min and max (Keras' rule).
+
+    Used by tl.augment.Augment (chapters 1 to 5).
+    """
     low, high = float(image.min()), float(image.max())
     shifted = np.clip(image.astype(np.float32) + intensity, low, high)
     return _like(shifted, image)
 
 
 def scale_brightness(image: np.ndarray, factor: float) -> np.ndarray:
-    """Multiply the pixels by `factor`; uint8 images saturate at 255."""
+    """Multiply the pixels by `factor`; uint8 images saturate at 255.
+
+    Used by tl.augment.Augment (chapters 1 to 5).
+    """
     if image.dtype == np.uint8:
         return cv2.convertScaleAbs(image, alpha=float(factor)).reshape(image.shape)
     return (image * np.float32(factor)).astype(image.dtype, copy=False)
@@ -104,7 +114,10 @@ def _like(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RandomTransform:
-    """One draw of an `Augment`: the geometry as a matrix, and the photometric settings."""
+    """One draw of an `Augment`: the geometry as a matrix, and the photometric settings.
+
+    Used by tl.augment.Augment (chapters 1 to 5).
+    """
 
     matrix: np.ndarray | None  # None: no geometric change at all
     brightness: float | None = None
@@ -127,7 +140,10 @@ class RandomTransform:
 
 @dataclass(frozen=True)
 class Augment:
-    """Augmentation settings with Keras `ImageDataGenerator` meanings (see the module doc)."""
+    """Augmentation settings with Keras `ImageDataGenerator` meanings (see the module doc).
+
+    Used by chapters 1 to 5.
+    """
 
     rotation_range: float = 0.0
     width_shift_range: float = 0.0

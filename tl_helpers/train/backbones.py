@@ -63,7 +63,10 @@ class Backbone:
         `torchvision.transforms.Normalize` for float RGB tensors in [0, 1], CHW or NCHW (put
         it after `transforms.ToTensor()`).
     preprocess_expects: the input convention of `preprocess`, in words.
-    weights_source: where the weights came from, for the run card.
+    weights_source: where the weights came from, for the run card, in a few words (package
+        or library and file name; never a machine's path).
+
+    Used by chapters 1, 2, 4 and 5 (what tl.backbones.get_backbone returns).
     """
 
     name: str
@@ -101,17 +104,26 @@ def _float_pixels(images):
 
 
 def preprocess_xception(images):
-    """Xception (and Inception) convention: 0..255 RGB -> [-1, 1]."""
+    """Xception (and Inception) convention: 0..255 RGB -> [-1, 1].
+
+    Taught in chapter 1 (the paper profile's Xception).
+    """
     return _float_pixels(images) / 127.5 - 1.0
 
 
 def preprocess_efficientnet(images):
-    """keras.applications EfficientNet: the model rescales inside, so 0..255 RGB as float."""
+    """keras.applications EfficientNet: the model rescales inside, so 0..255 RGB as float.
+
+    Taught in chapter 2 (the paper profile's EfficientNetB3).
+    """
     return _float_pixels(images)
 
 
 def preprocess_resnet50_caffe(images):
-    """keras.applications ResNet50 ("caffe"): RGB -> BGR, minus the ImageNet BGR means, no scaling."""
+    """keras.applications ResNet50 ("caffe"): RGB -> BGR, minus the ImageNet BGR means, no scaling.
+
+    Taught in chapter 4 (the paper profile's ResNet50).
+    """
     pixels = _float_pixels(images)
     if isinstance(pixels, np.ndarray):
         bgr = pixels[..., ::-1]
@@ -123,12 +135,18 @@ def preprocess_resnet50_caffe(images):
 
 
 def preprocess_lite0(images):
-    """EfficientNet-Lite convention: 0..255 RGB -> x/255 -> (x - 0.5) / 0.5, i.e. [-1, 1]."""
+    """EfficientNet-Lite convention: 0..255 RGB -> x/255 -> (x - 0.5) / 0.5, i.e. [-1, 1].
+
+    Used by chapters 1, 2 and 4 (Keras Lite0: the smoke and cpu profiles).
+    """
     return (_float_pixels(images) / 255.0 - 0.5) / 0.5
 
 
 def torch_normalize_imagenet():
-    """torchvision's ImageNet normalisation for [0, 1] RGB tensors (ResNet50)."""
+    """torchvision's ImageNet normalisation for [0, 1] RGB tensors (ResNet50).
+
+    Taught in chapter 5 (the paper profile's ResNet50).
+    """
     check_import_order()
     from torchvision import transforms
 
@@ -136,7 +154,10 @@ def torch_normalize_imagenet():
 
 
 def torch_normalize_lite0():
-    """Lite0's normalisation for [0, 1] RGB tensors: (x - 0.5) / 0.5."""
+    """Lite0's normalisation for [0, 1] RGB tensors: (x - 0.5) / 0.5.
+
+    Taught in chapter 5 (Lite0: the smoke and cpu profiles).
+    """
     check_import_order()
     from torchvision import transforms
 
@@ -159,7 +180,7 @@ def _keras_application(name, weights, input_shape, pooling, timeout):
     if weights == "imagenet":
         path = ensure_weight_file(KERAS_WEIGHT_FILES[name], keras_weights_dir(),
                                   f"keras.applications {name}", timeout)
-        source = f"ImageNet, keras.applications {name} (notop), file {path}"
+        source = f"ImageNet, keras.applications {name} (notop), {path.name}"
     elif weights is not None:
         raise ValueError(f"weights must be 'imagenet' or None, got {weights!r}")
     # weights="imagenet" (not the path) once the file is cached: EfficientNet adds an
@@ -188,7 +209,7 @@ def _torch_resnet50(weights, pooling, timeout):
         enum = ResNet50_Weights[_TORCH_RESNET50_WEIGHTS[weights]]
         file = WeightFile(os.path.basename(enum.url), enum.url)
         path = ensure_weight_file(file, torch_weights_dir(), "torchvision resnet50", timeout)
-        source = f"ImageNet, torchvision ResNet50_Weights.{enum.name}, file {path}"
+        source = f"ImageNet, torchvision ResNet50_Weights.{enum.name}, {path.name}"
     model = resnet50(weights=enum)  # finds the cached file, downloads nothing
     model.fc = nn.Identity()
     if pooling is None:
@@ -227,6 +248,8 @@ def get_backbone(name: str, framework: str = "keras", weights: str | None = "ima
         PyTorch models take any size, so it is ignored there.
     pooling: "avg" (default) or "max" give (N, feature_dim) features; None gives the
         last feature map.
+
+    Used by chapters 1, 2, 4 and 5.
     """
     table = {"keras": KERAS_BACKBONES, "torch": TORCH_BACKBONES}.get(framework)
     if table is None:

@@ -34,7 +34,10 @@ from .loaders import load_examples
 
 CACHE_FORMAT = 1  # bump when the layout of cached arrays changes
 def default_cache_dir() -> Path:
-    """The feature cache folder (`tl_helpers.paths.cache_dir("features")`)."""
+    """The feature cache folder (`tl_helpers.paths.cache_dir("features")`).
+
+    Used by tl.features.extract_features (chapters 1, 2 and 4).
+    """
     return paths.cache_dir("features")
 
 
@@ -45,7 +48,10 @@ def _file_identity(path) -> list:
 
 
 def weights_fingerprint(model) -> str:
-    """SHA-256 of a Keras model's weights: equal only for the very same numbers."""
+    """SHA-256 of a Keras model's weights: equal only for the very same numbers.
+
+    Used by tl.features.extract_features (chapters 1, 2 and 4).
+    """
     digest = hashlib.sha256()
     for array in model.get_weights():
         digest.update(str(array.shape).encode())
@@ -54,7 +60,10 @@ def weights_fingerprint(model) -> str:
 
 
 def preprocess_fingerprint(preprocess: Callable) -> str:
-    """The preprocessing's name plus a hash of its output on a fixed probe image."""
+    """The preprocessing's name plus a hash of its output on a fixed probe image.
+
+    Used by tl.features.extract_features (chapters 1, 2 and 4).
+    """
     probe = np.arange(2 * 8 * 8 * 3, dtype=np.float32).reshape(2, 8, 8, 3) % 256
     output = np.asarray(keras.ops.convert_to_numpy(preprocess(probe.copy())), dtype=np.float32)
     name = f"{getattr(preprocess, '__module__', '')}.{getattr(preprocess, '__qualname__', repr(preprocess))}"
@@ -64,7 +73,10 @@ def preprocess_fingerprint(preprocess: Callable) -> str:
 def feature_cache_key(model, preprocess: Callable, paths: Sequence, image_size: tuple[int, int],
                       views: int = 0, augment: Any = None, seed: int = 0,
                       extra: dict | None = None) -> tuple[str, dict]:
-    """(hex key, the parts it was made of) for these files through this backbone."""
+    """(hex key, the parts it was made of) for these files through this backbone.
+
+    Used by tl.features.extract_features (chapters 1, 2 and 4).
+    """
     parts = {
         "format": CACHE_FORMAT,
         "files": [_file_identity(p) for p in paths],
@@ -140,6 +152,8 @@ def extract_features(backbone, preprocess: Callable | None, paths: Sequence, ima
         each image through `augment` (a `tl_helpers.augment.Augment`), giving (k, N, D).
         View v of image i always gets the same random transform for a given `seed`.
     cache_key_parts: anything else that should separate caches (e.g. a dataset version).
+
+    Used by chapters 1, 2 and 4.
     """
     model, preprocess, extra = _unpack_backbone(backbone, preprocess)
     if views and augment is None:
@@ -178,7 +192,7 @@ def dense_head(feature_dim: int, outputs: int, hidden_units: Sequence[int] = (),
                name: str = "head") -> keras.Model:
     """A head on a feature vector: optional Dense+ReLU layers, dropout, then the output layer.
 
-    One output: sigmoid (binary); several: softmax.
+    One output: sigmoid (binary); several: softmax. Taught in chapter 4.
     """
     inputs = keras.Input((feature_dim,), name=f"{name}_features")
     x = inputs
@@ -203,7 +217,7 @@ def fit_head_on_features(head: keras.Model, x_train: np.ndarray, y_train, x_val:
                          seed: int | None = None):
     """Train a compiled head on features; (views, N, D) training features count as views*N examples.
 
-    Returns the Keras History. `seed` (optional) fixes the shuffling order.
+    Returns the Keras History. `seed` (optional) fixes the shuffling order. Used by chapters 1, 2 and 4.
     """
     x_train, y_train = _flatten_views(x_train, y_train)
     x_val, y_val = _flatten_views(x_val, y_val)
@@ -252,6 +266,6 @@ def stack_head(backbone_model: keras.Model, head: keras.Model, name: str = "back
     """Backbone followed by the trained head, sharing its layers (and weights) for fine-tuning.
 
     The result takes the backbone's (preprocessed) input and predicts what the head
-    predicted from the cached features of the same images.
+    predicted from the cached features of the same images. Taught in chapter 1.
     """
     return keras.Model(backbone_model.input, head(backbone_model.output), name=name)

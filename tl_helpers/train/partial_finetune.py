@@ -37,7 +37,7 @@ def split_functional_model(model: keras.Model, cut_layer: str) -> tuple[keras.Mo
     `upper(lower(x))` equals `model(x)`. Both reuse the model's layers, so their weights are
     shared with it. Raises ValueError when a layer above the cut reads a tensor from below
     it other than the cut layer's output (a skip connection across the cut). The model is
-    a functional model with one input and one output.
+    a functional model with one input and one output. Taught in chapter 2.
     """
     names = [layer.name for layer in model.layers]
     if cut_layer not in names:
@@ -61,6 +61,9 @@ def split_functional_model(model: keras.Model, cut_layer: str) -> tuple[keras.Mo
 
 
 def join_models(lower: keras.Model, upper: keras.Model, name: str = "model") -> keras.Model:
-    """One model, lower then upper (layers and weights shared): what to predict with and save."""
+    """One model, lower then upper (layers and weights shared): what to predict with and save.
+
+    Taught in chapter 2.
+    """
     return keras.Model(lower.input, upper(lower.output), name=name)
 

@@ -25,7 +25,10 @@ import pandas as pd
 
 
 def pick_device(prefer: str | None = None):
-    """`torch.device(prefer)` when given, else the first CUDA GPU when there is one, else the CPU."""
+    """`torch.device(prefer)` when given, else the first CUDA GPU when there is one, else the CPU.
+
+    Taught in chapter 5.
+    """
     import torch
 
     if prefer:
@@ -37,7 +40,7 @@ def center_crop(image: np.ndarray, size: int | None) -> np.ndarray:
     """The central `size` x `size` pixels of an HxW(xC) image; the image itself when size is None.
 
     When the border to cut is odd, the extra pixel goes at the bottom / right (as
-    torchvision's CenterCrop rounds).
+    torchvision's CenterCrop rounds). Taught in chapter 5.
     """
     if size is None:
         return image
@@ -55,7 +58,7 @@ class PatchTransform:
     Give it to `tl_helpers.generators.TorchImageDataset` as `preprocess`: the dataset has
     already applied the random flips and rotation to the whole patch, so the crop comes
     after them, as in a torchvision pipeline. `mean` and `std` are the backbone's own
-    (`PatchTransform.for_backbone` reads them off its Normalize).
+    (`PatchTransform.for_backbone` reads them off its Normalize). Taught in chapter 5.
     """
 
     def __init__(self, crop: int | None, mean: Sequence[float], std: Sequence[float]):
@@ -82,6 +85,7 @@ def classifier_head(in_features: int, hidden: int = 512, classes: int = 2, dropo
     """Pool a feature map, then BatchNorm, Dropout, Linear(hidden), ReLU, BatchNorm, Dropout, Linear(classes).
 
     Input: the backbone's last feature map (N, in_features, h, w); output: (N, classes) logits.
+    Taught in chapter 5.
     """
     from torch import nn
 
@@ -118,7 +122,7 @@ def _autocast(device):
 
 
 def make_grad_scaler(device):
-    """A GradScaler for float16 training on CUDA; None (no scaling) elsewhere."""
+    """A GradScaler for float16 training on CUDA; None (no scaling) elsewhere. Taught in chapter 5."""
     import torch
 
     return torch.amp.GradScaler("cuda") if device.type == "cuda" else None
@@ -129,7 +133,7 @@ def train_one_epoch(model, loader, optimizer, device, scheduler=None, scaler=Non
     """One pass over `loader` in train mode; returns the mean training loss per example.
 
     Per batch: forward (autocast on CUDA), loss, backward (scaled when `scaler`), optimiser
-    step, then `scheduler.step()` (a per-batch schedule such as OneCycleLR).
+    step, then `scheduler.step()` (a per-batch schedule such as OneCycleLR). Taught in chapter 5.
     """
     import torch
 
@@ -161,7 +165,7 @@ def evaluate(model, loader, device, criterion: Callable | None = None, progress:
     """Mean loss, accuracy, softmax probabilities (N, K) and labels (N,) over `loader`, in eval mode.
 
     The loader must yield (images, labels) in a fixed order (no shuffling), so that row i of
-    the probabilities belongs to example i of the dataset.
+    the probabilities belongs to example i of the dataset. Taught in chapter 5.
     """
     import torch
 
@@ -189,7 +193,7 @@ def make_one_cycle(optimizer, max_lr: float, epochs: int, steps_per_epoch: int, 
     """`torch.optim.lr_scheduler.OneCycleLR` over epochs x steps_per_epoch batches.
 
     Step it once per batch, after `optimizer.step()`. Extra keyword options (pct_start,
-    div_factor, anneal_strategy, ...) go to OneCycleLR unchanged.
+    div_factor, anneal_strategy, ...) go to OneCycleLR unchanged. Taught in chapter 5.
     """
     from torch.optim.lr_scheduler import OneCycleLR
 
@@ -205,7 +209,7 @@ def fit_one_cycle(model, train_loader, valid_loader, epochs: int, max_lr: float,
     epochs x batches (OneCycleLR's defaults: 30% warm-up, cosine, momentum cycled between
     0.85 and 0.95 unless `cycle_momentum=False`). After each epoch the model is evaluated on
     `valid_loader`. Returns one row per epoch: epoch, train_loss, valid_loss, accuracy,
-    seconds; with `verbose`, prints each row as it comes. The model stays on `device`.
+    seconds; with `verbose`, prints each row as it comes. The model stays on `device`. Taught in chapter 5.
     """
     import torch
 
@@ -237,7 +241,7 @@ def most_confident_mistakes(y_true, probabilities, k: int = 8) -> np.ndarray:
     """Indices of the (up to) `k` wrong predictions made with the highest probability, surest first.
 
     `probabilities` is (N, K) softmax output (or (N,) P(class 1) for two classes); the
-    prediction is the most probable class. Ties keep dataset order.
+    prediction is the most probable class. Ties keep dataset order. Taught in chapter 5.
     """
     y_true = np.asarray(y_true).astype(int).ravel()
     probabilities = np.asarray(probabilities, dtype=np.float64)

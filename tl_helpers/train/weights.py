@@ -16,7 +16,10 @@ import numpy as np
 
 
 def check_import_order() -> None:
-    """Stop with an explanation instead of a segfault when TensorFlow came before triton."""
+    """Stop with an explanation instead of a segfault when TensorFlow came before triton.
+
+    Used by tl.backbones (chapters 1, 2, 4 and 5).
+    """
     if ("tensorflow" in sys.modules and "triton" not in sys.modules
             and importlib.util.find_spec("triton") is not None):
         raise RuntimeError(
@@ -31,7 +34,10 @@ DOWNLOAD_TIMEOUT_S = 10.0  # a hub that answers does so within seconds; none her
 
 
 class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights that are neither cached nor downloadable; the message says how to fix it."""
+    """Pretrained weights that are neither cached nor downloadable; the message says how to fix it.
+
+    Used by tl.backbones.get_backbone (chapters 1, 2, 4 and 5).
+    """
 
 
 
@@ -39,7 +45,10 @@ class WeightsUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class WeightFile:
-    """A downloadable pretrained-weights file: its name, where it comes from, its checksum."""
+    """A downloadable pretrained-weights file: its name, where it comes from, its checksum.
+
+    Used by tl.backbones.get_backbone (the paper profile of chapters 1, 2, 4 and 5).
+    """
 
     file_name: str
     url: str
@@ -66,7 +75,10 @@ KERAS_WEIGHT_FILES = {
 
 
 def keras_weights_dir() -> Path:
-    """Where keras.applications looks for (and saves) weight files: $KERAS_HOME/models or ~/.keras/models."""
+    """Where keras.applications looks for (and saves) weight files: $KERAS_HOME/models or ~/.keras/models.
+
+    Used by tl.backbones.get_backbone (the paper profile of chapters 1, 2 and 4).
+    """
     try:  # the value Keras itself fixed at import, so that both agree
         from keras.src.backend.config import keras_home
 
@@ -80,7 +92,10 @@ def keras_weights_dir() -> Path:
 
 
 def torch_weights_dir() -> Path:
-    """Where torchvision looks for (and saves) weight files: torch.hub.get_dir()/checkpoints."""
+    """Where torchvision looks for (and saves) weight files: torch.hub.get_dir()/checkpoints.
+
+    Used by tl.backbones.get_backbone (the paper profile of chapter 5).
+    """
     import torch.hub
 
     return Path(torch.hub.get_dir()) / "checkpoints"
@@ -109,6 +124,7 @@ def ensure_weight_file(weight: WeightFile, folder: Path, what: str,
 
     Raises WeightsUnavailableError, naming the file, the folder and the fix, when the
     file is neither there nor downloadable, or when its checksum is wrong.
+    Used by tl.backbones.get_backbone (the paper profile of chapters 1, 2, 4 and 5).
     """
     path = folder / weight.file_name
     if not path.is_file():
