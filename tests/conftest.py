@@ -29,4 +29,4 @@ def shared_data() -> Path:
 def synthetic_sets(tmp_path_factory) -> dict[str, Path]:
     """All five smoke-size synthetic datasets, made once for the session (seed 0)."""
     base = tmp_path_factory.mktemp("synthetic")
-    return {name: synthetic.synthesize(name, base / name, seed=0) for name in synthetic.SIZES["smoke"]}
+    return {name: synthetic.synthesize(name, base / name, seed=0) for name in synthetic.SIZES}

@@ -174,7 +174,7 @@ def test_a_backbone_record_supplies_model_preprocess_and_key_parts(image_files, 
 def test_default_cache_dir_is_gitignored_or_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("TL_CACHE_DIR", raising=False)
     folder = features.default_cache_dir()
-    assert folder == features.REPO_ROOT / ".tl_cache" / "features"
-    assert ".tl_cache/" in (features.REPO_ROOT / ".gitignore").read_text().split()
+    assert folder == paths.project_root() / ".tl_cache" / "features" == paths.cache_dir("features")
+    assert ".tl_cache/" in (paths.project_root() / ".gitignore").read_text().split()
     monkeypatch.setenv("TL_CACHE_DIR", str(tmp_path))
-    assert features.default_cache_dir() == tmp_path / "features"
+    assert features.default_cache_dir() == tmp_path.resolve() / "features"

@@ -1,4 +1,4 @@
-"""torch_training: centre crop, patch transform, head, one-cycle loop, confident mistakes."""
+"""torch_training: centre crop, patch transform, head, one-cycle schedule and loop, confident mistakes."""
 from __future__ import annotations
 
 import warnings
@@ -162,6 +162,42 @@ def test_fit_one_cycle_learns_real_patches_and_reports_each_epoch(pcam_root):
 def test_grad_scaler_only_on_cuda():
     assert tt.make_grad_scaler(torch.device("cpu")) is None
     assert tt.pick_device("cpu").type == "cpu"
+
+
+def one_cycle_run(step_scheduler_first: bool):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    scheduler = tt.make_one_cycle(optimizer, max_lr=0.1, epochs=3, steps_per_epoch=10)
+    rates = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(30):
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            rates.append(optimizer.param_groups[0]["lr"])  # the rate this batch trains with
+            if step_scheduler_first:
+                scheduler.step()
+            optimizer.step()
+            if not step_scheduler_first:
+                scheduler.step()
+    return rates, [str(w.message) for w in caught if "lr_scheduler" in str(w.message)]
+
+
+def test_one_cycle_rises_then_falls_without_warning_when_stepped_after_the_optimizer():
+    rates, scheduler_warnings = one_cycle_run(step_scheduler_first=False)
+    peak = int(np.argmax(rates))
+    assert 0 < peak < len(rates) - 1
+    assert max(rates) == pytest.approx(0.1, rel=0.05)
+    assert np.all(np.diff(rates[: peak + 1]) > 0) and np.all(np.diff(rates[peak:]) < 0)
+    assert rates[-1] < 0.001
+    assert scheduler_warnings == []
+
+
+def test_one_cycle_stepped_before_the_optimizer_warns():
+    _, scheduler_warnings = one_cycle_run(step_scheduler_first=True)
+    assert any("optimizer.step()" in message for message in scheduler_warnings)
 
 
 # --- confident mistakes -----------------------------------------------------------------------

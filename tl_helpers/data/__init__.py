@@ -9,7 +9,7 @@ the counts of the full Kaggle release. Around that:
 - `download(name)`: fetch from Kaggle with the reader's credentials (Colab, GPU runners);
   without credentials or network it stops at once with instructions;
 - `install_from_zip(name, zip_path)`: unpack a Kaggle zip into the expected layout;
-- `synthesize(name, root)`: a small look-alike in the same layout (see `synthetic`);
+- synthetic look-alikes in the same layouts: `tl.synthetic.synthesize(name, root)`;
 - `load(name, synthetic=..., data_dir=..., seed=...)`: the one call a chapter makes: its
   data, verified, as a report whose `root` is the dataset's folder;
 - `dataset_root(name, synthetic=...)`: the folder alone, unverified;

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+import yaml
+
 from ..paths import cache_dir, project_root
 
 __all__ = ['DATA_DIR_ENV', 'SYNTHETIC_MARKER', 'DatasetSpec', 'DATASETS', 'DataError',
            'DatasetNotFoundError', 'DataLayoutError', 'DownloadError', 'spec', 'resolve_data_dir',
-           'how_to_get', 'locate', 'is_synthetic', 'describe_source', 'dataset_root', 'synthesize']
+           'how_to_get', 'locate', 'is_synthetic', 'describe_source', 'dataset_root']
 
 DATA_DIR_ENV = "TL_DATA_DIR"
 SYNTHETIC_MARKER = "SYNTHETIC.json"
@@ -49,88 +51,13 @@ class DatasetSpec:
         return f"https://www.kaggle.com/datasets/{self.kaggle_ref}"
 
 
-DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in [
-        DatasetSpec(
-            name="brain_mri_yes_no",
-            title="Brain MRI images for brain tumor detection (yes/no)",
-            chapter="1: Xception",
-            kaggle_ref="navoneel/brain-mri-images-for-brain-tumor-detection",
-            kaggle_kind="dataset",
-            kind="class_folders",
-            layout="brain_mri_yes_no/{yes,no}/<image>.{jpg,JPG,jpeg,png}",
-            required_splits=("",),
-            classes=("no", "yes"),
-            full_counts={"": {"no": 98, "yes": 155}},
-            citation="N. Chakrabarty, Brain MRI Images for Brain Tumor Detection, Kaggle, 2019.",
-        ),
-        DatasetSpec(
-            name="brain_tumor_mri_4class",
-            title="Brain tumor MRI dataset (glioma, meningioma, no tumour, pituitary)",
-            chapter="2: EfficientNetB3",
-            kaggle_ref="masoudnickparvar/brain-tumor-mri-dataset",
-            kaggle_kind="dataset",
-            kind="class_folders",
-            layout="brain_tumor_mri_4class/{Training,Testing}/{glioma,meningioma,notumor,pituitary}/<image>.jpg",
-            required_splits=("Training",),
-            optional_splits=("Testing",),
-            classes=("glioma", "meningioma", "notumor", "pituitary"),
-            full_counts={
-                "Training": {"glioma": 1321, "meningioma": 1339, "notumor": 1595, "pituitary": 1457},
-                "Testing": {"glioma": 300, "meningioma": 306, "notumor": 405, "pituitary": 300},
-            },
-            citation="M. Nickparvar, Brain Tumor MRI Dataset, Kaggle, 2021.",
-        ),
-        DatasetSpec(
-            name="chest_xray",
-            title="Chest X-ray images (pneumonia), Kermany et al.",
-            chapter="3: X-ray retraining",
-            kaggle_ref="paultimothymooney/chest-xray-pneumonia",
-            kaggle_kind="dataset",
-            kind="class_folders",
-            layout="chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/<image>.jpeg",
-            required_splits=("train",),
-            optional_splits=("val", "test"),
-            classes=("NORMAL", "PNEUMONIA"),
-            full_counts={
-                "train": {"NORMAL": 1341, "PNEUMONIA": 3875},
-                "val": {"NORMAL": 8, "PNEUMONIA": 8},
-                "test": {"NORMAL": 234, "PNEUMONIA": 390},
-            },
-            citation="D. Kermany et al., Identifying medical diagnoses and treatable diseases by "
-            "image-based deep learning, Cell 172(5), 2018.",
-        ),
-        DatasetSpec(
-            name="lgg_mri_segmentation",
-            title="LGG brain MRI segmentation (TCGA), Buda et al.",
-            chapter="4: ResNet50 + ResUNet",
-            kaggle_ref="mateuszbuda/lgg-mri-segmentation",
-            kaggle_kind="dataset",
-            kind="lgg_segmentation",
-            layout="lgg_mri_segmentation/kaggle_3m/TCGA_<site>_<id>_<date>/TCGA_<site>_<id>_<date>_<N>.tif "
-            "+ ..._<N>_mask.tif, and kaggle_3m/data.csv",
-            classes=("no tumour", "tumour"),
-            full_counts={"patients": 110, "slices": 3929},
-            citation="M. Buda, A. Saha, M. Mazurowski, Association of genomic subtypes of lower-grade "
-            "gliomas with shape features automatically extracted by a deep learning algorithm, "
-            "Computers in Biology and Medicine 109, 2019.",
-        ),
-        DatasetSpec(
-            name="pcam",
-            title="Histopathologic cancer detection (PatchCamelyon patches)",
-            chapter="5: PyTorch ResNet50",
-            kaggle_ref="histopathologic-cancer-detection",
-            kaggle_kind="competition",
-            kind="labels_csv",
-            layout="pcam/train/<id>.tif (96x96 RGB) + pcam/train_labels.csv (id,label)",
-            classes=("0", "1"),
-            full_counts={"train": {"0": 130908, "1": 89117}},
-            citation="B. Veeling et al., Rotation equivariant CNNs for digital pathology, MICCAI 2018; "
-            "Kaggle competition Histopathologic Cancer Detection, 2018.",
-        ),
-    ]
-}
+def _load_registry() -> dict[str, DatasetSpec]:
+    entries = yaml.safe_load((Path(__file__).with_name("datasets.yml")).read_text())
+    tuples = ("required_splits", "optional_splits", "classes")
+    return {e["name"]: DatasetSpec(**{k: tuple(v) if k in tuples else v for k, v in e.items()}) for e in entries}
+
+
+DATASETS: dict[str, DatasetSpec] = _load_registry()  # the five datasets, from datasets.yml
 
 
 class DataError(Exception):
@@ -248,7 +175,9 @@ def describe_source(root: str | Path, short: bool = False) -> str:
 
 def dataset_root(name: str, synthetic: bool, data_dir: str | Path | None = None, seed: int = 0,
                  size: str = "smoke") -> Path:
-    """The one call a chapter makes: a synthetic set (made once, then reused) or the real one.
+    """The dataset's folder, unverified: a synthetic set (made once, then reused) or the real one.
+
+    Chapters call `tl.data.load`, which verifies what this returns.
 
     Synthetic sets go to `<cache>/synthetic/<name>-<size>-seed<seed>` (`paths.cache_dir`),
     never into the data directory; they are remade when the generator's version changed.
@@ -271,12 +200,5 @@ def dataset_root(name: str, synthetic: bool, data_dir: str | Path | None = None,
                               "made by tl_helpers, so it is left alone. Move it away, or set TL_CACHE_DIR to another folder.")
     synth.synthesize(name, root, seed=seed, size=size)
     return root
-
-
-def synthesize(name: str, root: str | Path, seed: int = 0, size: str = "smoke") -> Path:
-    """Write a small synthetic look-alike of dataset `name` at `root` (see `synthetic`)."""
-    from . import synthetic as synth
-
-    return synth.synthesize(name, root, seed=seed, size=size)
 
 

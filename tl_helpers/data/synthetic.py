@@ -21,22 +21,16 @@ GENERATOR_VERSION = 1
 
 # Image counts per size. "smoke" keeps the whole book to minutes on two cores; "medium"
 # is for tests that need enough samples to measure learnability.
-SIZES = {
-    "smoke": {
-        "brain_mri_yes_no": {"yes": 36, "no": 24},
-        "brain_tumor_mri_4class": {"Training": 24, "Testing": 8},
-        "chest_xray": {"train": (24, 72), "val": (4, 4), "test": (12, 20)},
-        "lgg_mri_segmentation": {"patients": 6, "slices": (12, 16)},
-        "pcam": {"patches": 400},
-    },
-    "medium": {
-        "brain_mri_yes_no": {"yes": 150, "no": 150},
-        "brain_tumor_mri_4class": {"Training": 80, "Testing": 10},
-        "chest_xray": {"train": (100, 200), "val": (4, 4), "test": (10, 10)},
-        "lgg_mri_segmentation": {"patients": 10, "slices": (16, 20)},
-        "pcam": {"patches": 600},
-    },
+SIZES = {  # dataset -> {size: counts}
+    "brain_mri_yes_no": {"smoke": {"yes": 36, "no": 24}, "medium": {"yes": 150, "no": 150}},
+    "brain_tumor_mri_4class": {"smoke": {"Training": 24, "Testing": 8}, "medium": {"Training": 80, "Testing": 10}},
+    "chest_xray": {"smoke": {"train": (24, 72), "val": (4, 4), "test": (12, 20)},
+                   "medium": {"train": (100, 200), "val": (4, 4), "test": (10, 10)}},
+    "lgg_mri_segmentation": {"smoke": {"patients": 6, "slices": (12, 16)},
+                             "medium": {"patients": 10, "slices": (16, 20)}},
+    "pcam": {"smoke": {"patches": 400}, "medium": {"patches": 600}},
 }
+SIZE_NAMES = ("smoke", "medium")
 
 
 # --- drawing helpers ---------------------------------------------------------------------
@@ -304,14 +298,14 @@ def synthesize(name: str, root: str | Path, seed: int = 0, size: str = "smoke") 
     """
     if name not in _MAKERS:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(_MAKERS)}")
-    if size not in SIZES:
-        raise KeyError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
+    if size not in SIZE_NAMES:
+        raise KeyError(f"unknown size {size!r}; known: {', '.join(SIZE_NAMES)}")
     root = Path(root)
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root} exists and is not empty; synthetic data is only written to a new folder")
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, list(_MAKERS).index(name)])
-    _MAKERS[name](root, rng, SIZES[size][name])
+    _MAKERS[name](root, rng, SIZES[name][size])
     (root / "SYNTHETIC.json").write_text(json.dumps({
         "dataset": name, "seed": seed, "size": size, "generator_version": GENERATOR_VERSION,
         "note": "synthetic look-alike images made by tl_helpers.synthetic; not medical images",

@@ -55,7 +55,7 @@ def center_crop(image: np.ndarray, size: int | None) -> np.ndarray:
 class PatchTransform:
     """HxWxC float pixels 0..255 -> centre crop (optional) -> [0, 1] -> (x - mean) / std.
 
-    Give it to `tl_helpers.generators.TorchImageDataset` as `preprocess`: the dataset has
+    Give it to `tl.loaders.TorchImageDataset` as `preprocess`: the dataset has
     already applied the random flips and rotation to the whole patch, so the crop comes
     after them, as in a torchvision pipeline. `mean` and `std` are the backbone's own
     (`PatchTransform.for_backbone` reads them off its Normalize). Taught in chapter 5.

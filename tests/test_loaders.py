@@ -1,4 +1,4 @@
-"""tl_helpers.generators on real files: reading, Keras batches, PyTorch items and loaders."""
+"""tl.loaders on real files: reading (tl.images), Keras batches, PyTorch items and loaders, load_examples."""
 import os
 import subprocess
 import sys
@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tl_helpers.augment import Augment
-from tl_helpers.generators import KerasImageDataset, decode_image, make_torch_loader, read_mask
-from tl_helpers.images import ImageReadError, read_image
+from tl_helpers.data.images import ImageReadError, decode_image, read_image, read_mask
+from tl_helpers.train.augment import Augment
+from tl_helpers.train.loaders import KerasImageDataset, example_rng, load_example, load_examples, make_torch_loader
 
 SHARED = Path(os.environ.get("TL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 BRAIN = SHARED / "brain_tumor_mri_4class" / "Training"
@@ -116,6 +116,45 @@ def test_an_unreadable_file_is_named_in_the_error(tmp_path, brain_table, content
 def test_masks_are_read_as_zero_or_one(lgg_table):
     mask = read_mask(lgg_table["mask_path"][0], (100, 80))
     assert mask.shape == (100, 80, 1) and set(np.unique(mask)) == {0, 1}
+
+
+# --- load_examples: the one batch loader ------------------------------------------------
+
+def test_load_examples_is_the_same_with_one_thread_or_four(brain_table, lgg_table):
+    paths = list(brain_table["path"][::2])
+    rngs = lambda: [example_rng(11, 0, i) for i in range(len(paths))]  # noqa: E731
+    one = load_examples(paths, (48, 40), augment=AUGMENT, rngs=rngs(), threads=1)
+    four = load_examples(paths, (48, 40), augment=AUGMENT, rngs=rngs(), threads=4)
+    assert len(one) == len(four) == len(paths)
+    for (image, mask), (again, again_mask) in zip(one, four):
+        assert image.shape == (48, 40, 3) and image.dtype == np.float32 and mask is None and again_mask is None
+        np.testing.assert_array_equal(image, again)
+    # each example is load_example with its own stream, whatever the thread that ran it
+    np.testing.assert_array_equal(one[3][0], load_example(paths[3], (48, 40), augment=AUGMENT, rng=example_rng(11, 0, 3))[0])
+    plain = load_examples(paths, (48, 40), threads=4)
+    assert sum(not np.array_equal(a[0], b[0]) for a, b in zip(one, plain)) >= len(paths) - 1  # really augmented
+    other = load_examples(paths, (48, 40), augment=AUGMENT, rngs=[example_rng(12, 0, i) for i in range(len(paths))], threads=4)
+    assert not np.array_equal(one[0][0], other[0][0])
+
+
+def test_load_examples_moves_masks_with_their_images_in_threads(lgg_table):
+    paths, masks = list(lgg_table["mask_path"]), list(lgg_table["mask_path"])  # the image IS the mask
+    rngs = lambda: [example_rng(2, 1, i) for i in range(len(paths))]  # noqa: E731
+    one = load_examples(paths, (256, 256), augment=GEOMETRY, rngs=rngs(), mask_paths=masks, threads=1)
+    four = load_examples(paths, (256, 256), augment=GEOMETRY, rngs=rngs(), mask_paths=masks, threads=4)
+    for (image, mask), (again, again_mask) in zip(one, four):
+        np.testing.assert_array_equal(image, again)
+        np.testing.assert_array_equal(mask, again_mask)
+        assert mask.shape == (256, 256, 1) and set(np.unique(mask)) <= {0.0, 1.0}
+        assert_aligned(image[..., 0], mask[..., 0])
+
+
+def test_load_examples_needs_one_rng_per_path_to_augment(brain_table):
+    paths = list(brain_table["path"][:3])
+    with pytest.raises(ValueError, match="one rng per path"):
+        load_examples(paths, (32, 32), augment=AUGMENT)
+    with pytest.raises(ValueError, match="one rng per path"):
+        load_examples(paths, (32, 32), augment=AUGMENT, rngs=[example_rng(0, 0, 0)])
 
 
 # --- Keras --------------------------------------------------------------------------------
@@ -243,8 +282,8 @@ def test_keras_fit_with_the_torch_backend(brain_table, tmp_path):
     brain_table.to_csv(tmp_path / "table.csv", index=False)
     script = f"""
 import sys, keras, numpy as np, pandas as pd
-from tl_helpers.generators import KerasImageDataset
-from tl_helpers.augment import Augment
+from tl_helpers.train.loaders import KerasImageDataset
+from tl_helpers.train.augment import Augment
 assert keras.backend.backend() == "torch" and "tensorflow" not in sys.modules
 data = KerasImageDataset(pd.read_csv({str(tmp_path / "table.csv")!r}), image_size=(32, 32), batch_size=8,
                          seed=0, augment=Augment(rotation_range=10, horizontal_flip=True),
@@ -262,8 +301,10 @@ print("fit ok", model.predict(data, verbose=0).shape)
     assert "fit ok (24, 4)" in done.stdout
 
 
-def test_the_module_imports_without_torch():
-    script = "import sys, tl_helpers.generators; assert 'torch' not in sys.modules, 'torch imported'"
+def test_the_module_imports_without_torch_or_keras():
+    script = ("import sys, tl_helpers.train.loaders\n"
+              "assert 'torch' not in sys.modules, 'torch imported'\n"
+              "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'keras imported'")
     env = dict(os.environ, KERAS_BACKEND="tensorflow", PYTHONPATH=str(REPO))
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -273,7 +314,7 @@ def test_the_module_imports_without_torch():
 
 def test_torch_items_and_loader(brain_table):
     import torch
-    from tl_helpers.generators import TorchImageDataset
+    from tl_helpers.train.loaders import TorchImageDataset
 
     dataset = TorchImageDataset(brain_table, image_size=(40, 48), augment=AUGMENT, seed=0)
     assert isinstance(dataset, torch.utils.data.Dataset) and len(dataset) == 24
@@ -288,7 +329,7 @@ def test_torch_items_and_loader(brain_table):
 
 def test_torch_loader_repeats_with_the_same_seed_also_with_workers(brain_table):
     import torch
-    from tl_helpers.generators import TorchImageDataset
+    from tl_helpers.train.loaders import TorchImageDataset
 
     def first_batch(seed, workers):
         dataset = TorchImageDataset(brain_table, image_size=(32, 32), augment=AUGMENT, seed=0)
@@ -302,7 +343,7 @@ def test_torch_loader_repeats_with_the_same_seed_also_with_workers(brain_table):
 
 
 def test_torch_image_and_mask_items_are_aligned(lgg_table):
-    from tl_helpers.generators import TorchImageDataset
+    from tl_helpers.train.loaders import TorchImageDataset
 
     table = lgg_table.assign(path=lgg_table["mask_path"])
     dataset = TorchImageDataset(table, y_col=None, mask_col="mask_path", image_size=(256, 256),

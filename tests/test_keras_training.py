@@ -1,14 +1,13 @@
-"""The unattended adaptive-LR callback on a real tiny Keras model, and PyTorch one-cycle."""
+"""keras_training: the unattended adaptive-LR callback and stop_and_keep_best on real tiny Keras models."""
 import os
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
 
 # tl_helpers first: its __init__ loads triton before TensorFlow (the other order segfaults).
-from tl_helpers.callbacks import AdaptiveLearningRate, make_one_cycle, stop_and_keep_best
+from tl_helpers.train.keras_training import AdaptiveLearningRate, stop_and_keep_best
 
 import keras  # noqa: I001
 
@@ -136,7 +135,7 @@ def test_works_with_the_torch_backend():
     pytest.importorskip("torch")
     script = (
         "import numpy as np, keras\n"
-        "from tl_helpers.callbacks import AdaptiveLearningRate\n"
+        "from tl_helpers.train.keras_training import AdaptiveLearningRate\n"
         "assert keras.backend.backend() == 'torch'\n"
         "keras.utils.set_random_seed(0)\n"
         "m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])\n"
@@ -155,43 +154,6 @@ def test_works_with_the_torch_backend():
     lr, weight_change = map(float, result.stdout.split()[-2:])
     assert lr == pytest.approx(0.05)
     assert weight_change == 0.0  # dwell put the best weights back
-
-
-def one_cycle_run(step_scheduler_first: bool):
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    model = torch.nn.Linear(4, 1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    scheduler = make_one_cycle(optimizer, max_lr=0.1, epochs=3, steps_per_epoch=10)
-    rates = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for _ in range(30):
-            loss = model(torch.randn(8, 4)).pow(2).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            rates.append(optimizer.param_groups[0]["lr"])  # the rate this batch trains with
-            if step_scheduler_first:
-                scheduler.step()
-            optimizer.step()
-            if not step_scheduler_first:
-                scheduler.step()
-    return rates, [str(w.message) for w in caught if "lr_scheduler" in str(w.message)]
-
-
-def test_one_cycle_rises_then_falls_without_warning_when_stepped_after_the_optimizer():
-    rates, scheduler_warnings = one_cycle_run(step_scheduler_first=False)
-    peak = int(np.argmax(rates))
-    assert 0 < peak < len(rates) - 1
-    assert max(rates) == pytest.approx(0.1, rel=0.05)
-    assert np.all(np.diff(rates[: peak + 1]) > 0) and np.all(np.diff(rates[peak:]) < 0)
-    assert rates[-1] < 0.001
-    assert scheduler_warnings == []
-
-
-def test_one_cycle_stepped_before_the_optimizer_warns():
-    _, scheduler_warnings = one_cycle_run(step_scheduler_first=True)
-    assert any("optimizer.step()" in message for message in scheduler_warnings)
 
 
 def test_stop_and_keep_best_stops_after_patience_and_saves_the_best_epoch(tmp_path):

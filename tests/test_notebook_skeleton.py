@@ -1,0 +1,80 @@
+"""Every chapter notebook has the same skeleton (CONTRIBUTING.md, "How a chapter is laid out").
+
+Title and Colab badge; the generated setup cell; the `parameters` cell; `tl.notebook.start`;
+`tl.data.load`; the "What we changed" box (chapters 1-5); `tl.notebook.finish` last; helpers
+reached only as `tl.<module>.<name>`.
+"""
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import tl_helpers as tl
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9]*.ipynb"))
+
+
+def code_cells(nb):
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+@pytest.fixture(params=NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def notebook(request):
+    return request.param, nbformat.read(request.param, as_version=4)
+
+
+def test_there_are_six_notebooks():
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["00", "01", "02", "03", "04", "05"]
+
+
+def test_title_and_colab_badge(notebook):
+    path, nb = notebook
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# ")
+    assert f"]({tl.notebook.colab_url(path.stem)})" in first.source, "run scripts/notebook_setup.py"
+
+
+def test_setup_cell_is_the_generated_one(notebook):
+    _, nb = notebook
+    cells = code_cells(nb)
+    assert cells[0].source == tl.notebook.setup_cell_source(), "run scripts/notebook_setup.py"
+    assert tl.notebook.repository_url() in cells[0].source
+    assert len(cells[0].source.splitlines()) <= 8
+
+
+def test_parameters_then_start(notebook):
+    path, nb = notebook
+    cells = code_cells(nb)
+    assert "parameters" in cells[1].metadata.get("tags", []), "the second code cell is the parameters cell"
+    assert re.search(rf'tl\.notebook\.start\(globals\(\), "{path.stem}"', cells[2].source), \
+        "the third code cell calls tl.notebook.start(globals(), '<notebook>')"
+
+
+def test_data_comes_from_tl_data_load(notebook):
+    _, nb = notebook
+    code = "\n".join(cell.source for cell in code_cells(nb))
+    assert "tl.data.load(" in code
+    assert "tl.data.dataset_root(" not in code and "tl.data.require(" not in code
+
+
+def test_what_we_changed_box(notebook):
+    path, nb = notebook
+    if path.stem.startswith("00"):
+        pytest.skip("the dataset tour changes no article")
+    boxes = [c for c in nb.cells if c.cell_type == "markdown" and "What we changed from the article" in c.source]
+    assert len(boxes) == 1 and boxes[0].source.lstrip().startswith("```{admonition}")
+
+
+def test_finish_is_the_last_code_cell(notebook):
+    _, nb = notebook
+    assert "tl.notebook.finish(card" in code_cells(nb)[-1].source
+
+
+def test_helpers_are_reached_one_way(notebook):
+    _, nb = notebook
+    for cell in code_cells(nb)[1:]:
+        assert not re.search(r"^\s*(from tl_helpers|import tl_helpers)", cell.source, re.M), cell.source[:200]
+        assert ".split(\";\")" not in cell.source and "split(\", file\")" not in cell.source
+        for module in re.findall(r"\btl\.(\w+)\.", cell.source):
+            assert module in tl.MODULES, f"tl.{module} is not a module of tl_helpers"
