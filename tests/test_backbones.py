@@ -1,4 +1,4 @@
-"""Backbones: the Lite0 Keras port against PyTorch, preprocessing, and missing-weight errors."""
+"""backbones, lite0, weights: the Lite0 Keras port against PyTorch, preprocessing, missing-weight errors."""
 import json
 import os
 import subprocess
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-# Imported before keras on purpose: it loads triton first (see _load_triton_before_tensorflow).
-from tl_helpers import backbones as bb
-from tl_helpers.images import is_image_file, read_image
+# Imported before keras on purpose: tl_helpers loads triton first (see _import_triton_before_tensorflow).
+from tl_helpers.data.images import is_image_file, read_image
+from tl_helpers.train import backbones as bb
+from tl_helpers.train import lite0, weights
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TL_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -46,7 +47,7 @@ def _torch_logits(model, images_uint8):
 @pytest.fixture(scope="module")
 def lite0_models():
     """The two Lite0 classifiers (1000 logits), built once for the module."""
-    return bb.build_lite0_keras(weights="imagenet"), bb.build_lite0_torch(weights="imagenet")
+    return lite0.build_lite0_keras(weights="imagenet"), lite0.build_lite0_torch(weights="imagenet")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def test_lite0_both_frameworks_agree_and_recognise_photograph(lite0_models, phot
     keras_logits, torch_logits = _keras_logits(keras_model, image), _torch_logits(torch_model, image)
     assert np.abs(keras_logits - torch_logits).max() < MAX_LOGIT_DIFF
     for logits in (keras_logits, torch_logits):
-        top5 = [index for index, _, _ in bb.top_k_classes(logits[0], k=5)]
+        top5 = [index for index, _, _ in weights.top_k_classes(logits[0], k=5)]
         assert expected & set(top5), f"{photo}: top 5 {top5} has none of {expected}"
         assert top5[0] in expected
 
@@ -87,7 +88,7 @@ def test_lite0_uses_the_network_the_weights_were_trained_in(lite0_models, photog
     keras_model, torch_model = lite0_models
     for logits in (_keras_logits(keras_model, photographs["cat"][None]),
                    _torch_logits(torch_model, photographs["cat"][None])):
-        index, _, probability = bb.top_k_classes(logits[0], k=1)[0]
+        index, _, probability = weights.top_k_classes(logits[0], k=1)[0]
         assert index == 285 and probability > 0.75
 
 
@@ -117,8 +118,9 @@ def test_headless_lite0_gives_same_features_in_both_frameworks():
     assert np.abs(keras_features - torch_features).max() < MAX_LOGIT_DIFF
     for backbone in (keras_backbone, torch_backbone):
         assert backbone.feature_dim == 1280 and backbone.default_size == 224
-        assert bb.LITE0_PACKAGE in backbone.weights_source
-        assert str(bb.lite0_weights_file()) in backbone.weights_source
+        assert lite0.LITE0_PACKAGE in backbone.weights_source
+        assert lite0.lite0_weights_file().name in backbone.weights_source  # the file, not this machine's path
+        assert str(lite0.lite0_weights_file().parent) not in backbone.weights_source
 
 
 def test_lite0_feature_map_without_pooling():
@@ -128,12 +130,12 @@ def test_lite0_feature_map_without_pooling():
 
 
 def test_lite0_port_stops_on_a_shape_mismatch():
-    model = bb.build_lite0_keras(weights=None, include_top=False, input_shape=(32, 32, 3))
-    tensors = bb.lite0_file_tensors()
+    model = lite0.build_lite0_keras(weights=None, include_top=False, input_shape=(32, 32, 3))
+    tensors = lite0.lite0_file_tensors()
     key, array = tensors[1]  # the stem's BatchNorm weight, 32 values
     tensors[1] = (key, array[:16])
     with pytest.raises(ValueError, match=r"_bn0\.weight"):
-        bb._port_lite0_weights(model, tensors)
+        lite0._port_lite0_weights(model, tensors)
 
 
 # Keras fixes its backend and its home folder (KERAS_HOME) when imported, so one
@@ -142,16 +144,16 @@ def test_lite0_port_stops_on_a_shape_mismatch():
 KERAS_SUBPROCESS = """
 import json, sys
 import numpy as np
-from tl_helpers import backbones as bb
+import tl_helpers as tl
 import keras
 image = np.load(sys.argv[1])
-logits = keras.ops.convert_to_numpy(bb.build_lite0_keras()(bb.preprocess_lite0(image)))
+logits = keras.ops.convert_to_numpy(tl.lite0.build_lite0_keras()(tl.backbones.preprocess_lite0(image)))
 messages = {}
 for name in ("xception", "efficientnetb3", "resnet50"):
     try:
-        bb.get_backbone(name, "keras", weights="imagenet", timeout=5)
+        tl.backbones.get_backbone(name, "keras", weights="imagenet", timeout=5)
         messages[name] = None
-    except bb.WeightsUnavailableError as error:
+    except tl.weights.WeightsUnavailableError as error:
         messages[name] = str(error)
 print(json.dumps({"backend": keras.backend.backend(), "logits": logits.tolist(),
                   "messages": messages}))
@@ -235,13 +237,13 @@ def test_torch_preprocessing_normalises_zero_to_one_tensors():
 # ---------------------------------------------------------------- ImageNet names
 
 def test_imagenet_class_names_are_stored_offline():
-    names = bb.imagenet_class_names()
+    names = weights.imagenet_class_names()
     assert len(names) == 1000
-    assert bb.imagenet_class_name(285) == "Egyptian cat"
-    assert bb.imagenet_class_name(967) == "espresso"
+    assert weights.imagenet_class_name(285) == "Egyptian cat"
+    assert weights.imagenet_class_name(967) == "espresso"
     logits = np.zeros(1000)
     logits[[968, 281]] = [5.0, 3.0]
-    top = bb.top_k_classes(logits, k=2)
+    top = weights.top_k_classes(logits, k=2)
     assert [index for index, _, _ in top] == [968, 281]
     assert top[0][1] == "cup" and top[0][2] > top[1][2]
 
@@ -275,6 +277,7 @@ def test_unknown_backbone_or_framework_is_refused():
 
 def test_missing_torch_weights_stop_with_instructions(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert bb.WeightsUnavailableError is weights.WeightsUnavailableError  # re-exported, one class
     with pytest.raises(bb.WeightsUnavailableError) as caught:
         bb.get_backbone("resnet50", "torch", weights="imagenet", timeout=5)
     message = str(caught.value)
@@ -298,7 +301,21 @@ def test_a_placed_torch_weight_file_is_used_offline(tmp_path, monkeypatch):
     torch.save(state, folder / "resnet50-0676ba61.pth")
     backbone = bb.get_backbone("resnet50", "torch", weights="imagenet", timeout=5)
     assert torch.all(backbone.model.conv1.weight == 0.25)
-    assert str(folder / "resnet50-0676ba61.pth") in backbone.weights_source
+    assert "resnet50-0676ba61.pth" in backbone.weights_source and str(folder) not in backbone.weights_source
     assert "IMAGENET1K_V1" in backbone.weights_source
 
 
+
+
+def test_import_order_guard_tells_a_blocked_tensorflow_from_a_loaded_one(monkeypatch):
+    import importlib.util
+    import types
+
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("no triton here: the guard has nothing to guard")
+    monkeypatch.delitem(sys.modules, "triton", raising=False)
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # blocked: `import tensorflow` fails
+    weights.check_import_order()
+    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))  # loaded before triton
+    with pytest.raises(RuntimeError, match="before triton"):
+        weights.check_import_order()

@@ -78,3 +78,4 @@ def test_helpers_are_reached_one_way(notebook):
         assert ".split(\";\")" not in cell.source and "split(\", file\")" not in cell.source
         for module in re.findall(r"\btl\.(\w+)\.", cell.source):
             assert module in tl.MODULES, f"tl.{module} is not a module of tl_helpers"
+        assert not re.search(r"^\s*\w+\s*=\s*tl\.\w+\s*(#.*)?$", cell.source, re.M), "no aliases: call tl.<module>.<name>"

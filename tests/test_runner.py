@@ -35,7 +35,8 @@ def test_runner_injects_profile_and_overrides(tmp_path):
     nb = _notebook(tmp_path / "src" / "00_datasets.ipynb",
                    "import json, pathlib\n"
                    "pathlib.Path(OUTPUT_DIR, '00_datasets.json').write_text(json.dumps("
-                   "{'notebook': '00_datasets', 'profile': PROFILE, 'metrics': {'n': {'value': SAMPLES_PER_CLASS}}}))")
+                   "{'notebook': '00_datasets', 'profile': PROFILE, 'metrics': {'n': {'value': SAMPLES_PER_CLASS}}}))",
+                   parameters="PROFILE = 'smoke'\nOUTPUT_DIR = None\nSAMPLES_PER_CLASS = 4")
     runner.run("cpu", [nb], out_dir=tmp_path / "out", overrides={"SAMPLES_PER_CLASS": 7}, progress=False)
     card = json.loads((tmp_path / "out" / "00_datasets.json").read_text())
     assert card["profile"] == "cpu" and card["metrics"]["n"]["value"] == 7

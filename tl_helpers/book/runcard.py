@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from ..paths import project_root
+
 # Libraries whose version matters to a result; only those already imported are reported.
 _LIBRARIES = ["numpy", "pandas", "pillow", "opencv-python-headless", "scikit-learn", "scikit-image",
               "tensorflow-cpu", "tensorflow", "keras", "torch", "torchvision", "timm",
@@ -42,12 +44,38 @@ def is_tracked_by_git(path: str | Path) -> bool:
     return result.returncode == 0
 
 
+PROTECTED_MARKER = ".tl-protected"  # a folder holding this file keeps what is under it
+
+
+def protected_by(path: str | Path) -> str | None:
+    """Why writing `path` would touch the reference results, or None when it would not.
+
+    Without git (a downloaded zip of the book), location and marker still say so: any path
+    under `<project>/results/`, or under a folder holding a `.tl-protected` file.
+    Used by tl.runcard.guard_overwrite (RunCard.save, the runner).
+    """
+    path = Path(path).resolve()
+    if path.is_relative_to((project_root() / "results").resolve()):
+        return "it is inside the project's results/ folder"
+    marked = next((folder for folder in path.parents if (folder / PROTECTED_MARKER).is_file()), None)
+    if marked is not None:
+        return f"its folder {marked} holds a {PROTECTED_MARKER} marker"
+    if is_tracked_by_git(path):
+        return "it is committed to git"
+    return None
+
+
 def guard_overwrite(path: str | Path, overwrite: bool = False) -> None:
-    """Stop before replacing a committed (git-tracked) file, unless `overwrite` is set."""
-    if not overwrite and is_tracked_by_git(path):
+    """Stop before writing a reference result (see `protected_by`), unless `overwrite` is set.
+
+    Used by the book machinery (RunCard.save, runner).
+    """
+    reason = None if overwrite else protected_by(path)
+    if reason:
         raise ResultOverwriteError(
-            f"{path} is a committed reference result; refusing to overwrite it. Write to another "
-            "folder (e.g. runs/), or pass overwrite=True / --overwrite if you mean to replace it."
+            f"{path}: refusing to overwrite a committed reference result ({reason}). Write to "
+            "another folder (e.g. runs/), or pass --overwrite to the runner (OVERWRITE=True in a "
+            "notebook, overwrite=True in Python) if you mean to replace it."
         )
 
 

@@ -12,13 +12,16 @@ reference results under `results/`) are never replaced unless `--overwrite` is g
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
+import functools
 import json
 import sys
 import time
 from pathlib import Path
 
 from ..paths import project_root
-from .profiles import available_profiles, parameters_for
+from .profiles import available_profiles, load_profile, parameters_for
 from .runcard import ResultOverwriteError, guard_overwrite
 
 
@@ -27,6 +30,16 @@ class NotebookFailed(RuntimeError):
 
     Used by the book machinery (runner, build).
     """
+
+
+class UnknownParameterError(ValueError):
+    """A parameter the notebook does not define (most likely misspelt); the run has not started.
+
+    Used by the book machinery (runner).
+    """
+
+
+RUNNER_PARAMETERS = ("PROFILE", "OUTPUT_DIR", "OVERWRITE", "DATA_DIR")  # set by the runner itself
 
 
 def default_notebooks() -> list[Path]:
@@ -40,6 +53,53 @@ def _parse_value(text: str):
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+def notebook_parameters(notebook: Path) -> set[str]:
+    """The names assigned in a notebook's `parameters`-tagged cell, read with `ast` (not run).
+
+    Used by the book machinery (runner.check_parameters).
+    """
+    return set(_assigned_names(str(notebook), Path(notebook).stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _assigned_names(notebook: str, mtime_ns: int) -> frozenset:
+    """`notebook_parameters`, cached per file version (the chapters are read once per run)."""
+    import nbformat
+
+    names = set()
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            names |= {node.id for node in ast.walk(ast.parse(cell.source))
+                      if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+    return frozenset(names)
+
+
+def check_parameters(notebook: Path, parameters: dict, profile: str, overrides: dict | None = None) -> None:
+    """Stop, before anything runs, when a parameter is not one the notebook defines.
+
+    `parameters` are the profile's (`parameters_for`), `overrides` the `-p` ones. Allowed
+    everywhere: the runner's own (`RUNNER_PARAMETERS`) and the profile's `defaults` that a
+    chapter notebook defines. Anything else must be assigned in the notebook's `parameters`
+    cell; papermill would only log "Passed unknown parameter" and run with the defaults.
+    Used by the book machinery (runner).
+    """
+    notebook = Path(notebook)
+    known = notebook_parameters(notebook)
+    chapters = set().union(*(notebook_parameters(n) for n in default_notebooks()))
+    shared = set(RUNNER_PARAMETERS) | (set(load_profile(profile).get("defaults") or {}) & chapters)
+    sources = {name: f"profiles/{profile}.yml" for name in parameters}
+    sources.update({name: "-p" for name in overrides or {}})
+    lines = []
+    for name in sorted(set(sources) - known - shared):
+        close = difflib.get_close_matches(name, sorted(known), n=3)
+        hint = f"did you mean {' or '.join(close)}?" if close else "no parameter of it comes close"
+        lines.append(f"unknown parameter {name} (from {sources[name]}) for {notebook.name}: {hint}")
+    if lines:
+        raise UnknownParameterError(
+            "\n".join(lines) + f"\nNothing was run. The parameters cell of {notebook.name} defines: "
+            + (", ".join(sorted(known)) or "nothing (it has no cell tagged `parameters`)"))
 
 
 def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool = True) -> Path:
@@ -85,7 +145,19 @@ def run(profile: str, notebooks: list[Path] | None = None, out_dir: Path | None 
             raise FileNotFoundError(f"notebook not found: {notebook}")
         if out_dir == notebook.parent:
             raise ValueError(f"the output folder {out_dir} is the notebooks' source folder; choose another")
-    # Check every destination before running anything, so that a refusal loses no work.
+    # Settle every notebook's parameters and check every destination before running
+    # anything (or making a folder), so that an unknown profile, a misspelt parameter or a
+    # refusal loses no work.
+    planned = []
+    for notebook in notebooks:
+        parameters = parameters_for(profile, notebook.stem)  # an unknown profile stops here
+        check_parameters(notebook, parameters, profile, overrides)
+        parameters["OUTPUT_DIR"] = str(out_dir)
+        parameters["OVERWRITE"] = overwrite
+        if data_dir:
+            parameters["DATA_DIR"] = str(Path(data_dir).resolve())
+        parameters.update(overrides or {})
+        planned.append((notebook, parameters))
     for notebook in notebooks:
         for target in (out_dir / notebook.name, out_dir / f"{notebook.stem}.json"):
             guard_overwrite(target, overwrite)
@@ -93,13 +165,7 @@ def run(profile: str, notebooks: list[Path] | None = None, out_dir: Path | None 
     executed = []
     from tqdm.auto import tqdm
 
-    for notebook in tqdm(notebooks, desc=f"profile {profile}", unit="notebook", disable=not progress):
-        parameters = parameters_for(profile, notebook.stem)
-        parameters["OUTPUT_DIR"] = str(out_dir)
-        parameters["OVERWRITE"] = overwrite
-        if data_dir:
-            parameters["DATA_DIR"] = str(Path(data_dir).resolve())
-        parameters.update(overrides or {})
+    for notebook, parameters in tqdm(planned, desc=f"profile {profile}", unit="notebook", disable=not progress):
         started = time.perf_counter()
         executed.append(run_notebook(notebook, out_dir, parameters, progress))
         card = out_dir / f"{notebook.stem}.json"

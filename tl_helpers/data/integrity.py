@@ -217,6 +217,18 @@ def _verify_lgg(s: DatasetSpec, root: Path, report: VerifyReport, deep: bool) ->
         report.notes.append(f"{len(patients)} of the {s.full_counts['patients']} patients of the full release")
 
 
+def _report_duplicate_ids(labels: pd.DataFrame, csv_path: Path, report: VerifyReport) -> None:
+    """One problem per id listed more than once: the patch could land in two splits."""
+    repeated = labels[labels["id"].duplicated(keep=False)]
+    for image_id, rows in repeated.groupby("id", sort=True):
+        found = sorted(rows["label"].astype(str).unique())
+        clash = (f"; the rows disagree on the label ({', '.join(found)})" if len(found) > 1
+                 else f" with the same label {found[0]}")
+        report.problems.append(Problem(str(csv_path), f"id {image_id} is listed more than once "
+                                       f"({len(rows)} rows){clash}; keep one row per id, or the "
+                                       "same patch can land in two splits"))
+
+
 def _verify_labels_csv(s: DatasetSpec, root: Path, report: VerifyReport, deep: bool) -> None:
     csv_path, train = root / "train_labels.csv", root / "train"
     for needed in (csv_path, train):
@@ -231,6 +243,7 @@ def _verify_labels_csv(s: DatasetSpec, root: Path, report: VerifyReport, deep: b
     bad = labels[~labels["label"].isin([0, 1])]
     for _, row in bad.head(20).iterrows():
         report.problems.append(Problem(str(csv_path), f"id {row['id']}: label {row['label']!r} is not 0 or 1"))
+    _report_duplicate_ids(labels, csv_path, report)
     files, to_read = {}, []
     for f in train.iterdir():
         if not is_visible(f):

@@ -181,6 +181,8 @@ def dataset_root(name: str, synthetic: bool, data_dir: str | Path | None = None,
 
     Synthetic sets go to `<cache>/synthetic/<name>-<size>-seed<seed>` (`paths.cache_dir`),
     never into the data directory; they are remade when the generator's version changed.
+    A set is written beside it first (`<folder>.tmp-<pid>`) and renamed into place only when
+    complete, so an interrupted run leaves nothing in the way of the next one.
     Used by every chapter (through tl.data.load).
     """
     if not synthetic:
@@ -189,16 +191,60 @@ def dataset_root(name: str, synthetic: bool, data_dir: str | Path | None = None,
 
     root = cache_dir("synthetic") / f"{name}-{size}-seed{seed}"
     marker = root / SYNTHETIC_MARKER
-    if marker.is_file():
-        meta = json.loads(marker.read_text())
-        if meta.get("generator_version") == synth.GENERATOR_VERSION:
-            return root
-    if marker.is_file():
-        shutil.rmtree(root)  # a stale synthetic set we made ourselves (its marker says so)
-    elif root.exists() and any(root.iterdir()):
+    if _made_by_this_generator(marker, synth.GENERATOR_VERSION):
+        return root
+    if not marker.is_file() and root.exists() and any(root.iterdir()):
         raise DataLayoutError(f"{root} exists but holds no {SYNTHETIC_MARKER}: it is not a synthetic set "
                               "made by tl_helpers, so it is left alone. Move it away, or set TL_CACHE_DIR to another folder.")
-    synth.synthesize(name, root, seed=seed, size=size)
+    _remove_abandoned_partial_sets(root)
+    partial = root.with_name(f"{root.name}.tmp-{os.getpid()}")
+    try:
+        synth.synthesize(name, partial, seed=seed, size=size)
+        if _made_by_this_generator(marker, synth.GENERATOR_VERSION):
+            shutil.rmtree(partial)  # another process finished the same set first: use theirs
+            return root
+        if marker.is_file():
+            shutil.rmtree(root)  # a stale synthetic set we made ourselves (its marker says so)
+        elif root.exists():
+            root.rmdir()  # empty
+        try:
+            partial.rename(root)
+        except OSError:
+            if not is_synthetic(root):
+                raise
+            shutil.rmtree(partial)  # another process renamed its copy in just before us
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # interrupted (even by Ctrl-C): leave no half set
+        raise
     return root
+
+
+def _made_by_this_generator(marker: Path, version) -> bool:
+    """Whether `marker` exists and names the generator version now in use."""
+    return marker.is_file() and json.loads(marker.read_text()).get("generator_version") == version
+
+
+def _remove_abandoned_partial_sets(root: Path) -> None:
+    """Delete `<root>.tmp-<pid>` folders of processes no longer running (crashed mid-write).
+
+    Ours (this process, interrupted earlier) goes too; another live process's is left alone.
+    """
+    for partial in root.parent.glob(f"{root.name}.tmp-*"):
+        pid = partial.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _process_running(int(pid))):
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _process_running(pid: int) -> bool:
+    """Whether process `pid` exists (on Windows, where this cannot be asked safely: assume so)."""
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: asks, sends nothing
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
 
 

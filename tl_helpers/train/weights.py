@@ -20,7 +20,8 @@ def check_import_order() -> None:
 
     Used by tl.backbones (chapters 1, 2, 4 and 5).
     """
-    if ("tensorflow" in sys.modules and "triton" not in sys.modules
+    # sys.modules["tensorflow"] = None means TensorFlow is blocked, not loaded
+    if (sys.modules.get("tensorflow") is not None and "triton" not in sys.modules
             and importlib.util.find_spec("triton") is not None):
         raise RuntimeError(
             "TensorFlow was imported before triton (a torch dependency); importing "
