@@ -62,13 +62,13 @@ def in_colab() -> bool:
     return "google.colab" in sys.modules
 
 
-def setup(book_dir: str | Path = COLAB_BOOK_DIR) -> None:
+def setup(book_dir: str | Path | None = None) -> None:
     """Make the runtime ready for a chapter. In Colab: install what it lacks, once, and work
-    from the book's notebooks/ folder; elsewhere (an installed checkout) nothing to do.
-    Used by every chapter (the setup cell)."""
+    from the book's notebooks/ folder (default `COLAB_BOOK_DIR`, where the setup cell cloned
+    the book); elsewhere (an installed checkout) nothing to do. Used by every chapter (the setup cell)."""
     if not in_colab():
         return
-    book_dir = Path(book_dir)
+    book_dir = Path(book_dir or COLAB_BOOK_DIR)
     stamp = book_dir / ".colab-installed"
     if not stamp.is_file():  # a re-run of the cell skips the install
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", str(book_dir / COLAB_REQUIREMENTS),

@@ -90,6 +90,32 @@ def library_versions() -> dict:
     return versions
 
 
+def frameworks_in_use() -> dict:
+    """Which deep-learning frameworks this run loaded, and the device each one computes on.
+
+    Only frameworks already imported are asked (nothing is imported for the card): Keras with
+    its backend, TensorFlow's GPUs, PyTorch's default device. The hardware entry says what the
+    machine has; this says what the run used. Used by every chapter (the run card).
+    """
+    used = {}
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "cuda"):
+        used["torch"] = {"device": "cuda" if torch.cuda.is_available() else "cpu",
+                         "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0}
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "config"):
+        backend = keras.config.backend()
+        device = "cpu"
+        if backend == "torch" and used.get("torch", {}).get("device") == "cuda":
+            device = "cuda"
+        elif backend == "tensorflow" and sys.modules.get("tensorflow") is not None:
+            device = "gpu" if sys.modules["tensorflow"].config.list_logical_devices("GPU") else "cpu"
+        elif backend == "jax" and sys.modules.get("jax") is not None:
+            device = sys.modules["jax"].default_backend()
+        used["keras"] = {"backend": backend, "device": device}
+    return used
+
+
 def hardware() -> dict:
     """CPU, memory and accelerator of this machine, as far as can be told cheaply."""
     info = {"machine": platform.machine(), "system": platform.system(), "cpu_count": os.cpu_count()}
@@ -167,6 +193,7 @@ class RunCard:
     def finish(self) -> dict:
         self.record["wall_time_s"] = round(time.perf_counter() - self._start, 1)
         self.record["hardware"] = hardware()
+        self.record["frameworks"] = frameworks_in_use()
         self.record["versions"] = library_versions()
         return self.record
 
@@ -196,6 +223,9 @@ class RunCard:
             hw = r["hardware"]
             lines.append(f"  hardware: {hw.get('cpu', hw['machine'])}, {hw['cpu_count']} cores, "
                          f"{hw.get('memory_gib', '?')} GiB, GPU {hw['gpu']}")
+            if r.get("frameworks"):
+                lines.append("  computed with: " + ", ".join(
+                    f"{name} ({', '.join(f'{k} {v}' for k, v in info.items())})" for name, info in r["frameworks"].items()))
             lines.append("  versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()))
             lines.append(f"  wall time: {r['wall_time_s']} s")
         text = "\n".join(lines)

@@ -1,0 +1,59 @@
+"""The Keras chapters also run with KERAS_BACKEND=torch (the GPU runners' path: PyTorch, no TensorFlow).
+
+Each chapter's smoke profile runs through the runner on the CPU torch already installed.
+Floats differ between backends, so the checks are what must not: the run finishes, Keras
+really ran on torch, the same metrics are recorded as in the stored (TensorFlow) smoke
+outputs, each a proportion, and the data counts and split sizes are the same.
+"""
+import ast
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+KERAS_CHAPTERS = ["01_xception_brain_tumor", "02_efficientnet_brain_tumor_4class",
+                  "03_xray_perturbation_retraining", "04_resnet_resunet_lgg_segmentation"]
+
+
+def stored_card(stem: str) -> tuple[set, dict]:
+    """Metric names and data entries printed by the run card in the stored smoke outputs."""
+    nb = nbformat.read(ROOT / "notebooks" / f"{stem}.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                   if o.get("output_type") == "stream")
+    card = text[text.rindex("Run card:"):]
+    metrics = set(re.findall(r"^  (\S+) \[[^\]]+\]: ", card, re.M))
+    data = {}
+    for name, fields in re.findall(r"^  data (\S+): (.*)$", card, re.M):
+        for key in ("counts", "splits"):
+            found = re.search(rf"\b{key}=(\{{.*?\}})(?:, \w+=|$)", fields)
+            if found:
+                data.setdefault(name, {})[key] = ast.literal_eval(found.group(1))
+    return metrics, data
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", KERAS_CHAPTERS)
+def test_smoke_run_on_the_torch_backend(stem, tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": "torch", "TL_CACHE_DIR": str(ROOT / ".tl_cache")}
+    env.pop("TL_PROFILE", None)
+    result = subprocess.run([sys.executable, "-m", "tl_helpers.book.runner", "--profile", "smoke", "--out",
+                             str(tmp_path), f"notebooks/{stem}.ipynb"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = json.loads((tmp_path / f"{stem}.json").read_text())
+    assert (tmp_path / f"{stem}.ipynb").is_file()
+    assert card["frameworks"]["keras"]["backend"] == "torch"
+    metrics, data = stored_card(stem)
+    assert set(card["metrics"]) == metrics
+    for name, entry in card["metrics"].items():
+        assert math.isnan(entry["value"]) or 0.0 <= entry["value"] <= 1.0, (name, entry)
+    for name, expected in data.items():
+        for key, value in expected.items():
+            assert card["data"][name][key] == value, (name, key)
