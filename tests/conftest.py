@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,12 @@ import pytest
 from tl_helpers.data import synthetic
 
 REPO = Path(__file__).resolve().parents[1]
+SESSION_STARTED = time.time()  # run cards older than this were not made by this test session
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Tests marked `after_notebooks` run last: they read what the nbval run of notebooks/ wrote."""
+    items.sort(key=lambda item: item.get_closest_marker("after_notebooks") is not None)
 
 
 def shared_data_dir() -> Path | None:

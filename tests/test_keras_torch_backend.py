@@ -3,7 +3,8 @@
 Each chapter's smoke profile runs through the runner on the CPU torch already installed.
 Floats differ between backends, so the checks are what must not: the run finishes, Keras
 really ran on torch, the same metrics are recorded as in the stored (TensorFlow) smoke
-outputs, each a proportion, and the data counts and split sizes are the same.
+outputs, each a proportion, the data counts and split sizes are the same, and the smoke
+model clears the same floor as on TensorFlow (tests/smoke_floors.yml).
 """
 import ast
 import json
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from test_smoke_floors import below_floor
 
 ROOT = Path(__file__).resolve().parents[1]
 KERAS_CHAPTERS = ["01_xception_brain_tumor", "02_efficientnet_brain_tumor_4class",
@@ -57,3 +59,4 @@ def test_smoke_run_on_the_torch_backend(stem, tmp_path):
     for name, expected in data.items():
         for key, value in expected.items():
             assert card["data"][name][key] == value, (name, key)
+    assert below_floor(card) == []

@@ -28,7 +28,8 @@ def test_failing_cell_is_named(tmp_path):
         runner.run("smoke", [nb], out_dir=tmp_path / "out", progress=False)
     message = str(error.value)
     assert "07_broken.ipynb" in message and "cell 3 of 4" in message and "ZeroDivisionError" in message
-    assert (tmp_path / "out" / "07_broken.ipynb").is_file()  # the partial run is kept to inspect
+    assert (tmp_path / "out" / "07_broken.FAILED.ipynb").is_file()  # the partial run is kept to inspect
+    assert not (tmp_path / "out" / "07_broken.ipynb").exists()  # under a name that says it failed
 
 
 def test_runner_injects_profile_and_overrides(tmp_path):
@@ -111,3 +112,19 @@ def test_run_card_json_has_what_the_book_needs(tmp_path):
     assert {"python", "numpy"} <= set(record["versions"]) and record["hardware"]["cpu_count"] >= 1
     assert record["wall_time_s"] >= 0 and record["data"]["brain_mri_yes_no"]["train"] == 150
     assert "accuracy [test]: 0.9000 (95% CI 0.800-0.950)" in card.show()
+
+
+def test_refresh_drops_native_log_lines_only():
+    """TensorFlow's C++ log lines leave the stored outputs; Python's own stderr stays."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[
+        nbformat.v4.new_output("stream", name="stderr", text=(
+            "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+            "I0000 00:00:1795998736.593517    8409 port.cc:153] oneDNN custom operations are on.\n")),
+        nbformat.v4.new_output("stream", name="stderr", text=(
+            "E0000 00:00:1795998753.422074    8409 node_def_util.cc:682] NodeDef mentions attribute\n"
+            "UserWarning: a real warning\n")),
+        nbformat.v4.new_output("stream", name="stdout", text="I0000 printed on purpose\n")])])
+    assert runner.drop_native_log_lines(nb) == 3
+    outputs = nb.cells[0].outputs
+    assert [(o.name, o.text) for o in outputs] == [("stderr", "UserWarning: a real warning\n"),
+                                                   ("stdout", "I0000 printed on purpose\n")]

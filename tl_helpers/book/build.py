@@ -8,13 +8,20 @@ The book never executes notebooks itself (execution is off in `_config.yml`): th
 has run them. For each chapter the book shows the committed reference run in
 `results/<profile>/` when there is one (a cpu run on real data), else this build's run;
 `--fresh` shows only this build's runs. The results page is generated from the run cards'
-JSON, never typed by hand.
+JSON and `book/article_results.yml`, never typed by hand: per chapter a table and a figure.
+
+The staged copies in book/generated/ are made for readers (`prepare_page`): a numbered
+title, a "what you are looking at" box from the run card, the setup and parameters cells
+hidden, no folder of the machine that ran them, captions and alt text on figures, the run
+card as a table. The page's download button serves that copy; `book/_ext/tl_book.py`
+points the header's Colab button at notebooks/ and offers the source notebook without outputs.
 """
 from __future__ import annotations
 
 import argparse
+import html
 import json
-import shutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,13 +29,15 @@ from pathlib import Path
 import yaml
 
 from ..paths import project_root
+from .runcard import scrub_paths
 
 GENERATED = Path("book") / "generated"
 REFERENCE_PROFILES = ("cpu", "paper")
 
 
-def stage_notebooks(runs_dir: Path, fresh: bool = False) -> dict[str, Path]:
-    """Copy each chapter's executed notebook into book/generated/; return {stem: source}.
+def stage_notebooks(runs_dir: Path, fresh: bool = False, article_results: dict | None = None) -> dict[str, Path]:
+    """Copy each chapter's executed notebook into book/generated/, made ready for a page
+    (`prepare_page`); return {stem: source}.
 
     Used by the book machinery (scripts/build_book.sh).
     """
@@ -45,9 +54,250 @@ def stage_notebooks(runs_dir: Path, fresh: bool = False) -> dict[str, Path]:
         if source is None:
             raise FileNotFoundError(f"no executed copy of {notebook.name} in {runs_dir} or results/; "
                                     "run `python -m tl_helpers.book.runner` first")
-        shutil.copyfile(source, target / notebook.name)
+        card_file = source.with_suffix(".json")
+        card = json.loads(card_file.read_text()) if card_file.is_file() else None
+        page = prepare_page(json.loads(source.read_text()), notebook.stem, card,
+                            (article_results or {}).get(notebook.stem) or {})
+        (target / notebook.name).write_text(json.dumps(page, indent=1, ensure_ascii=False) + "\n")
         chosen[notebook.stem] = source
     return chosen
+
+
+# ---------------------------------------------------------------------------------------
+# A chapter's page: the staged copy of its executed notebook, made for readers. The copy is
+# also what the page's download button serves, so it keeps every cell (hidden ones tagged)
+# and loses only the machine's paths. notebooks/ and the runs are never changed.
+
+BACKBONE_NAMES = {"efficientnet_lite0": "EfficientNet-Lite0", "efficientnetb3": "EfficientNetB3",
+                  "xception": "Xception", "resnet50": "ResNet50"}
+HIDDEN_INPUT_TAGS = ("parameters", "injected-parameters")  # and the first code cell, the setup
+TEXT_MIME = ("text/plain", "text/html", "text/markdown", "text/latex", "application/json")
+IMAGE_MIME = ("image/png", "image/jpeg", "image/svg+xml")
+_TITLE = re.compile(r"^#[ \t]+(?:Chapter[ \t]+\d+[ \t]*[:.][ \t]*)?(?P<title>.+)$", re.M)
+_COLAB_BADGE = re.compile(r"\[!\[Open in Colab\]\([^)]*\)\]\([^)]*\)[ \t]*\n*")
+_PATH_SETTING = re.compile(r'^(?P<name>[A-Z_][A-Z0-9_]*) = (?P<q>["\'])(?:[A-Za-z]:)?/[^"\']*(?P=q)', re.M)
+_HEADING = re.compile(r"^#{1,4}[ \t]+(.+)$", re.M)
+
+# What a reader should look at in each kind of figure the chapters draw (tl.plotting).
+FIGURE_GUIDES = [
+    ("plot_training_curves", "Training curves: train (solid) and validation (dashed), epoch by epoch; a dotted "
+                             "line starts a new phase. A widening gap between the two means overfitting."),
+    ("plot_confusion_matrix", "Confusion matrix: rows are the true class, columns the prediction; correct answers "
+                              "lie on the diagonal, and each off-diagonal cell is one kind of mistake."),
+    ("plot_roc", "ROC curve: each point trades false alarms (right) for found cases (up); the nearer the "
+                 "curve runs to the top-left corner, the better. The dotted diagonal is guessing."),
+    ("plot_mask_overlay", "Tumour masks: green is the expert's outline, red the model's; the Dice score above "
+                          "a prediction says how much the two overlap (1 is perfect)."),
+    ("predictions=", "Sample images titled true / predicted class: green when the model is right, red when wrong."),
+    ("plot_image_grid", "{section}samples, each titled with its label."),
+]
+
+
+def pretty_backbone(name) -> str:
+    return BACKBONE_NAMES.get(str(name).lower(), str(name)) if name else "?"
+
+
+def _text(value) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def _scrub_output(output: dict) -> None:
+    """Remove machine paths from an output's text (never from image data)."""
+    if "text" in output:
+        output["text"] = scrub_paths(_text(output["text"]))
+    for mime in list(output.get("data", {})):
+        if mime in TEXT_MIME and isinstance(output["data"][mime], (str, list)):
+            output["data"][mime] = scrub_paths(_text(output["data"][mime]))
+    if "traceback" in output:
+        output["traceback"] = [scrub_paths(line) for line in output["traceback"]]
+
+
+def _scrub_metadata(value):
+    if isinstance(value, dict):
+        return {k: _scrub_metadata(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_metadata(v) for v in value]
+    return scrub_paths(value) if isinstance(value, str) else value
+
+
+def _total_images(counts) -> int:
+    """Images (or slices) counted in a run card's or the registry's `counts`."""
+    if isinstance(counts, dict) and "slices" in counts:
+        return int(counts["slices"])
+    if isinstance(counts, dict):
+        return sum(_total_images(v) for k, v in counts.items() if "patient" not in str(k))
+    return int(counts) if isinstance(counts, (int, float)) else 0
+
+
+def _class_totals(counts: dict) -> dict[str, int]:
+    """{class: images} over all splits of `counts` ({split: {class: n}})."""
+    totals: dict[str, int] = {}
+    for value in (counts or {}).values():
+        if isinstance(value, dict):
+            for name, n in value.items():
+                if isinstance(n, (int, float)):
+                    totals[str(name)] = totals.get(str(name), 0) + int(n)
+    return totals
+
+
+def _percent(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.0f}%" if whole else "?"
+
+
+def _where(text: str) -> str:
+    """Where a test split came from, from a card's note: "carved from train/, by patient"."""
+    while re.search(r"\([^()]*\)", text):  # innermost brackets first
+        text = re.sub(r"\s*\([^()]*\)", "", text)
+    text = text.split(";")[0].split(" because")[0]
+    text = re.sub(r"^(the )?test split( was)?:? ", "", text.strip(), flags=re.I)
+    return text.strip().rstrip(".,")
+
+
+def run_facts(card: dict) -> dict:
+    """What a run card says about the run, in words: data, share, test set, prevalence, backbone.
+
+    Used by the book machinery (build: the top of each chapter, the results page).
+    """
+    facts = {"profile": card.get("profile", "?"), "date": str(card.get("started_utc", ""))[:10],
+             "commit": str(card.get("commit") or "")[:10], "wall_time_s": card.get("wall_time_s"),
+             "backbone": pretty_backbone((card.get("model") or {}).get("backbone")),
+             "synthetic": any("SYNTHETIC" in str(d.get("source", "")).upper() for d in card.get("data", {}).values())}
+    shares, tests, prevalence = [], [], []
+    try:
+        from ..data import DATASETS
+    except Exception:  # the registry is only needed for the share of the full release
+        DATASETS = {}
+    for name, entry in (card.get("data") or {}).items():
+        used = _total_images(entry.get("counts"))
+        spec = DATASETS.get(name)
+        full = _total_images(spec.full_counts) if spec is not None and getattr(spec, "full_counts", None) else 0
+        unit = "slices" if "slices" in (entry.get("counts") or {}) else "images"
+        if used and full and not facts["synthetic"]:
+            shares.append(f"{used:,} of the {full:,} {unit} of {name} ({_percent(used, full)})")
+        elif used:
+            shares.append(f"{used:,} {unit} of {name}")
+        test = (entry.get("splits") or {}).get("test")
+        if isinstance(test, dict):
+            n, positives = test.get("slices") or test.get("images"), test.get("tumour_slices")
+            tests.append(f"{n} {unit}" + (f" of {test['patients']} patients" if test.get("patients") else ""))
+            if n and positives is not None:
+                prevalence.append(f"{_percent(positives, n)} with tumour")
+        elif test:
+            tests.append(f"{test:,} {unit}")
+        classes = _class_totals(entry.get("counts") or {})
+        if len(classes) == 2 and not prevalence:
+            positive = sorted(classes)[-1]  # yes, PNEUMONIA, 1: the positive class sorts last
+            named = f"label {positive}" if positive.isdigit() else positive
+            prevalence.append(f"{_percent(classes[positive], sum(classes.values()))} {named}")
+        elif len(classes) > 2 and not prevalence:
+            shares_of = [classes[c] / sum(classes.values()) for c in classes]
+            prevalence.append(f"{len(classes)} classes, {100 * min(shares_of):.0f}-{100 * max(shares_of):.0f}% each")
+        if entry.get("test_split"):
+            tests.append(_where(str(entry["test_split"])))
+    note = next((n for n in card.get("notes", []) if "test" in n.lower()), None)
+    if note and not any("carved" in t or "folder" in t for t in tests):  # "test split carved from X (...) because ..."
+        tests.append(_where(note))
+    facts.update(share="; ".join(shares), test=", ".join(tests), prevalence="; ".join(prevalence))
+    return facts
+
+
+def run_summary(card: dict | None, article: dict) -> str:
+    """The short "what you are looking at" box under a chapter's title, from its run card:
+    profile and data, backbone (and the article's), share of the data, test set, date,
+    commit when the card has one, the source article. Used by the book machinery (build).
+    """
+    if not card:
+        return ("```{admonition} What you are looking at\n:class: warning\n"
+                "This page was built from a run without a run card: its numbers cannot be traced.\n```\n")
+    f = run_facts(card)
+    when = f"started {f['date']}" + (f", commit `{f['commit']}`" if f["commit"] else "")
+    data = ("**synthetic** look-alike data: its numbers only show that the code runs" if f["synthetic"]
+            else "the real data")
+    lines = [f"- **Run:** the `{f['profile']}` profile on {data} ({when})."]
+    if (card.get("model") or {}).get("backbone"):
+        lines.append(f"- **Model:** {f['backbone']}" + (f" (the article: {article['backbone']})." if article.get("backbone") else "."))
+    data_line = "; ".join(x for x in (f["share"], f"test set: {f['test']}" if f["test"] else "") if x)
+    if data_line:
+        lines.append(f"- **Data:** {data_line}" + (f" ({f['prevalence']})." if f["prevalence"] and f["test"] else "."))
+    source = article.get("article")
+    if source:
+        name = f"*{source['title']}*" + (f" by {source['author']}" if source.get("author") else "")
+        lines.append(f"- **Article:** [{name}]({source['url']}); " if source.get("url") else f"- **Article:** {name}; ")
+        lines[-1] += "its numbers beside ours: [results page](results.md)."
+    return "```{admonition} What you are looking at\n:class: tip\n" + "\n".join(lines) + "\n```\n"
+
+
+def _figure_guide(source: str, heading: str) -> str:
+    """What to look at in a figure drawn by `source`, under the section `heading`."""
+    section = re.sub(r"^\d+[.)]?\s+|\s*\(chapter \d+\)$", "", heading).strip()
+    for marker, guide in FIGURE_GUIDES:
+        if marker in source:
+            text = guide.format(section=f"{section}: " if section else "")
+            return text[:1].upper() + text[1:]
+    return f"A figure of the section {section}." if section else "A figure drawn by this chapter."
+
+
+def prepare_page(nb: dict, stem: str, card: dict | None, article: dict) -> dict:
+    """Make an executed notebook (JSON) into a chapter page, in place; return it.
+
+    Title "Chapter N: ..." (the Colab badge moves to the page header); a "what you are
+    looking at" box from the run card; the setup, parameters and injected-parameters cells
+    hidden on the page (kept in the download); folders of the machine that ran it scrubbed
+    from sources, outputs and metadata; each figure with a caption saying what to look at
+    and alt text; the run card drawn as a table. Used by the book machinery (build).
+    """
+    number = article.get("chapter", int(stem[:2]) if stem[:2].isdigit() else None)
+    cells = nb.get("cells", [])
+    summary = run_summary(card, article)
+    first_md = next((c for c in cells if c["cell_type"] == "markdown"), None)
+    if first_md is not None and _TITLE.search(_text(first_md["source"])):
+        text = _COLAB_BADGE.sub("", _text(first_md["source"]), count=1)
+        # the title, numbered, then the box: the first thing a reader sees under it
+        first_md["source"] = _TITLE.sub(lambda m: (f"# Chapter {number}: " if number is not None else "# ")
+                                        + m.group("title").strip() + "\n\n" + summary, text, count=1)
+    else:
+        cells.insert(0, {"cell_type": "markdown", "metadata": {}, "source": summary})
+        if (nb.get("nbformat", 4), nb.get("nbformat_minor", 0)) >= (4, 5):
+            cells[0]["id"] = "tl-run-summary"
+
+    first_code = next((c for c in cells if c["cell_type"] == "code"), None)
+    heading, figures = "", 0
+    for cell in cells:
+        source = _text(cell["source"])
+        if cell["cell_type"] == "markdown":
+            found = _HEADING.findall(source)
+            heading = re.sub(r"[*_`]", "", found[-1]).strip() if found else heading
+            cell["source"] = scrub_paths(source)
+            continue
+        if cell["cell_type"] != "code":
+            continue
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if cell is first_code or any(t in tags for t in HIDDEN_INPUT_TAGS):
+            if "remove-input" not in tags:
+                tags.append("remove-input")
+        if "injected-parameters" in tags:  # the machine's folders: back to "the default"
+            source = _PATH_SETTING.sub(lambda m: f"{m.group('name')} = None  # the folder of the machine that ran it", source)
+        cell["source"] = scrub_paths(source)
+        for output in cell.get("outputs", []):
+            _scrub_output(output)
+        if "tl.notebook.finish(" in source and card:
+            from .runcard import RunCard
+
+            shown = RunCard(card["notebook"], card.get("profile", "?"))
+            shown.record = card
+            cell["outputs"] = [{"output_type": "display_data", "metadata": {},
+                                "data": {"text/html": shown._repr_html_(), "text/plain": shown.text()}},
+                               {"output_type": "stream", "name": "stdout",
+                                "text": f"run card written to {card['notebook']}.json\n"}]
+        if any(m in o.get("data", {}) for o in cell.get("outputs", []) for m in IMAGE_MIME):
+            figures += 1
+            guide = _figure_guide(source, heading)
+            place = f"chapter {number}" if number is not None else stem
+            mystnb = cell["metadata"].setdefault("mystnb", {})
+            mystnb.setdefault("image", {})["alt"] = f"Figure {figures} of {place}" + (f", section {heading}" if heading else "") + f". {guide}"
+            mystnb.setdefault("figure", {})["caption"] = f"Figure {figures}. {guide}"
+    nb["metadata"] = _scrub_metadata(nb.get("metadata", {}))
+    return nb
 
 
 def write_toc(root: Path) -> Path:
@@ -63,6 +313,23 @@ def write_toc(root: Path) -> Path:
     return path
 
 
+# ---------------------------------------------------------------------------------------
+# The results page: per chapter, one table and one figure, from the run cards.
+
+METRIC_NAMES = {"roc_auc": "ROC AUC", "macro_f1": "macro F1", "accuracy_dedup": "accuracy, near-duplicates removed",
+                "dedup_accuracy": "accuracy, near-duplicates removed", "dice_mean": "Dice, mean over slices",
+                "dice_per_patient_mean": "Dice, mean of patients", "pipeline_dice_mean": "Dice of the whole pipeline",
+                "stage1_accuracy": "stage 1 accuracy", "stage1_roc_auc": "stage 1 ROC AUC"}
+
+
+def metric_label(name: str) -> str:
+    if name in METRIC_NAMES:
+        return METRIC_NAMES[name]
+    label = name.replace("domain_b_as_is_", "domain B, model A as is: ").replace("domain_b_retrained_", "domain B, retrained: ")
+    label = label.replace("domain_b_scratch_", "domain B, from scratch: ").replace("domain_a_", "domain A: ")
+    return label.replace("roc_auc", "ROC AUC").replace("_", " ")
+
+
 def _format_metric(entry: dict) -> str:
     text = f"{entry['value']:.3f}"
     if "ci95" in entry:
@@ -70,40 +337,172 @@ def _format_metric(entry: dict) -> str:
     return text
 
 
-def results_page(cards: list[Path], article_results: dict) -> str:
-    """Markdown for the results page: every run card's metrics beside the article's numbers.
+def result_rows(card: dict, article: dict) -> list[dict]:
+    """The table rows of one chapter: the article's `rows` found in the card (or, without any,
+    the card's first five test metrics), each {metric, label, ours, article, field, comparable, why}.
 
-    Used by the book machinery (scripts/build_book.sh).
+    Used by the book machinery (build).
     """
-    lines = ["# Results", "",
-             "Generated from the run cards (`<notebook>.json`) of the runs this book was built from; "
-             "nothing here is typed by hand. Metrics are on each chapter's held-out split, with 95% "
-             "confidence intervals in brackets where the chapter computes them. Numbers from synthetic "
-             "data (profile `smoke`) only show that the code runs; they say nothing about medicine.", ""]
-    by_notebook: dict[str, list[dict]] = {}
-    for path in cards:
-        card = json.loads(path.read_text())
-        card["_file"] = str(path.relative_to(project_root())) if path.is_relative_to(project_root()) else str(path)
-        by_notebook.setdefault(card["notebook"], []).append(card)
-    for notebook in sorted(by_notebook):
-        lines += [f"## {notebook}", ""]
-        article = article_results.get(notebook)
-        if article:
-            lines += [f"Article: {article.get('claim', '')}", ""]
-        lines += ["| run | profile | data | wall time | metric | value (95% CI) | article |",
-                  "|---|---|---|---|---|---|---|"]
-        for card in by_notebook[notebook]:
-            data = "; ".join(f"{k}: {'synthetic' if 'SYNTHETIC' in v.get('source', '') else 'real'}"
-                             for k, v in card.get("data", {}).items()) or "-"
-            run = f"`{card['_file']}`"
-            metrics = card.get("metrics") or {}
-            if not metrics:
-                lines.append(f"| {run} | {card['profile']} | {data} | {card.get('wall_time_s', '?')} s | - | - | - |")
-            for name, entry in metrics.items():
-                theirs = (article or {}).get("metrics", {}).get(name, "")
-                lines.append(f"| {run} | {card['profile']} | {data} | {card.get('wall_time_s', '?')} s | "
-                             f"{name} | {_format_metric(entry)} | {theirs} |")
-        lines.append("")
+    metrics = card.get("metrics") or {}
+    wanted = article.get("rows") or [{"metric": m} for m, e in metrics.items() if e.get("split") == "test"][:5]
+    rows = []
+    for spec in wanted:
+        name = next((n for n in [spec["metric"], *spec.get("aliases", [])] if n in metrics), None)
+        if name is None:
+            continue
+        rows.append({"metric": name, "label": metric_label(spec["metric"]), "ours": metrics[name],
+                     "article": spec.get("article"), "article_note": spec.get("article_note", ""),
+                     "field": spec.get("field"), "comparable": spec.get("comparable", True), "why": spec.get("why", "")})
+    return rows
+
+
+def _comparison_text(row: dict, facts: dict, article: dict) -> str:
+    """The "comparable?" cell (HTML): verdict, then test set, positives and backbone, ours vs theirs."""
+    esc = html.escape
+    if row["article"] is None and not row["field"]:
+        return "no published number"
+    verdict = "yes" if row["comparable"] and not facts["synthetic"] else "no"
+    if row["field"] and row["article"] is None:
+        theirs_test, theirs_prev, theirs_model = row["field"].get("note", "?"), "", row["field"]["source"]
+    else:
+        theirs_test, theirs_prev, theirs_model = (article.get("test_set", "?"), article.get("prevalence", "not stated"),
+                                                   article.get("backbone", "?"))
+    parts = [f"<strong>{verdict}</strong>",
+             f"test set: {esc(facts['test'] or '?')} <em>vs</em> {esc(theirs_test)}"]
+    if theirs_prev or facts["prevalence"]:
+        parts.append(f"positives: {esc(facts['prevalence'] or '?')} <em>vs</em> {esc(theirs_prev or '?')}")
+    parts.append(f"backbone: {esc(facts['backbone'])} <em>vs</em> {esc(theirs_model)}")
+    if facts["synthetic"]:
+        parts.append("ours on synthetic data")
+    text = "; ".join(parts) + "."
+    return text + (f" {esc(row['why'][0].upper() + row['why'][1:])}." if row["why"] else "")
+
+
+def results_table(rows: list[dict], facts: dict, article: dict) -> list[str]:
+    """One chapter's table as HTML lines (class `tl-results`): metric, ours with its 95%
+    interval, the article's number, the field's reference, comparable? Used by the book machinery."""
+    esc = html.escape
+    lines = ['<table class="table tl-results">',
+             "<thead><tr><th>metric</th><th>ours (95% CI)</th><th>article</th><th>field reference</th>"
+             "<th>comparable? (ours <em>vs</em> theirs)</th></tr></thead>", "<tbody>"]
+    for row in rows:
+        ours = row["ours"]
+        ci = f'<br><span class="tl-ci">({ours["ci95"][0]:.3f}-{ours["ci95"][1]:.3f})</span>' if "ci95" in ours else ""
+        theirs = (f"{row['article']:.3f}" + (f"<br><small>{esc(row['article_note'])}</small>" if row["article_note"] else "")
+                  if row["article"] is not None else "-")
+        field = (f"{row['field']['value']:.3f}<br><small>{esc(row['field']['source'])}</small>" if row["field"] else "-")
+        cells = zip(("metric", "ours (95% CI)", "article", "field reference", "comparable?"),
+                    (esc(row["label"]), f"{ours['value']:.3f}{ci}", theirs, field, _comparison_text(row, facts, article)))
+        lines.append("<tr>" + "".join(f'<td data-label="{name}">{value}</td>' for name, value in cells) + "</tr>")
+    return lines + ["</tbody>", "</table>"]
+
+
+def results_figure(rows: list[dict], title: str, path: Path) -> Path:
+    """Dot plot of one chapter: ours with 95% intervals, the article's and the field's numbers.
+
+    Written as SVG at `path`, from the rows of `result_rows`. Used by the book machinery (build).
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.6, 1.4 + 0.55 * len(rows)), layout="constrained")
+    ax = fig.add_subplot()
+    lows = []
+    for y, row in enumerate(reversed(rows)):
+        ours = row["ours"]
+        low, high = ours.get("ci95", [ours["value"], ours["value"]])
+        ax.errorbar(ours["value"], y, xerr=[[ours["value"] - low], [high - ours["value"]]], fmt="o", color="black",
+                    capsize=4, markersize=7, label="ours, 95% interval" if y == 0 else None)
+        lows.append(low)
+        if row["article"] is not None:
+            ax.plot(row["article"], y, "D", color="#c0392b", markersize=8, label="the article")
+            lows.append(row["article"])
+        if row["field"]:
+            ax.plot(row["field"]["value"], y, "s", color="#2471a3", markersize=8, label=row["field"]["source"])
+            lows.append(row["field"]["value"])
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.set_yticks(range(len(rows)), [r["label"] for r in reversed(rows)], fontsize=12)
+    ax.set_xlim(max(0.0, min(lows) - 0.05) // 0.1 * 0.1, 1.0)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.grid(axis="x", color="#dddddd")
+    ax.tick_params(axis="x", labelsize=11)
+    ax.set_title(title, fontsize=13, loc="left")
+    ax.legend(unique.values(), unique.keys(), fontsize=11, loc="upper center", bbox_to_anchor=(0.5, -0.12 if len(rows) > 2 else -0.2),
+              ncol=3, frameon=False)
+    fig.savefig(path, format="svg", bbox_inches="tight")
+    return path
+
+
+def _chapter_title(notebook: Path | None) -> str:
+    if notebook is None or not notebook.is_file():
+        return ""
+    first = next((c for c in json.loads(notebook.read_text()).get("cells", []) if c["cell_type"] == "markdown"), None)
+    match = _TITLE.search(_text(first["source"])) if first else None
+    return match.group("title").strip() if match else ""
+
+
+def results_page(cards: list[Path], article_results: dict, figures_dir: Path | None = None) -> str:
+    """Markdown for the results page: per chapter, a table of our numbers beside the article's
+    and the field's, saying whether each pair is comparable, and a figure of the same (SVG in
+    `figures_dir`, default book/generated/). Used by the book machinery (scripts/build_book.sh).
+    """
+    root = project_root()
+    figures_dir = figures_dir or root / GENERATED
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["# Results: our runs beside the articles", "",
+             "Generated from the run cards (`<notebook>.json`) of the runs this book was built from and from "
+             "the articles' own reports (`book/article_results.yml`); no number here is typed by hand. Ours are "
+             "on each chapter's held-out test split, with 95% confidence intervals. The last column says whether "
+             "a pair can be compared: it names the test set, the share of positive cases and the backbone on "
+             "both sides. None of the pairs is like for like, and numbers from synthetic data (profile `smoke`) "
+             "only show that the code runs.", ""]
+    by_notebook = {json.loads(p.read_text())["notebook"]: json.loads(p.read_text()) for p in cards}
+    no_metrics = [n for n, c in sorted(by_notebook.items()) if not c.get("metrics")]
+    if no_metrics:
+        lines += ["Without a model, and so without numbers: " + ", ".join(
+            f"[{(article_results.get(n) or {}).get('claim', n).split(':')[0]}]({n}.ipynb)" for n in no_metrics) + ".", ""]
+    for notebook, card in sorted(by_notebook.items()):
+        if not card.get("metrics"):
+            continue
+        article = article_results.get(notebook) or {}
+        number = article.get("chapter", notebook[:2].lstrip("0") or "0")
+        title = _chapter_title(root / GENERATED / f"{notebook}.ipynb") or notebook
+        facts = run_facts(card)
+        rows = result_rows(card, article)
+        lines += [f"## Chapter {number}: {title}", ""]
+        run = (f"[The chapter]({notebook}.ipynb) shows a run of the `{facts['profile']}` profile on "
+               f"{'synthetic' if facts['synthetic'] else 'real'} data with {facts['backbone']}, started {facts['date']}"
+               + (f", commit `{facts['commit']}`" if facts["commit"] else "")
+               + (f", {facts['wall_time_s']:.0f} s" if isinstance(facts["wall_time_s"], (int, float)) else "") + ".")
+        source = article.get("article")
+        if source:
+            name = f"*{source['title']}*" + (f" ({source['author']})" if source.get("author") else "")
+            run += f" Article: [{name}]({source['url']})" if source.get("url") else f" Article: {name}"
+            run += f", {article['backbone']}." if article.get("backbone") else "."
+        lines += [run, ""]
+        if rows:
+            lines += results_table(rows, facts, article) + [""]
+        if rows:
+            figure = results_figure(rows, f"Chapter {number}: ours ({facts['backbone']}, {facts['profile']})"
+                                    + (f" vs the article ({article['backbone']})" if article.get("backbone") else ""),
+                                    figures_dir / f"results_{notebook}.svg")
+            refs = [r for r in rows if r["article"] is not None or r["field"]]
+            alt = (f"Dot plot for chapter {number}: our " + ", ".join(r["label"] for r in rows)
+                   + " with 95% intervals" + (", beside the published numbers" if refs else "") + ".")
+            caption = ("Black dots: ours, with 95% intervals. "
+                       + ("Red diamonds: the article's numbers. " if any(r["article"] is not None for r in rows) else "")
+                       + ("Blue squares: " + ", ".join(sorted({r["field"]["source"] for r in rows if r["field"]}))
+                          + ". " if any(r["field"] for r in rows) else "")
+                       + ("A marker outside our interval is still no verdict: the pairs differ in test set, "
+                          "data and backbone (table above)." if refs else "The article published none of these."))
+            lines += [f"```{{figure}} {figure.name}", f":alt: {alt}", f":name: results-{notebook}", "",
+                      caption, "```", ""]
+        others = {k: v for k, v in card["metrics"].items() if k not in {r["metric"] for r in rows}}
+        if others:
+            lines += ["```{admonition} " + f"The other {len(others)} numbers of this run", ":class: dropdown", "",
+                      "| metric | split | value (95% CI) |", "|---|---|---|"]
+            lines += [f"| {metric_label(k)} | {v.get('split', '')} | {_format_metric(v)} |" for k, v in others.items()]
+            lines += ["```", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -119,11 +518,11 @@ def build(profile: str = "smoke", run_first: bool = True, fresh: bool = False, d
         from .runner import run
 
         run(profile, out_dir=runs_dir, data_dir=data_dir)
-    chosen = stage_notebooks(runs_dir, fresh=fresh)
-    cards = [source.with_suffix(".json") for source in chosen.values() if source.with_suffix(".json").is_file()]
     article_file = root / "book" / "article_results.yml"
-    article = yaml.safe_load(article_file.read_text()) if article_file.is_file() else {}
-    (root / GENERATED / "results.md").write_text(results_page(cards, article or {}))
+    article = (yaml.safe_load(article_file.read_text()) if article_file.is_file() else {}) or {}
+    chosen = stage_notebooks(runs_dir, fresh=fresh, article_results=article)
+    cards = [source.with_suffix(".json") for source in chosen.values() if source.with_suffix(".json").is_file()]
+    (root / GENERATED / "results.md").write_text(results_page(cards, article))
     output = Path(output or root).resolve()  # jupyter-book writes <output>/_build/html
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
     command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", str(root),

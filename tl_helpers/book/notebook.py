@@ -90,12 +90,42 @@ def quiet_framework_logs() -> None:
         sys.modules["tensorflow"].get_logger().setLevel(logging.ERROR)
 
 
-def show_figures_compactly(dpi: int = 80) -> None:
-    """Show matplotlib figures in Jupyter as JPEG at a modest dpi.
+FIGURE_DPI = 144   # pixels per inch of a figure's image: 1.5 device pixels per CSS pixel, sharp on laptops
+DISPLAY_PPI = 96   # CSS pixels per inch a page shows it at: 12 pt text is 16 px, the body size
+FIGURE_FONT_PT = 12
 
-    Sample grids of noisy medical images compress badly as PNG (hundreds of KB each); as
-    JPEG they stay small, and so do the executed notebooks the book is built from. Also
-    makes figures built without pyplot (as `tl_helpers.plotting` does) display at all.
+
+def figure_image(fig) -> tuple[bytes, dict, str]:
+    """A figure as (image bytes, display metadata, mime type) for a notebook page.
+
+    Rendered at FIGURE_DPI and displayed at DISPLAY_PPI (the width/height metadata), so text
+    stays sharp and keeps its point size. Plots become a 256-colour PNG (small, exact); a
+    figure that is mostly photographs (sample grids), where PNG would be over 1.5 times the
+    size, becomes a quality-85 JPEG at the same resolution, so executed notebooks stay small.
+    Used by tl.notebook.show_figures_compactly (every chapter).
+    """
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=FIGURE_DPI, bbox_inches="tight", facecolor="white")
+    image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(png, format="PNG", optimize=True)
+    image.save(jpeg, format="JPEG", quality=85)
+    width, height = (round(side * DISPLAY_PPI / FIGURE_DPI) for side in image.size)
+    if len(png.getvalue()) <= 1.5 * len(jpeg.getvalue()):
+        return png.getvalue(), {"width": width, "height": height}, "image/png"
+    return jpeg.getvalue(), {"width": width, "height": height}, "image/jpeg"
+
+
+def show_figures_compactly() -> None:
+    """Show matplotlib figures in Jupyter sharp, readable and small (see `figure_image`).
+
+    Text defaults to FIGURE_FONT_PT (the page's body size at DISPLAY_PPI). Also makes figures
+    built without pyplot (as `tl_helpers.plotting` does) display at all.
+    Used by tl.notebook.start (every chapter).
     """
     try:
         from IPython import get_ipython
@@ -105,11 +135,27 @@ def show_figures_compactly(dpi: int = 80) -> None:
     if shell is None:
         return
     import matplotlib
+    from matplotlib.figure import Figure
     from matplotlib_inline.backend_inline import set_matplotlib_formats
 
-    matplotlib.rcParams["figure.dpi"] = dpi
-    matplotlib.rcParams["savefig.dpi"] = dpi
-    set_matplotlib_formats("jpeg", bbox_inches="tight")
+    matplotlib.rcParams["figure.dpi"] = DISPLAY_PPI
+    matplotlib.rcParams["savefig.dpi"] = FIGURE_DPI
+    matplotlib.rcParams["font.size"] = FIGURE_FONT_PT
+    set_matplotlib_formats("png")  # registers the formatters; ours replace its PNG below
+    formatters = shell.display_formatter.formatters
+    formatters["image/jpeg"].pop(Figure, None)
+
+    def as_mime(mime):
+        def formatter(fig):  # the PNG formatter runs first and leaves its image for the JPEG one
+            rendered = fig.__dict__.pop("_tl_image", None) or figure_image(fig)
+            if mime == "image/png":
+                fig._tl_image = rendered
+            data, metadata, kind = rendered
+            return (data, metadata) if kind == mime else None
+        return formatter
+
+    for mime in ("image/png", "image/jpeg"):
+        formatters[mime].for_type(Figure, as_mime(mime))
 
 
 def start(namespace: dict, notebook: str, frameworks: tuple[str, ...] = ()) -> RunCard:
@@ -132,6 +178,12 @@ def finish(card: RunCard, output_dir: str | Path | None = None, overwrite: bool 
     """Save the run card (default runs/<profile>/) and print it; committed cards are kept.
     Used by every chapter (its last code cell)."""
     path = card.save(output_dir or runs_dir(card.record["profile"]), overwrite=overwrite)
-    card.show()
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        from IPython.display import display
+
+        display(card)  # a table (RunCard._repr_html_); text where HTML is not shown
+    else:
+        card.show()
     print(f"run card written to {path.name}")
     return path

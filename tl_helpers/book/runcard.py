@@ -6,8 +6,10 @@ versions and wall time and writes `<notebook>.json` beside the executed notebook
 """
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import platform
 import subprocess
 import sys
@@ -29,6 +31,32 @@ _IMPORT_NAMES = {"pillow": "PIL", "opencv-python-headless": "cv2", "scikit-learn
 
 class ResultOverwriteError(FileExistsError):
     """Refusing to replace a committed reference result without being asked to."""
+
+
+class OutputWriteError(OSError):
+    """An output folder or file that cannot be written (read-only, below a file, disk full).
+
+    The message is one line naming the path and the fix. Used by the book machinery
+    (RunCard.save, runner).
+    """
+
+
+def check_output_folder(folder: str | Path) -> None:
+    """Stop before anything runs or is written when `folder` cannot hold outputs.
+
+    That is when a part of its path is a regular file, or when the folder (or, while it does
+    not exist yet, the nearest folder above it) is not writable. Raises OutputWriteError.
+    Used by the book machinery (RunCard.save, runner).
+    """
+    folder = Path(folder).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())  # exists() is False below a file
+    if not existing.is_dir():
+        raise OutputWriteError(f"cannot write to the output folder {folder}: {existing} is a file, not a "
+                               "folder. Choose another folder (--out, OUTPUT_DIR) or move the file away.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        which = "it is" if existing == folder else f"the folder above it, {existing}, is"
+        raise OutputWriteError(f"cannot write to the output folder {folder}: {which} read-only. Choose "
+                               "another folder (--out, OUTPUT_DIR) or make it writable.")
 
 
 def is_tracked_by_git(path: str | Path) -> bool:
@@ -144,6 +172,38 @@ def hardware() -> dict:
     return info
 
 
+# An absolute path of the machine that ran a notebook (project, home, temporary or mounted
+# folders); pages and downloads show the file's name only. Colab's /content is code, kept.
+_MACHINE_PATH = re.compile(r"(?<![\w.~:/-])(?:[A-Za-z]:)?/(?:work|home|Users|root|tmp|var/folders|private|mnt|media|scratch|data|opt|srv)(?:/[^\s'\"<>,;:()\[\]{}|`]*)?")
+
+_INSTALLED_PATH = re.compile(r"[^\s'\"<>,;()\[\]{}|`]*/(?:site|dist)-packages/[^\s'\"<>,;:()\[\]{}|`]*")
+
+
+def scrub_paths(text: str, root: str | Path | None = None) -> str:
+    """`text` without the running machine's absolute paths: under `root` (default the project)
+    they become relative, any other becomes `.../<file name>`.
+
+    Used by the run card's table and the book machinery (build: pages, downloads).
+    """
+    def short(match: re.Match) -> str:
+        path = match.group(0)
+        kept = path.rstrip("/.")
+        name = kept.rsplit("/", 1)[-1]
+        return (f".../{name}" if name else "...") + path[len(kept):].lstrip("/")
+    text = _INSTALLED_PATH.sub(short, text)
+    root = str(Path(root or project_root()).resolve()).rstrip("/") + "/"
+    return _MACHINE_PATH.sub(short, text.replace(root, ""))
+
+
+def _flat(value) -> str:
+    """A nested dict or list of a card as one line: `all: no 98, yes 155`."""
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_flat(v)}" if isinstance(v, dict) else f"{k} {_flat(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_flat(v) for v in value)
+    return str(value)
+
+
 class RunCard:
     """Collects what a run was; `save` writes it as JSON and `show` prints it for readers."""
 
@@ -198,16 +258,76 @@ class RunCard:
         return self.record
 
     def save(self, output_dir: str | Path, overwrite: bool = False) -> Path:
-        """Finish the card and write `<output_dir>/<notebook>.json`; committed files are kept."""
+        """Finish the card and write `<output_dir>/<notebook>.json`; committed files are kept.
+
+        The card is written beside its place first and renamed into it when complete, so a
+        full disk (OutputWriteError, one line naming the file) leaves the previous card as it was.
+        """
         self.finish()
         path = Path(output_dir) / f"{self.record['notebook']}.json"
         guard_overwrite(path, overwrite)
+        check_output_folder(path.parent)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.record, indent=1, default=str) + "\n")
+        partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+        try:
+            partial.write_text(json.dumps(self.record, indent=1, default=str) + "\n")
+            os.replace(partial, path)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise OutputWriteError(f"cannot write the run card {path}: {error.strerror or error}. The "
+                                   "previous card, if any, is left as it was; free some space or choose "
+                                   "another OUTPUT_DIR, and run again.") from None
         return path
 
+    def _repr_html_(self) -> str:
+        """The card as two tables, what the run was and what it measured (shown by `finish`).
+
+        Used by every chapter (tl.notebook.finish) and the book machinery (build).
+        """
+        r = self.record
+        esc = lambda value: html.escape(scrub_paths(_flat(value)))  # noqa: E731
+        rows = [("notebook", f"{r['notebook']} (profile {r['profile']}, seed {r['seed']})"),
+                ("started", str(r.get("started_utc", "")).replace("T", " ").replace("+00:00", " UTC"))]
+        if r.get("commit"):
+            rows.append(("commit", r["commit"]))
+        rows += [(f"data: {name}", d) for name, d in r["data"].items()]
+        rows += [(f"model: {key}", value) for key, value in r["model"].items()]
+        rows += [("note", note) for note in r["notes"]]
+        if "wall_time_s" in r:
+            hw = r["hardware"]
+            rows.append(("hardware", f"{hw.get('cpu', hw['machine'])}, {hw['cpu_count']} cores, "
+                                     f"{hw.get('memory_gib', '?')} GiB, GPU {hw['gpu']}"))
+            if r.get("frameworks"):
+                rows.append(("computed with", r["frameworks"]))
+            rows.append(("versions", r["versions"]))
+            rows.append(("wall time", f"{r['wall_time_s']} s"))
+        parts = ['<div class="tl-runcard">', f"<p><strong>Run card</strong> of <code>{html.escape(r['notebook'])}</code>, "
+                 f"also written as <code>{html.escape(r['notebook'])}.json</code></p>",
+                 '<table class="tl-runcard-about">', "<tbody>"]
+        parts += [f"<tr><th>{html.escape(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows]
+        parts += ["</tbody>", "</table>"]
+        if r["metrics"]:
+            parts += ['<table class="tl-runcard-metrics">',
+                      "<thead><tr><th>metric</th><th>split</th><th>value</th><th>95% CI</th></tr></thead>", "<tbody>"]
+            for name, m in r["metrics"].items():
+                ci = f"{m['ci95'][0]:.3f}-{m['ci95'][1]:.3f}" if "ci95" in m else ""
+                parts.append(f"<tr><td>{html.escape(name)}</td><td>{html.escape(str(m['split']))}</td>"
+                             f"<td>{m['value']:.3f}</td><td>{ci}</td></tr>")
+            parts += ["</tbody>", "</table>"]
+        parts.append("</div>")
+        return "\n".join(parts)
+
+    def __repr__(self) -> str:
+        return self.text()
+
     def show(self) -> str:
-        """The card as Markdown-like text (printed at the end of every chapter)."""
+        """Print the card as text and return it (the plain-text form of `_repr_html_`)."""
+        text = self.text()
+        print(text)
+        return text
+
+    def text(self) -> str:
+        """The card as Markdown-like text, without the machine's folders (`scrub_paths`)."""
         r = self.record
         lines = [f"Run card: {r['notebook']} (profile {r['profile']}, seed {r['seed']})"]
         for name, d in r["data"].items():
@@ -228,6 +348,4 @@ class RunCard:
                     f"{name} ({', '.join(f'{k} {v}' for k, v in info.items())})" for name, info in r["frameworks"].items()))
             lines.append("  versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()))
             lines.append(f"  wall time: {r['wall_time_s']} s")
-        text = "\n".join(lines)
-        print(text)
-        return text
+        return scrub_paths("\n".join(lines))

@@ -5,9 +5,13 @@
     python -m tl_helpers.book.runner --refresh-sources   # update the outputs stored in notebooks/
 
 Each executed notebook and its run card (`<stem>.json`, written by the notebook) go to an
-output folder (default `runs/<profile>/`), never to `notebooks/`. The run stops at the
-first failing cell and says which notebook and which cell. Files committed to git (the
-reference results under `results/`) are never replaced unless `--overwrite` is given.
+output folder (default `runs/<profile>/`), never to `notebooks/`. A notebook runs in a
+hidden folder beside them, and the pair replaces the previous one only when the run
+succeeds; a failed run leaves the previous pair alone and its partial notebook as
+`<stem>.FAILED.ipynb`. The run stops at the first failing cell and says which notebook and
+which cell. Before anything runs, the runner checks the output folder can be written and
+that a notebook on real data finds its datasets. Files committed to git (the reference
+results under `results/`) are never replaced unless `--overwrite` is given.
 """
 from __future__ import annotations
 
@@ -16,13 +20,17 @@ import ast
 import difflib
 import functools
 import json
+import os
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
 
+from ..data.registry import DataError, locate
 from ..paths import project_root
 from .profiles import available_profiles, load_profile, parameters_for
-from .runcard import ResultOverwriteError, guard_overwrite
+from .runcard import OutputWriteError, ResultOverwriteError, check_output_folder, guard_overwrite
 
 
 class NotebookFailed(RuntimeError):
@@ -76,6 +84,59 @@ def _assigned_names(notebook: str, mtime_ns: int) -> frozenset:
     return frozenset(names)
 
 
+def _parameter_defaults(notebook: Path) -> dict:
+    """The literal values assigned in a notebook's `parameters` cell (`SYNTHETIC = True`, ...)."""
+    import nbformat
+
+    defaults = {}
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            for node in ast.parse(cell.source).body:
+                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                    try:
+                        defaults[node.targets[0].id] = ast.literal_eval(node.value)
+                    except ValueError:
+                        continue
+    return defaults
+
+
+_LOAD_CALL = re.compile(r"""\btl\.data\.load\(\s*["']([\w-]+)["']""")
+
+
+def notebook_datasets(notebook: Path) -> list[str]:
+    """The datasets a notebook loads: the names in its `tl.data.load("<name>", ...)` calls (read, not run).
+
+    Used by the book machinery (runner.check_data).
+    """
+    import nbformat
+
+    cells = nbformat.read(notebook, as_version=4).cells
+    return sorted({name for cell in cells if cell.cell_type == "code" for name in _LOAD_CALL.findall(cell.source)})
+
+
+def check_data(notebook: Path, parameters: dict) -> None:
+    """Stop, before a notebook on real data (SYNTHETIC False) starts, when a dataset it loads is absent.
+
+    The data directory is the notebook's DATA_DIR (relative to the notebook's folder, as the
+    kernel sees it), else $TL_DATA_DIR, else `data/`; the error (a DataError, from
+    `tl.data.locate`) names the folder looked for and how to get the dataset.
+    Used by the book machinery (runner).
+    """
+    notebook = Path(notebook)
+    defaults = _parameter_defaults(notebook)
+    if parameters.get("SYNTHETIC", defaults.get("SYNTHETIC", True)):
+        return
+    data_dir = parameters.get("DATA_DIR", defaults.get("DATA_DIR"))
+    if data_dir and not Path(data_dir).expanduser().is_absolute():
+        data_dir = notebook.parent / data_dir
+    for name in notebook_datasets(notebook):
+        try:
+            locate(name, data_dir)
+        except DataError as error:
+            raise type(error)(f"{notebook.name} runs on real data and cannot start (nothing was run): "
+                              f"{error}") from None
+
+
 def check_parameters(notebook: Path, parameters: dict, profile: str, overrides: dict | None = None) -> None:
     """Stop, before anything runs, when a parameter is not one the notebook defines.
 
@@ -105,16 +166,35 @@ def check_parameters(notebook: Path, parameters: dict, profile: str, overrides: 
 def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool = True) -> Path:
     """Execute one notebook into `out_dir`; raise NotebookFailed naming the failing cell.
 
+    The notebook runs in a hidden folder in `out_dir` (its OUTPUT_DIR, where it writes its
+    run card); only on success do the executed notebook and its card replace the previous
+    pair. A failed or interrupted run leaves the previous pair as it was and its partial
+    notebook as `<stem>.FAILED.ipynb`.
     Used by the book machinery (runner).
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    output = out_dir / notebook.name
+    output, card = out_dir / notebook.name, out_dir / f"{notebook.stem}.json"
+    failed = out_dir / f"{notebook.stem}.FAILED.ipynb"
+    staging = out_dir / f".{notebook.stem}.running-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     try:
-        papermill.execute_notebook(str(notebook), str(output), parameters=parameters,
+        papermill.execute_notebook(str(notebook), str(staging / notebook.name),
+                                   parameters={**parameters, "OUTPUT_DIR": str(staging)},
                                    kernel_name="python3", progress_bar=progress, cwd=str(notebook.parent))
-    except PapermillExecutionError as error:
+        if (staging / card.name).is_file():
+            os.replace(staging / card.name, card)
+        else:
+            card.unlink(missing_ok=True)  # a card of an earlier run would not describe this one
+        os.replace(staging / notebook.name, output)
+        failed.unlink(missing_ok=True)
+    except BaseException as error:  # a failing cell, a dead kernel, Ctrl-C
+        if (staging / notebook.name).is_file():
+            os.replace(staging / notebook.name, failed)
+        if not isinstance(error, PapermillExecutionError):
+            raise
         import nbformat
 
         # Name the cell as a reader counts it in the source notebook (1-based), which
@@ -125,8 +205,10 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool
         where = f"cell {position} of {len(cells)}" if position else f"executed cell {error.cell_index}"
         raise NotebookFailed(
             f"{notebook.name} failed in {where} (starting `{first_line[:80]}`): {error.ename}: {error.evalue}\n"
-            f"The partly executed notebook is at {output}."
+            f"The partly executed notebook is at {failed}; the previous run in {out_dir} is left as it was."
         ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return output
 
 
@@ -157,10 +239,12 @@ def run(profile: str, notebooks: list[Path] | None = None, out_dir: Path | None 
         if data_dir:
             parameters["DATA_DIR"] = str(Path(data_dir).resolve())
         parameters.update(overrides or {})
+        check_data(notebook, parameters)
         planned.append((notebook, parameters))
     for notebook in notebooks:
         for target in (out_dir / notebook.name, out_dir / f"{notebook.stem}.json"):
             guard_overwrite(target, overwrite)
+    check_output_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = []
     from tqdm.auto import tqdm
@@ -174,6 +258,36 @@ def run(profile: str, notebooks: list[Path] | None = None, out_dir: Path | None 
         print(f"{notebook.name}: done in {time.perf_counter() - started:.0f} s -> {out_dir}"
               + (f" ({shown})" if shown else ""))
     return executed
+
+
+# TensorFlow's C++ runtime logs through absl straight to the kernel's stderr file descriptor,
+# whatever TF_CPP_MIN_LOG_LEVEL says for its first lines (measured with TF 2.21): time-stamped
+# lines that differ on every run. nbval's kernel does not see them, so they must not be stored.
+_NATIVE_LOG_LINE = re.compile(r"^(?:[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\] .*"
+                              r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+                              r"|To enable the following instructions: .*|rebuild TensorFlow with .*)$")
+
+
+def drop_native_log_lines(nb) -> int:
+    """Remove C++ runtime log lines (TensorFlow/absl) from a notebook's stderr outputs; return how many.
+
+    Used by the book machinery (runner --refresh-sources).
+    """
+    dropped = 0
+    for cell in nb.cells:
+        kept_outputs = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                lines = output["text"].splitlines(keepends=True)
+                kept = [line for line in lines if not _NATIVE_LOG_LINE.match(line.rstrip("\n"))]
+                dropped += len(lines) - len(kept)
+                if not kept:
+                    continue
+                output["text"] = "".join(kept)
+            kept_outputs.append(output)
+        if cell.cell_type == "code":
+            cell.outputs = kept_outputs
+    return dropped
 
 
 def refresh_sources(notebooks: list[Path] | None = None) -> None:
@@ -194,6 +308,7 @@ def refresh_sources(notebooks: list[Path] | None = None) -> None:
         nb = nbformat.read(notebook, as_version=4)
         NotebookClient(nb, kernel_name="python3", timeout=1800,
                        resources={"metadata": {"path": str(notebook.parent)}}).execute()
+        drop_native_log_lines(nb)
         nbformat.write(nb, notebook)
         print(f"{notebook.name}: outputs refreshed")
 
@@ -228,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args.profile, args.notebooks or None, args.out, args.data_dir, overrides, args.overwrite,
             progress=not args.no_progress)
-    except (NotebookFailed, ResultOverwriteError, FileNotFoundError, ValueError) as error:
+    except (NotebookFailed, ResultOverwriteError, OutputWriteError, DataError, FileNotFoundError,
+            ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

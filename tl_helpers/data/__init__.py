@@ -6,9 +6,13 @@ the counts of the full Kaggle release. Around that:
 - `locate(name)`: the dataset's folder, from a data-directory setting (argument, then the
   `TL_DATA_DIR` environment variable, then the project's `data/` folder);
 - `verify(name)`: layout, counts and every image readable, each problem named with its path;
-- `download(name)`: fetch from Kaggle with the reader's credentials (Colab, GPU runners);
-  without credentials or network it stops at once with instructions;
-- `install_from_zip(name, zip_path)`: unpack a Kaggle zip into the expected layout;
+- `download(name)`: fetch from Kaggle with kagglehub and the reader's credentials (Colab, GPU
+  runners), the version pinned in the registry; without credentials or network it stops at
+  once with instructions;
+- `install_from_zip(name, zip_path)` / `install_from_folder(name, folder)`: a Kaggle zip or
+  downloaded folder into the expected layout, with a MANIFEST.json of its files;
+- `verify_with_manifest(name)`: `verify` plus counts against the full release and the manifest;
+- the same from a shell: `python -m tl_helpers.data list | download NAME | install NAME ZIP | verify NAME`;
 - synthetic look-alikes in the same layouts: `tl.synthetic.synthesize(name, root)`;
 - `load(name, synthetic=..., data_dir=..., seed=...)`: the one call a chapter makes: its
   data, verified, as a report whose `root` is the dataset's folder;

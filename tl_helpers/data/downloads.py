@@ -1,104 +1,201 @@
-"""Getting a dataset: from Kaggle with the reader's credentials, or from a zip already downloaded."""
+"""Getting a dataset: from Kaggle through kagglehub with the reader's credentials, or from a zip
+or folder already downloaded; installed in the expected layout and checked against a manifest.
+
+Every way in goes through one installer (`install_from_folder`): it finds the shallowest folder
+that holds the dataset's entries, assembles `<data dir>/<name>/` beside it, writes
+`MANIFEST.json` (the sorted relative file list and its sha256) and checks the result.
+"""
 from __future__ import annotations
 
-import base64
+import hashlib
 import json
 import os
 import shutil
 import socket
 import tempfile
-import urllib.error
-import urllib.request
+import threading
 import zipfile
 from pathlib import Path
 
+from .integrity import Problem, VerifyReport, verify
+from .registry import DataLayoutError, DownloadError, resolve_data_dir, spec
+
+__all__ = ['KAGGLE_HOST', 'TOKEN_HELP', 'MANIFEST_FILE', 'kaggle_json_path', 'kaggle_credentials',
+           'kaggle_reachable', 'download', 'install_from_zip', 'install_from_folder', 'file_manifest',
+           'verify_with_manifest']
+
+KAGGLE_HOST = ("www.kaggle.com", 443)  # what the reachability check connects to before kagglehub runs
+MANIFEST_FILE = "MANIFEST.json"  # written by the installer into the dataset's folder
+TOKEN_HELP = (
+    "To get a token: sign in on kaggle.com, open Settings > API (https://www.kaggle.com/settings/api) and "
+    "either click \"Generate New Token\" and put the token in the environment variable KAGGLE_API_TOKEN "
+    "(in Colab: a secret named KAGGLE_API_TOKEN), or, under \"Legacy API Credentials\", click "
+    "\"Create Legacy API Key\" (formerly \"Create New Token\") and save the kaggle.json it downloads as "
+    "~/.kaggle/kaggle.json (chmod 600), or set KAGGLE_USERNAME and KAGGLE_KEY from it.")
 
 
-from .registry import DataLayoutError, DownloadError, how_to_get, resolve_data_dir, spec
-from .integrity import verify
+# --- credentials and network -------------------------------------------------------------
 
+def kaggle_json_path() -> Path:
+    """Where kagglehub reads kaggle.json: `$KAGGLE_CONFIG_DIR/kaggle.json`, else `~/.kaggle/kaggle.json`.
 
-# --- download --------------------------------------------------------------------------
-
-__all__ = ['KAGGLE_API', 'kaggle_credentials', 'download', 'install_from_zip']
-
-KAGGLE_API = "https://www.kaggle.com/api/v1"
-
-
-def kaggle_credentials() -> tuple[str, str] | None:
-    """(username, key) from KAGGLE_USERNAME/KAGGLE_KEY or ~/.kaggle/kaggle.json (or $KAGGLE_CONFIG_DIR).
-
-    Used by tl.data.download (book/data.md).
+    Used by tl.data.kaggle_credentials (book/data.md).
     """
+    return Path(os.environ.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle") / "kaggle.json"
+
+
+def _check_kaggle_json(path: Path) -> None:
+    """Stop with one line naming `path` and what is wrong when it is not `{"username": ..., "key": ...}`."""
+    fix = "download a new one from https://www.kaggle.com/settings/api (\"Create Legacy API Key\")"
+    try:
+        content = json.loads(path.read_text())
+    except OSError as error:
+        raise DownloadError(f"cannot read {path}: {error.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        where = f"{error.msg} at line {error.lineno} column {error.colno}" if isinstance(
+            error, json.JSONDecodeError) else "not UTF-8 text"
+        raise DownloadError(f"{path} is not valid JSON ({where}); it should hold "
+                            f"{{\"username\": \"...\", \"key\": \"...\"}}: {fix}") from None
+    if not isinstance(content, dict):
+        raise DownloadError(f"{path} holds a JSON {type(content).__name__}, not an object with "
+                            f"\"username\" and \"key\": {fix}")
+    for field in ("username", "key"):
+        if not isinstance(content.get(field), str) or not content[field].strip():
+            what = "has no" if field not in content else "has an empty or non-text"
+            raise DownloadError(f"{path} {what} \"{field}\" entry: {fix}")
+
+
+def kaggle_credentials() -> str | None:
+    """Where kagglehub will find Kaggle credentials (a few words for messages), or None.
+
+    Looked for in kagglehub's order: an API token (`KAGGLE_API_TOKEN`, `~/.kaggle/access_token`),
+    `KAGGLE_USERNAME` and `KAGGLE_KEY`, kaggle.json (`kaggle_json_path`), Colab secrets
+    (`KAGGLE_API_TOKEN`, or `KAGGLE_USERNAME` and `KAGGLE_KEY`). A malformed kaggle.json
+    stops here with one line naming the file. Used by tl.data.download (book/data.md).
+    """
+    from kagglesdk.kaggle_env import get_access_token_from_env
+
+    token, source = get_access_token_from_env()
+    if token:
+        return f"the API token ({source})"
     if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
-        return os.environ["KAGGLE_USERNAME"], os.environ["KAGGLE_KEY"]
-    config = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle")) / "kaggle.json"
-    if config.is_file():
-        data = json.loads(config.read_text())
-        return data["username"], data["key"]
+        return "KAGGLE_USERNAME and KAGGLE_KEY"
+    path = kaggle_json_path()
+    if path.exists():
+        _check_kaggle_json(path)
+        return str(path)
+    from kagglehub.config import get_colab_credentials
+    from kagglehub.env import is_in_colab_notebook
+
+    if is_in_colab_notebook() and get_colab_credentials() is not None:
+        return "the Colab secrets"
     return None
 
 
-def _kaggle_reachable(timeout: float) -> bool:
-    try:
-        with socket.create_connection(("www.kaggle.com", 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+def kaggle_reachable(timeout: float) -> bool:
+    """Whether a TCP connection to `KAGGLE_HOST` opens within `timeout` seconds, name lookup included.
+
+    The connect runs in a thread so that a stalled DNS lookup cannot hold the caller longer.
+    Used by tl.data.download (book/data.md).
+    """
+    outcome: list[bool] = []
+
+    def connect():
+        try:
+            with socket.create_connection(KAGGLE_HOST, timeout=timeout):
+                outcome.append(True)
+        except OSError:
+            outcome.append(False)
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(outcome and outcome[0])
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _explain_kaggle_error(error: Exception, name: str, handle: str, credentials: str) -> str:
+    """A kagglehub or network failure as one line that says what to do."""
+    import requests
+    from kagglehub.exceptions import UnauthenticatedError
+
+    s = spec(name)
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if isinstance(error, UnauthenticatedError) or status == 401:
+        return (f"Kaggle refused the credentials from {credentials} (expired, revoked or mistyped?). "
+                + TOKEN_HELP)
+    if status == 403 and s.kaggle_kind == "competition":
+        return (f"Kaggle answered 403 for the competition {s.kaggle_ref}: accept its rules with the same "
+                f"account at https://www.kaggle.com/competitions/{s.kaggle_ref}/rules, then run again")
+    if status == 404:
+        return f"Kaggle has no {handle} (404): is the pinned version still published? See {s.kaggle_url}"
+    if isinstance(error, requests.exceptions.RequestException):
+        return (f"the download of {handle} failed on the network ({_one_line(error)[:200]}); run again, or "
+                f"download the zip from {s.kaggle_url} and run `python -m tl_helpers.data install {name} ZIP`")
+    return f"the download of {handle} failed: {type(error).__name__}: {_one_line(error)[:300]}"
+
+
+# --- download ----------------------------------------------------------------------------
+
+def _refuse_non_empty(target: Path, overwrite: bool) -> None:
+    if target.exists() and any(target.iterdir()) and not overwrite:
+        raise DownloadError(f"{target} already exists and is not empty; nothing was changed. Check it with "
+                            f"`python -m tl_helpers.data verify {target.name}`, or pass overwrite=True "
+                            "(--overwrite) to replace it.")
 
 
 def download(name: str, data_dir: str | Path | None = None, timeout: float = 10.0,
              overwrite: bool = False) -> Path:
-    """Download dataset `name` from Kaggle into the data directory and verify it.
+    """Download dataset `name` from Kaggle with kagglehub, install it in `<data dir>/<name>/`, check it.
 
-    Needs Kaggle credentials (in Colab: upload kaggle.json to ~/.kaggle/, or set
-    KAGGLE_USERNAME and KAGGLE_KEY). Without them, or without network, it stops within
-    `timeout` seconds with instructions; it never hangs. PCam is a competition: accept its
-    rules on the Kaggle page first. Taught in book/data.md (getting the datasets), not in a chapter.
+    The version in the registry (`kaggle_version`) is downloaded; PCam is a competition
+    (`kagglehub.competition_download`): accept its rules on the Kaggle page first. Stops at
+    once with instructions when there are no credentials, and within `timeout` seconds when
+    Kaggle cannot be reached; it never hangs. kagglehub shows its own progress bar.
+    Taught in book/data.md (getting the datasets), not in a chapter.
     """
     s = spec(name)
-    target = resolve_data_dir(data_dir) / s.name
-    if target.exists() and any(target.iterdir()) and not overwrite:
-        raise DownloadError(f"{target} already exists and is not empty; nothing downloaded. "
-                            "Pass overwrite=True to replace it, or verify it with verify().")
+    base = resolve_data_dir(data_dir)
+    target = base / s.name
+    _refuse_non_empty(target, overwrite)
     credentials = kaggle_credentials()
     if credentials is None:
+        raise DownloadError("no Kaggle credentials found (looked for KAGGLE_API_TOKEN, ~/.kaggle/access_token, "
+                            f"KAGGLE_USERNAME and KAGGLE_KEY, {kaggle_json_path()} and Colab secrets). "
+                            + TOKEN_HELP)
+    if not kaggle_reachable(timeout):
         raise DownloadError(
-            "no Kaggle credentials: create an API token on https://www.kaggle.com/settings "
-            "(it downloads kaggle.json), then put it at ~/.kaggle/kaggle.json (chmod 600) or set "
-            "KAGGLE_USERNAME and KAGGLE_KEY. " + how_to_get(name, target))
-    if not _kaggle_reachable(timeout):
-        raise DownloadError(
-            f"cannot reach www.kaggle.com within {timeout:.0f} s (no network here?). Download on a "
-            "connected machine instead. " + how_to_get(name, target))
+            f"cannot reach {KAGGLE_HOST[0]}:{KAGGLE_HOST[1]} (gave up within {timeout:g} s; no network here?). Download "
+            f"on a connected machine, or get the zip from {s.kaggle_url} by hand and run "
+            f"`python -m tl_helpers.data install {name} ZIP`.")
+    import kagglehub
+
     if s.kaggle_kind == "competition":
-        url = f"{KAGGLE_API}/competitions/data/download-all/{s.kaggle_ref}"
+        handle = s.kaggle_ref
+        fetch = kagglehub.competition_download
     else:
-        url = f"{KAGGLE_API}/datasets/download/{s.kaggle_ref}"
-    token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
-    request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
-    from tqdm.auto import tqdm
-
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp) / "archive.zip"
+        handle = s.kaggle_ref + (f"/versions/{s.kaggle_version}" if s.kaggle_version is not None else "")
+        fetch = kagglehub.dataset_download
+    base.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{s.name}.download-", dir=base) as tmp:
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response, open(archive, "wb") as out:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {name}") as bar:
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-                        bar.update(len(chunk))
-        except urllib.error.HTTPError as error:
-            hint = " Accept the competition's rules on its Kaggle page first." if error.code == 403 else ""
-            raise DownloadError(f"Kaggle answered {error.code} for {url}.{hint} " + how_to_get(name, target)) from error
-        except (urllib.error.URLError, OSError) as error:
-            raise DownloadError(f"download of {url} failed: {error}. " + how_to_get(name, target)) from error
-        return install_from_zip(name, archive, data_dir, overwrite=overwrite)
+            # In Colab or on Kaggle, kagglehub may answer with a read-only mounted copy instead of `tmp`.
+            folder = Path(fetch(handle, output_dir=tmp))
+        except Exception as error:  # kagglehub raises many kinds; each becomes one line
+            raise DownloadError(_explain_kaggle_error(error, name, handle, credentials)) from error
+        origin = f"kaggle {s.kaggle_kind} {handle}"
+        return install_from_folder(name, folder, data_dir, overwrite=overwrite, origin=origin,
+                                   move=Path(tmp) in [folder, *folder.parents])
 
 
-# What to take out of each Kaggle zip: (entries that must be there, entries taken if there).
-# The zips hold duplicate copies (brain_tumor_dataset/, lgg-mri-segmentation/, chest_xray/chest_xray/).
-_ZIP_CONTENT = {
+# --- install -----------------------------------------------------------------------------
+
+# What to take from each Kaggle release: (entries that must be there, entries taken if there).
+# The releases hold duplicate copies (brain_tumor_dataset/, lgg-mri-segmentation/, chest_xray/chest_xray/).
+_RELEASE_CONTENT = {
     "brain_mri_yes_no": (("yes", "no"), ()),
     "brain_tumor_mri_4class": (("Training",), ("Testing",)),
     "chest_xray": (("train",), ("val", "test")),
@@ -111,30 +208,166 @@ def install_from_zip(name: str, zip_path: str | Path, data_dir: str | Path | Non
                      overwrite: bool = False) -> Path:
     """Unpack a Kaggle zip of dataset `name` into `<data dir>/<name>/` in the expected layout.
 
-    Taught in book/data.md (getting the datasets), not in a chapter.
+    A file that is not a zip stops with one line naming it. Unpacks beside the target, then
+    goes through `install_from_folder`. Taught in book/data.md (getting the datasets), not in a chapter.
+    """
+    zip_path = Path(zip_path)
+    s = spec(name)
+    base = resolve_data_dir(data_dir)
+    _refuse_non_empty(base / s.name, overwrite)
+    if not zip_path.is_file():
+        raise DownloadError(f"{zip_path} does not exist (or is not a file); download the zip from {s.kaggle_url}")
+    if not zipfile.is_zipfile(zip_path):
+        raise DownloadError(f"{zip_path} is not a zip file ({zip_path.stat().st_size} bytes); "
+                            f"download the dataset's zip from {s.kaggle_url}")
+    base.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{s.name}.unzip-", dir=base) as tmp:
+        try:
+            with zipfile.ZipFile(zip_path) as archive:
+                archive.extractall(tmp)
+        except (zipfile.BadZipFile, OSError, EOFError) as error:
+            raise DownloadError(f"{zip_path} could not be unpacked: {_one_line(error)}") from error
+        return install_from_folder(name, Path(tmp), data_dir, overwrite=overwrite, origin=f"zip {zip_path.name}",
+                                   move=True)
+
+
+def install_from_folder(name: str, folder: str | Path, data_dir: str | Path | None = None,
+                        overwrite: bool = False, origin: str | None = None, move: bool = False) -> Path:
+    """Install dataset `name` from a downloaded or unpacked `folder` into `<data dir>/<name>/`.
+
+    Takes the dataset's entries from the shallowest folder that holds them all (the Kaggle
+    releases hold duplicate copies; one is kept), copies them (moves them with `move=True`)
+    into a folder beside the target, writes MANIFEST.json, checks layout and counts, and only
+    then renames it into place. Prints what it found. Used by tl.data.download and
+    tl.data.install_from_zip (book/data.md).
     """
     s = spec(name)
+    folder = Path(folder)
     target = resolve_data_dir(data_dir) / s.name
-    if target.exists() and any(target.iterdir()) and not overwrite:
-        raise DownloadError(f"{target} already exists and is not empty; pass overwrite=True to replace it")
-    required, optional = _ZIP_CONTENT[name]
+    _refuse_non_empty(target, overwrite)
+    required, optional = _RELEASE_CONTENT[name]
+    candidates = sorted(
+        (p for p in [folder, *folder.rglob("*")] if p.is_dir() and "__MACOSX" not in p.parts
+         and all((p / entry).exists() for entry in required)),
+        key=lambda p: len(p.parts))
+    if not candidates:
+        raise DataLayoutError(f"{origin or folder} does not hold {' and '.join(required)} in any folder; "
+                              f"is it the release of {s.kaggle_url}?")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        with zipfile.ZipFile(zip_path) as archive:
-            archive.extractall(tmp)
-        # the shallowest folder that holds every required entry
-        candidates = sorted(
-            (p for p in [Path(tmp), *Path(tmp).rglob("*")] if p.is_dir() and "__MACOSX" not in p.parts
-             and all((p / entry).exists() for entry in required)),
-            key=lambda p: len(p.parts))
-        if not candidates:
-            raise DataLayoutError(f"{zip_path} does not hold {' and '.join(required)} in any folder; "
-                                  f"is it the zip of {s.kaggle_url}?")
+    staging = target.with_name(f".{s.name}.install-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        for entry in required + optional:
+            source = candidates[0] / entry
+            if not source.exists():
+                continue
+            if move:
+                shutil.move(str(source), staging / entry)
+            elif source.is_dir():
+                shutil.copytree(source, staging / entry)
+            else:
+                shutil.copy2(source, staging / entry)
+        manifest = file_manifest(staging)
+        manifest.update({"dataset": name, "origin": origin or str(folder), "kaggle_ref": s.kaggle_ref,
+                         "kaggle_version": s.kaggle_version})
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+        report = verify_with_manifest(name, staging, deep=False)
+        if not report.ok:
+            first = str(report.problems[0]).replace(str(staging) + os.sep, "")
+            raise DataLayoutError(f"{origin or folder} is not in the expected layout ({len(report.problems)} "
+                                  f"problem(s), the first: {first}); nothing was installed")
         if target.exists():
             shutil.rmtree(target)
-        target.mkdir()
-        for entry in required + optional:
-            if (candidates[0] / entry).exists():
-                shutil.move(str(candidates[0] / entry), target / entry)
-    print(verify(name, target, deep=False))
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    report.root = target
+    print(report)
     return target
+
+
+# --- manifest ----------------------------------------------------------------------------
+
+def file_manifest(root: str | Path) -> dict:
+    """The visible files under `root`: count, sorted relative paths, and the sha256 of that list.
+
+    The checksum is over the names (one per line, `/`-separated), not the contents: it says
+    whether the same files are there. MANIFEST.json itself and hidden files are left out.
+    Used by tl.data.install_from_folder and tl.data.verify_with_manifest (book/data.md).
+    """
+    root = Path(root)
+    files = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        relative = Path(folder).relative_to(root)
+        files += [(relative / n).as_posix() for n in names if not n.startswith(".")]
+    files = sorted(f for f in files if f != MANIFEST_FILE)
+    digest = hashlib.sha256("".join(f + "\n" for f in files).encode()).hexdigest()
+    return {"n_files": len(files), "sha256": digest, "files": files}
+
+
+def _count_differences(name: str, counts: dict) -> list[str]:
+    """How `counts` (from verify) differ from the registry's full_counts, one phrase per split/class."""
+    full = spec(name).full_counts
+    found = {("" if split == "all" else split): value for split, value in counts.items()}
+    differences = []
+    for split, expected in full.items():
+        if not isinstance(expected, dict):  # lgg: {"patients": 110, "slices": 3929}
+            if found.get(split) != expected:
+                differences.append(f"{split} {found.get(split, 0)} of {expected}")
+            continue
+        here = found.get(split)
+        if here is None:
+            differences.append(f"{split or 'images'}/ absent ({sum(expected.values())} files in the release)")
+            continue
+        for cls, n in expected.items():
+            if here.get(cls, 0) != n:
+                differences.append(f"{split + '/' if split else ''}{cls} {here.get(cls, 0)} of {n}")
+    return differences
+
+
+def verify_with_manifest(name: str, root: str | Path | None = None, deep: bool = True,
+                         progress: bool = False) -> VerifyReport:
+    """`verify`, then the manifest: counts against the full release, and the file list's checksum.
+
+    Counts below the release's are a note (a subset), as are files added since the install.
+    Files listed in MANIFEST.json (written at install) but gone are problems, each with its
+    path. Without MANIFEST.json the checksum is reported for comparing by hand.
+    Used by `python -m tl_helpers.data verify` (book/data.md).
+    """
+    report = verify(name, root, deep=deep, progress=progress)
+    s = spec(name)
+    differences = _count_differences(name, report.counts)
+    if differences:
+        report.notes.append(f"against the full Kaggle release ({s.kaggle_ref}"
+                            f"{f' version {s.kaggle_version}' if s.kaggle_version else ''}): "
+                            + "; ".join(differences))
+    else:
+        report.notes.append("counts match the full Kaggle release")
+    manifest = file_manifest(report.root)
+    recorded_path = report.root / MANIFEST_FILE
+    line = f"manifest: {manifest['n_files']} files, sha256 of the sorted file list {manifest['sha256']}"
+    if not recorded_path.is_file():
+        report.notes.append(line + f" (no {MANIFEST_FILE}: not installed by tl_helpers, nothing to compare)")
+        return report
+    try:
+        recorded = json.loads(recorded_path.read_text())
+        recorded_files = set(recorded["files"])
+    except (ValueError, KeyError, TypeError) as error:
+        report.problems.append(Problem(str(recorded_path), f"unreadable manifest ({_one_line(error)}); "
+                                       "reinstall the dataset, or delete the file"))
+        return report
+    if recorded.get("sha256") == manifest["sha256"]:
+        report.notes.append(line + f" (matches {MANIFEST_FILE} of the install from {recorded.get('origin')})")
+        return report
+    current = set(manifest["files"])
+    missing, added = sorted(recorded_files - current), sorted(current - recorded_files)
+    for path in missing[:20]:
+        report.problems.append(Problem(str(report.root / path), f"listed in {MANIFEST_FILE} but gone"))
+    if len(missing) > 20:
+        report.problems.append(Problem(str(report.root), f"... and {len(missing) - 20} more files gone"))
+    if added:
+        report.notes.append(f"{len(added)} file(s) added since the install, e.g. {', '.join(added[:3])}")
+    report.notes.append(line + f" (differs from {MANIFEST_FILE}: {len(missing)} gone, {len(added)} added)")
+    return report

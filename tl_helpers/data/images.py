@@ -6,6 +6,7 @@ expects. `read_image` is that one place, and it names the file when something is
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+# The most pixels an image may declare (Pillow's own warning limit, ~9459 x 9459). The
+# datasets' largest scans are a few megapixels; a header declaring more is damaged or a
+# decompression bomb, refused before any pixel is decoded, by read_image and decode_native alike.
+MAX_PIXELS = 89_478_485
 
 
 class ImageReadError(ValueError):
@@ -60,11 +65,91 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image)
 
 
-def _read_pixels(path: Path) -> np.ndarray:
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header (SOFn), walking the marker segments."""
+    i = 2
+    while i + 9 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+        elif marker in _JPEG_SOF:
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        else:
+            i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None
+
+
+def _check_encoded(path: Path, data: bytes) -> bool:
+    """The rules every reader applies to a file's bytes before decoding; True when it is whole.
+
+    Raises ImageReadError for a JPEG or PNG header declaring more than MAX_PIXELS, and for a
+    PNG without its IEND chunk (Pillow and OpenCV would decode what is left). Returns True for
+    a JPEG ending with its end marker FF D9 (zero padding after it allowed) or a PNG with
+    IEND: whole, so the fast OpenCV decoder may take it. Anything else is left to Pillow,
+    which refuses a truncated JPEG (and accepts one with bytes after the end marker).
+    """
+    if data.startswith(_PNG_SIGNATURE):
+        size = (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) \
+            if data[12:16] == b"IHDR" else None
+        whole = data.rfind(b"IEND") > 0
+    elif data.startswith(b"\xff\xd8"):
+        size, whole = _jpeg_size(data), data.rstrip(b"\0").endswith(b"\xff\xd9")
+    else:
+        return False
+    if size:
+        _check_pixels(path, *size)
+    if data.startswith(_PNG_SIGNATURE) and not whole:
+        raise ImageReadError(
+            f"cannot read image {path}: the PNG is truncated (its end chunk IEND is missing). An "
+            "interrupted download or copy leaves such files; delete or replace it.", path)
+    return whole
+
+
+def _check_pixels(path: Path, width: int, height: int) -> None:
+    """Refuse an image declaring more than MAX_PIXELS pixels, naming the file and its size."""
+    if width * height > MAX_PIXELS:
+        raise ImageReadError(
+            f"image {path} declares {width}x{height} pixels ({width * height / 1e6:.0f} megapixels), "
+            f"over the limit of {MAX_PIXELS / 1e6:.0f} megapixels (tl.images.MAX_PIXELS, a guard "
+            "against decompression bombs). It is damaged or not one of the datasets' scans: replace "
+            "it, or raise tl.images.MAX_PIXELS if you mean to read it.", path)
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes; ImageReadError naming the file when it is missing or empty."""
     try:
-        with Image.open(path) as image:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(f"image file not found: {path}. Check the data directory setting.", path) from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path} is a folder, not an image file; move it out of the dataset.", path) from None
+    if not data:
+        raise ImageReadError(
+            f"image file is empty (0 bytes): {path}. An interrupted download or copy leaves such "
+            "files; delete it or download the dataset again.", path
+        )
+    return data
+
+
+def _read_pixels(path: Path) -> np.ndarray:
+    data = _read_bytes(path)
+    _check_encoded(path, data)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            _check_pixels(path, image.width, image.height)  # every format (TIFF, BMP) too
             image.load()
             return _pil_to_array(image)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as bomb:  # over twice Pillow's limit (not JPEG/PNG)
+        raise ImageReadError(f"image {path} is too large to decode safely: {bomb}. Replace it, or "
+                             "raise tl.images.MAX_PIXELS and PIL.Image.MAX_IMAGE_PIXELS.", path) from None
     except (UnidentifiedImageError, OSError, ValueError) as pil_error:
         if path.suffix.lower() in (".tif", ".tiff"):
             # Pillow cannot decode some TIFFs (16-bit RGB, odd compressions); tifffile can.
@@ -106,18 +191,11 @@ def to_channels(array: np.ndarray, channels: int | None) -> np.ndarray:
 def read_image(path: str | Path, channels: int | None = 3) -> np.ndarray:
     """Read an image file as a uint8 array: HxWx3 for channels=3, HxW for channels=1.
 
-    Raises ImageReadError naming the file when it is missing, empty, corrupt or not an image.
+    Raises ImageReadError naming the file when it is missing, empty, truncated, corrupt, not
+    an image, or declares more than MAX_PIXELS pixels (the same rules as `decode_native`).
     Used by every chapter.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"image file not found: {path}. Check the data directory setting.", path)
-    if path.stat().st_size == 0:
-        raise ImageReadError(
-            f"image file is empty (0 bytes): {path}. An interrupted download or copy leaves such "
-            "files; delete it or download the dataset again.", path
-        )
-    return to_channels(_read_pixels(path), channels)
+    return to_channels(_read_pixels(Path(path)), channels)
 
 
 def image_info(path: str | Path) -> dict:
@@ -138,14 +216,19 @@ def decode_native(path: str | Path) -> np.ndarray:
     """Read an image as uint8 in its own channels: HxW (gray) or HxWx3 (RGB; alpha dropped).
 
     Plain 8-bit JPEG/PNG files take OpenCV's decoder (about 2.5x faster than Pillow here,
-    and pixel-identical on the datasets' files); everything else, and every failure, goes
-    through `read_image`, which handles the odd formats and names the file.
+    and pixel-identical on the datasets' files), once the checks `read_image` makes too
+    (`_check_encoded`: the pixel limit, a whole file) have passed: OpenCV alone would decode
+    a truncated JPEG with a grey bottom. Everything else, and every failure, goes through
+    `read_image`, which handles the odd formats and names the file.
     Used by tl.loaders.load_example (chapters 1 to 5).
     """
-    if str(path).lower().endswith(_CV2_FORMATS):
-        pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if pixels is not None and pixels.dtype == np.uint8 and (pixels.ndim == 2 or pixels.shape[2] == 3):
-            return pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    path = Path(path)
+    if path.suffix.lower() in _CV2_FORMATS:
+        data = _read_bytes(path)
+        if _check_encoded(path, data):
+            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+            if pixels is not None and pixels.dtype == np.uint8 and (pixels.ndim == 2 or pixels.shape[2] == 3):
+                return pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
     return read_image(path, channels=None)
 
 

@@ -82,7 +82,17 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def _check_readable(paths: list[Path], problems: list, sizes: list, sample_every: int = 1) -> None:
+def _progress(items, total: int, show: bool):
+    """`items` with a tqdm bar when `show` (the verify command), else unchanged."""
+    if not show:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, total=total, unit="image", desc="decoding")
+
+
+def _check_readable(paths: list[Path], problems: list, sizes: list, sample_every: int = 1,
+                    progress: bool = False) -> None:
     """Decode every image (threads: decoding releases the GIL); record problems and sizes."""
     def check(path: Path):
         try:
@@ -92,7 +102,7 @@ def _check_readable(paths: list[Path], problems: list, sizes: list, sample_every
         return path, None
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for i, (path, error) in enumerate(pool.map(check, paths)):
+        for i, (path, error) in enumerate(_progress(pool.map(check, paths), len(paths), progress)):
             if error:
                 problems.append(Problem(str(path), error))
             elif i % sample_every == 0:
@@ -100,7 +110,8 @@ def _check_readable(paths: list[Path], problems: list, sizes: list, sample_every
                 sizes.append((info["width"], info["height"], info["mode"]))
 
 
-def _verify_class_folders(s: DatasetSpec, root: Path, report: VerifyReport, deep: bool) -> None:
+def _verify_class_folders(s: DatasetSpec, root: Path, report: VerifyReport, deep: bool,
+                          progress: bool = False) -> None:
     to_read: list[Path] = []
     for split in s.required_splits + s.optional_splits:
         split_dir = root / split
@@ -147,10 +158,11 @@ def _verify_class_folders(s: DatasetSpec, root: Path, report: VerifyReport, deep
             report.notes.append(f"{split or 'images'}: counts differ from the full Kaggle release "
                                 f"{full} (a subset, or a different version)")
     if deep:
-        _check_readable(to_read, report.problems, report.sizes, sample_every=max(1, len(to_read) // 400))
+        _check_readable(to_read, report.problems, report.sizes, sample_every=max(1, len(to_read) // 400),
+                        progress=progress)
 
 
-def _verify_lgg(s: DatasetSpec, root: Path, report: VerifyReport, deep: bool) -> None:
+def _verify_lgg(s: DatasetSpec, root: Path, report: VerifyReport, deep: bool, progress: bool = False) -> None:
     base = root / "kaggle_3m"
     if not base.is_dir():
         report.problems.append(Problem(str(base), "missing folder kaggle_3m/ (the Kaggle zip also "
@@ -203,7 +215,7 @@ def _verify_lgg(s: DatasetSpec, root: Path, report: VerifyReport, deep: bool) ->
             return errors, bool(mask.any())
 
         with ThreadPoolExecutor(max_workers=4) as pool:
-            for errors, has_tumour in pool.map(check, pairs):
+            for errors, has_tumour in _progress(pool.map(check, pairs), len(pairs), progress):
                 tumour += has_tumour
                 for path, message in errors:
                     report.problems.append(Problem(path, message))
@@ -229,7 +241,8 @@ def _report_duplicate_ids(labels: pd.DataFrame, csv_path: Path, report: VerifyRe
                                        "same patch can land in two splits"))
 
 
-def _verify_labels_csv(s: DatasetSpec, root: Path, report: VerifyReport, deep: bool) -> None:
+def _verify_labels_csv(s: DatasetSpec, root: Path, report: VerifyReport, deep: bool,
+                       progress: bool = False) -> None:
     csv_path, train = root / "train_labels.csv", root / "train"
     for needed in (csv_path, train):
         if not needed.exists():
@@ -266,15 +279,16 @@ def _verify_labels_csv(s: DatasetSpec, root: Path, report: VerifyReport, deep: b
     if report.counts["train"] != s.full_counts["train"]:
         report.notes.append(f"a subset of the full release {s.full_counts['train']}")
     if deep:
-        _check_readable(to_read, report.problems, report.sizes, sample_every=max(1, len(to_read) // 400))
+        _check_readable(to_read, report.problems, report.sizes, sample_every=max(1, len(to_read) // 400),
+                        progress=progress)
 
 
-def verify(name: str, root: str | Path | None = None, deep: bool = True) -> VerifyReport:
+def verify(name: str, root: str | Path | None = None, deep: bool = True, progress: bool = False) -> VerifyReport:
     """Check dataset `name` at `root` (default: `locate(name)`): layout, counts, readability.
 
     Returns a VerifyReport; nothing is raised for problems in the data (call
     `.raise_if_problems()`), so a reader sees every problem at once, each with its path.
-    `deep=False` skips decoding the images (layout and counts only).
+    `deep=False` skips decoding the images (layout and counts only); `progress` shows a bar.
     Used by every chapter (through tl.data.load).
     """
     s = spec(name)
@@ -284,7 +298,7 @@ def verify(name: str, root: str | Path | None = None, deep: bool = True) -> Veri
     report = VerifyReport(dataset=name, root=root, source=describe_source(root),
                           source_short=describe_source(root, short=True))
     {"class_folders": _verify_class_folders, "lgg_segmentation": _verify_lgg,
-     "labels_csv": _verify_labels_csv}[s.kind](s, root, report, deep)
+     "labels_csv": _verify_labels_csv}[s.kind](s, root, report, deep, progress)
     return report
 
 

@@ -38,6 +38,7 @@ class DatasetSpec:
     kaggle_kind: str  # "dataset" or "competition"
     kind: str  # "class_folders", "lgg_segmentation" or "labels_csv"
     layout: str  # the expected layout, as a reader would write it
+    kaggle_version: int | None = None  # the pinned Kaggle version; None: the latest (competitions have none)
     required_splits: tuple[str, ...] = ()
     optional_splits: tuple[str, ...] = ()
     classes: tuple[str, ...] = ()
@@ -107,13 +108,26 @@ def spec(name: str) -> DatasetSpec:
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     """The data directory: the argument, else $TL_DATA_DIR, else the project's `data/`.
 
+    Raises DataLayoutError when that is a file (a zip, say), not a folder.
     Used by every chapter (through tl.data.load).
     """
     if data_dir:
-        return Path(data_dir).expanduser().resolve()
-    if os.environ.get(DATA_DIR_ENV):
-        return Path(os.environ[DATA_DIR_ENV]).expanduser().resolve()
-    return project_root() / "data"
+        path = Path(data_dir).expanduser().resolve()
+    elif os.environ.get(DATA_DIR_ENV):
+        path = Path(os.environ[DATA_DIR_ENV]).expanduser().resolve()
+    else:
+        path = project_root() / "data"
+    if path.exists() and not path.is_dir():
+        raise DataLayoutError(
+            f"the data directory {path} (from {_data_dir_source(data_dir)}) is a file, not a folder. "
+            f"Point {DATA_DIR_ENV}, --data-dir or the notebook's DATA_DIR at the folder that holds the "
+            "dataset folders; a Kaggle zip is unpacked with `python -m tl_helpers.data install <name> <zip>`.")
+    return path
+
+
+def _data_dir_source(data_dir) -> str:
+    """Which setting chose the data directory, in words (for error messages)."""
+    return "the argument" if data_dir else DATA_DIR_ENV if os.environ.get(DATA_DIR_ENV) else "the default"
 
 
 def how_to_get(name: str, target: Path) -> str:
@@ -123,10 +137,10 @@ def how_to_get(name: str, target: Path) -> str:
     """
     s = spec(name)
     return (
-        f"To get it: (a) with Kaggle credentials (~/.kaggle/kaggle.json, or KAGGLE_USERNAME and "
-        f"KAGGLE_KEY), run `python -c \"import tl_helpers.data as d; d.download('{name}')\"`; or "
+        f"To get it: (a) with a Kaggle API token (KAGGLE_API_TOKEN, or ~/.kaggle/kaggle.json; see "
+        f"book/data.md), run `python -m tl_helpers.data download {name}`; or "
         f"(b) download the zip from {s.kaggle_url} and run "
-        f"`python -c \"import tl_helpers.data as d; d.install_from_zip('{name}', 'archive.zip')\"`; or "
+        f"`python -m tl_helpers.data install {name} archive.zip`; or "
         f"(c) point {DATA_DIR_ENV} (or the notebook's DATA_DIR parameter) at a folder that already "
         f"holds `{s.name}/`. Expected layout: {s.layout}. Target: {target}"
     )
@@ -143,8 +157,8 @@ def locate(name: str, data_dir: str | Path | None = None) -> Path:
     if not root.is_dir():
         raise DatasetNotFoundError(
             f"dataset {name!r} not found: looked for the folder {root} "
-            f"(data directory {base}, from "
-            f"{'the argument' if data_dir else DATA_DIR_ENV if os.environ.get(DATA_DIR_ENV) else 'the default'}). "
+            f"(data directory {base}{'' if base.is_dir() else ', which does not exist'}, "
+            f"from {_data_dir_source(data_dir)}). "
             + how_to_get(name, root)
         )
     return root

@@ -1,10 +1,10 @@
 """Small synthetic look-alikes of the five datasets, in their exact Kaggle layouts.
 
 They let every chapter run offline in minutes (the `smoke` profile) and let the tests
-exercise the real loading code. The pictures are cartoons of the real thing, drawn so
-that the classes are learnable but not trivially so: a lesion's contrast is drawn from a
-range that starts near zero, healthy images carry look-alike distractors, and sizes,
-formats and modes vary as in the real data. Nothing here is a medical image: every folder
+exercise the real loading code. The pictures are cartoons of the real thing. At the
+`smoke` size the signal is clear (a model trained for seconds must learn it, so a broken
+pipeline shows); at the `medium` size a lesion's contrast starts near zero and healthy
+images carry more look-alike distractors. Sizes, formats and modes vary as in the real data. Nothing here is a medical image: every folder
 gets a `SYNTHETIC.json` marker, and `tl_helpers.data.describe_source` reports it.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the smoke size draws clear lesions (a smoke run must learn)
 
 # Image counts per size. "smoke" keeps the whole book to minutes on two cores; "medium"
 # is for tests that need enough samples to measure learnability.
@@ -31,6 +31,11 @@ SIZES = {  # dataset -> {size: counts}
     "pcam": {"smoke": {"patches": 400}, "medium": {"patches": 600}},
 }
 SIZE_NAMES = ("smoke", "medium")
+# How visible the signal is. "clear" (smoke): lesions, consolidation and tumour cells stand
+# out, so a model trained for seconds learns them and a broken pipeline shows (the smoke
+# floors in tests/test_smoke_floors.py). "subtle" (medium): contrast from near zero, as in
+# the real data, for tests that measure how hard a task is.
+SIGNAL = {"smoke": "clear", "medium": "subtle"}
 
 
 # --- drawing helpers ---------------------------------------------------------------------
@@ -123,20 +128,25 @@ def _save(image: np.ndarray, path: Path, rgb: bool = False) -> None:
 
 # --- the five datasets -------------------------------------------------------------------
 
-def _yes_no(root: Path, rng, counts) -> None:
+def _contrast(rng, clear: bool, subtle_range: tuple[float, float]) -> float:
+    """A lesion's contrast: from `subtle_range`, or from 0.6..1.0 when the signal is clear."""
+    return rng.uniform(0.6, 1.0) if clear else rng.uniform(*subtle_range)
+
+
+def _yes_no(root: Path, rng, counts, clear: bool) -> None:
     extensions = [".jpg", ".JPG", ".jpeg", ".png"]
     for label, n in (("yes", counts["yes"]), ("no", counts["no"])):
         for i in range(1, n + 1):
             height, width = int(rng.integers(180, 400)), int(rng.integers(160, 420))
             has = label == "yes"
             image, _ = _brain_slice(rng, height, width, "generic" if has else None,
-                                    contrast=rng.uniform(0.0, 0.8) if has else 0.0,
-                                    distractor=rng.random() < 0.35)
+                                    contrast=_contrast(rng, clear, (0.0, 0.8)) if has else 0.0,
+                                    distractor=rng.random() < (0.15 if clear else 0.35))
             name = f"Y{i}" if has else (f"No{i}" if i % 3 == 0 else f"{i} no")
             _save(image, root / label / f"{name}{extensions[int(rng.integers(4))]}", rgb=rng.random() < 0.3)
 
 
-def _four_class(root: Path, rng, counts) -> None:
+def _four_class(root: Path, rng, counts, clear: bool) -> None:
     prefixes = {"glioma": "gl", "meningioma": "me", "notumor": "no", "pituitary": "pi"}
     for split, n in counts.items():
         tag = "Tr" if split == "Training" else "Te"
@@ -144,11 +154,12 @@ def _four_class(root: Path, rng, counts) -> None:
             for i in range(n):
                 size = int(rng.integers(224, 300))
                 image, _ = _brain_slice(rng, size, size, None if cls == "notumor" else cls,
-                                        contrast=rng.uniform(0.05, 0.9), distractor=rng.random() < 0.3)
+                                        contrast=_contrast(rng, clear, (0.05, 0.9)),
+                                        distractor=rng.random() < (0.15 if clear else 0.3))
                 _save(image, root / split / cls / f"{tag}-{short}_{i:04d}.jpg", rgb=rng.random() < 0.5)
 
 
-def _chest_film(rng, height, width, pneumonia: bool, severity: float) -> np.ndarray:
+def _chest_film(rng, height, width, pneumonia: bool, severity: float, clear: bool = False) -> np.ndarray:
     """A cartoon frontal chest radiograph: bright body, dark lungs, heart, spine, ribs."""
     shape = (height, width)
     image = np.full(shape, rng.uniform(20, 40), np.float32)
@@ -170,13 +181,13 @@ def _chest_film(rng, height, width, pneumonia: bool, severity: float) -> np.ndar
     image = np.maximum(image, spine * body * rng.uniform(165, 190))
     if pneumonia:  # patchy consolidation: cloudy brightening inside the lungs
         cloud = _smooth_noise(rng, shape, sigma=width / 30)
-        patches = np.clip(cloud - rng.uniform(0.0, 0.9), 0, None) * lungs
+        patches = np.clip(cloud - rng.uniform(0.0, 0.3 if clear else 0.9), 0, None) * lungs  # clear: wider
         image += patches * (25 + 70 * severity)
     image += _smooth_noise(rng, shape, 1.0) * 4
     return _to_uint8(cv2.GaussianBlur(image, (0, 0), 1.0))
 
 
-def _chest_xray(root: Path, rng, counts) -> None:
+def _chest_xray(root: Path, rng, counts, clear: bool) -> None:
     next_patient = {"NORMAL": 1, "PNEUMONIA": 1}
     for split, (n_normal, n_pneumonia) in counts.items():
         for cls, n in (("NORMAL", n_normal), ("PNEUMONIA", n_pneumonia)):
@@ -188,7 +199,7 @@ def _chest_xray(root: Path, rng, counts) -> None:
                 kind = "bacteria" if rng.random() < 0.65 else "virus"
                 for view in range(min(views, n - made)):
                     height, width = int(rng.integers(200, 300)), int(rng.integers(240, 340))
-                    image = _chest_film(rng, height, width, cls == "PNEUMONIA", rng.uniform(0, 1))
+                    image = _chest_film(rng, height, width, cls == "PNEUMONIA", _contrast(rng, clear, (0.0, 1.0)), clear)
                     if cls == "NORMAL":
                         prefix = "NORMAL2-" if rng.random() < 0.4 else ""
                         name = f"{prefix}IM-{pid:04d}-{view + 1:04d}.jpeg"
@@ -198,7 +209,7 @@ def _chest_xray(root: Path, rng, counts) -> None:
                     made += 1
 
 
-def _lgg(root: Path, rng, counts) -> None:
+def _lgg(root: Path, rng, counts, clear: bool) -> None:
     base = root / "kaggle_3m"
     sites = ["CS", "DU", "EZ", "FG", "HT"]
     patients = []
@@ -208,7 +219,7 @@ def _lgg(root: Path, rng, counts) -> None:
         n_slices = int(rng.integers(*counts["slices"]))
         # a tumour is an ellipsoid across the middle slices; slices outside it have empty masks
         first, last = int(n_slices * rng.uniform(0.3, 0.45)), int(n_slices * rng.uniform(0.6, 0.75))
-        contrast = rng.uniform(0.15, 0.8)
+        contrast = _contrast(rng, clear, (0.15, 0.8))
         head_rng_seed = int(rng.integers(1 << 30))
         centre = (rng.uniform(95, 160), rng.uniform(90, 150))
         radius = rng.uniform(18, 34)
@@ -237,7 +248,7 @@ def _lgg(root: Path, rng, counts) -> None:
     table.to_csv(base / "data.csv", index=False)
 
 
-def _tissue_patch(rng, tumour_region: np.ndarray) -> np.ndarray:
+def _tissue_patch(rng, tumour_region: np.ndarray, clear: bool = False) -> np.ndarray:
     """A cartoon H&E patch: pink stroma, purple nuclei; dense, large, dark ones in tumour areas."""
     size = tumour_region.shape[0]
     stroma = np.array([232, 182, 208], np.float32) + rng.normal(0, 6, 3)
@@ -248,7 +259,7 @@ def _tissue_patch(rng, tumour_region: np.ndarray) -> np.ndarray:
         cv2.circle(nuclei, (int(rng.integers(size)), int(rng.integers(size))), int(rng.integers(1, 3)), 1, -1)
     ys, xs = np.nonzero(tumour_region)
     if len(ys):  # tumour: crowded, larger, irregular nuclei
-        density = rng.uniform(0.3, 1.0)
+        density = rng.uniform(0.7 if clear else 0.3, 1.0)
         for k in rng.choice(len(ys), size=int(len(ys) * 0.02 * density), replace=False):
             axes = (int(rng.integers(2, 5)), int(rng.integers(2, 4)))
             cv2.ellipse(nuclei, (int(xs[k]), int(ys[k])), axes, float(rng.uniform(0, 180)), 0, 360, 2, -1)
@@ -259,7 +270,7 @@ def _tissue_patch(rng, tumour_region: np.ndarray) -> np.ndarray:
     return _to_uint8(cv2.GaussianBlur(image, (0, 0), 0.6))
 
 
-def _pcam(root: Path, rng, counts) -> None:
+def _pcam(root: Path, rng, counts, clear: bool) -> None:
     size, rows = 96, []
     yy, xx = np.mgrid[0:size, 0:size]
     for _ in range(counts["patches"]):
@@ -276,7 +287,7 @@ def _pcam(root: Path, rng, counts) -> None:
             if not label:
                 region[32:64, 32:64] = False
         image_id = rng.bytes(20).hex()
-        _save(_tissue_patch(rng, region), root / "train" / f"{image_id}.tif")
+        _save(_tissue_patch(rng, region, clear), root / "train" / f"{image_id}.tif")
         rows.append((image_id, label))
     pd.DataFrame(rows, columns=["id", "label"]).to_csv(root / "train_labels.csv", index=False)
 
@@ -305,7 +316,7 @@ def synthesize(name: str, root: str | Path, seed: int = 0, size: str = "smoke") 
         raise FileExistsError(f"{root} exists and is not empty; synthetic data is only written to a new folder")
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, list(_MAKERS).index(name)])
-    _MAKERS[name](root, rng, SIZES[name][size])
+    _MAKERS[name](root, rng, SIZES[name][size], SIGNAL[size] == "clear")
     (root / "SYNTHETIC.json").write_text(json.dumps({
         "dataset": name, "seed": seed, "size": size, "generator_version": GENERATOR_VERSION,
         "note": "synthetic look-alike images made by tl_helpers.synthetic; not medical images",

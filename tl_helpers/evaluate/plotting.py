@@ -12,6 +12,7 @@ Extra results ride on the figure as attributes, documented per function:
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,6 +27,10 @@ WRONG_COLOUR = "red"
 TRUE_MASK_COLOUR = "lime"
 PRED_MASK_COLOUR = "red"
 SAVE_DPI = 100
+# Text sizes in points: a page shows figures at 96 px per inch (tl.notebook), where 12 pt is
+# the 16 px of the body text. Grids are at most MAX_WIDTH_IN wide, the page's text column.
+LABEL_PT, TITLE_PT, SUPTITLE_PT, NOTE_PT = 12, 13, 14, 11
+MAX_WIDTH_IN = 8.0
 
 
 def _finish(fig: Figure, save: str | Path | None) -> Figure:
@@ -80,7 +85,9 @@ def plot_image_grid(images, titles=None, ncols: int = 5, labels=None, prediction
     count = len(images)
     ncols = max(1, min(ncols, count))
     nrows = math.ceil(count / ncols)
-    fig = Figure(figsize=(1.9 * ncols, 2.1 * nrows), layout="constrained")
+    cell = min(2.0, MAX_WIDTH_IN / ncols)
+    wrap = max(8, int(cell * 72 / (0.6 * LABEL_PT)))  # characters per title line that fit a cell
+    fig = Figure(figsize=(cell * ncols, (cell + 0.45) * nrows), layout="constrained")
     for index, image in enumerate(images):
         ax = fig.add_subplot(nrows, ncols, index + 1)
         shown = _displayable(image)
@@ -98,9 +105,9 @@ def plot_image_grid(images, titles=None, ncols: int = 5, labels=None, prediction
                 lines.append(f"{true_name} / {pred_name}")
                 colour = RIGHT_COLOUR if true_name == pred_name else WRONG_COLOUR
         if lines:
-            ax.set_title("\n".join(lines), color=colour, fontsize=8)
+            ax.set_title("\n".join(textwrap.fill(line, wrap) for line in lines), color=colour, fontsize=LABEL_PT)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
+        fig.suptitle(suptitle, fontsize=SUPTITLE_PT)
     return _finish(fig, save)
 
 
@@ -129,22 +136,22 @@ def plot_mask_overlay(images, true_masks, pred_masks=None, titles=None, alpha: f
     if len(images) != len(true_masks) or (pred_masks is not None and len(pred_masks) != len(images)):
         raise ValueError("images, true_masks and pred_masks must have the same length")
     ncols = 2 if pred_masks is None else 3
-    fig = Figure(figsize=(2.2 * ncols, 2.3 * len(images)), layout="constrained")
+    fig = Figure(figsize=(2.4 * ncols, 2.6 * len(images)), layout="constrained")
     for row, image in enumerate(images):
         truth = binarize(true_masks[row])
         ax = fig.add_subplot(len(images), ncols, row * ncols + 1)
         shown = _displayable(image)
         ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
         ax.set_axis_off()
-        ax.set_title("image" if titles is None else str(titles[row]), fontsize=8)
+        ax.set_title("image" if titles is None else str(titles[row]), fontsize=LABEL_PT)
         ax = fig.add_subplot(len(images), ncols, row * ncols + 2)
         _draw_overlay(ax, image, truth, TRUE_MASK_COLOUR, alpha)
-        ax.set_title("true mask", fontsize=8)
+        ax.set_title("true mask", fontsize=LABEL_PT)
         if pred_masks is not None:
             ax = fig.add_subplot(len(images), ncols, row * ncols + 3)
             predicted = binarize(pred_masks[row])
             _draw_overlay(ax, image, predicted, PRED_MASK_COLOUR, alpha)
-            ax.set_title(f"predicted (Dice {dice_scores(truth[None], predicted[None])[0]:.2f})", fontsize=8)
+            ax.set_title(f"predicted (Dice {dice_scores(truth[None], predicted[None])[0]:.2f})", fontsize=LABEL_PT)
     return _finish(fig, save)
 
 
@@ -190,7 +197,7 @@ def plot_training_curves(histories, metrics: Sequence[str] = ("loss", "accuracy"
     if not recorded:
         found = sorted({key for _, h in phases for key in h})
         raise ValueError(f"none of the metrics {list(metrics)} is in the histories; they hold {found}")
-    fig = Figure(figsize=(3.6 * len(recorded), 2.8), layout="constrained")
+    fig = Figure(figsize=(min(MAX_WIDTH_IN, 4.0 * len(recorded)), 3.3), layout="constrained")
     for panel, metric in enumerate(recorded):
         ax = fig.add_subplot(1, len(recorded), panel + 1)
         offset = 0
@@ -200,7 +207,7 @@ def plot_training_curves(histories, metrics: Sequence[str] = ("loss", "accuracy"
                 ax.axvline(offset + 0.5, color="gray", linestyle=":", linewidth=1)
             if name and len(phases) > 1:
                 ax.text(offset + 1, 0.99, name, transform=ax.get_xaxis_transform(),
-                        fontsize=7, va="top", color="gray")
+                        fontsize=NOTE_PT, va="top", color="gray")
             for key, colour, style, label in ((metric, "C0", "-", "train"),
                                               (f"val_{metric}", "C1", "--", "validation")):
                 series = history.get(key, [])
@@ -209,8 +216,8 @@ def plot_training_curves(histories, metrics: Sequence[str] = ("loss", "accuracy"
                             linestyle=style, marker=".", label=label if index == 0 else None)
             offset += length
         ax.set_xlabel("epoch")
-        ax.set_title(metric, fontsize=9)
-        ax.legend(fontsize=7)
+        ax.set_title(metric, fontsize=TITLE_PT)
+        ax.legend(fontsize=NOTE_PT)
     return _finish(fig, save)
 
 
@@ -229,7 +236,7 @@ def plot_confusion_matrix(y_true, y_pred, class_names: Sequence[str], normalize:
     if normalize:
         totals = matrix.sum(axis=1, keepdims=True)
         matrix = np.divide(matrix, totals, out=np.zeros(matrix.shape, float), where=totals > 0)
-    size = 1.2 + 0.7 * len(class_names)
+    size = 2.6 + 0.75 * len(class_names)
     fig = Figure(figsize=(size + 0.8, size), layout="constrained")
     ax = fig.add_subplot()
     shown = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1 if normalize else max(1, matrix.max()))
@@ -237,13 +244,13 @@ def plot_confusion_matrix(y_true, y_pred, class_names: Sequence[str], normalize:
     dark_above = (1 if normalize else max(1, matrix.max())) / 2
     for (row, col), value in np.ndenumerate(matrix):
         ax.text(col, row, f"{value:.2f}" if normalize else f"{value:d}", ha="center", va="center",
-                fontsize=8, color="white" if value > dark_above else "black")
+                fontsize=LABEL_PT, color="white" if value > dark_above else "black")
     ticks = np.arange(len(class_names))
-    ax.set_xticks(ticks, [str(c) for c in class_names], rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(ticks, [str(c) for c in class_names], fontsize=8)
+    ax.set_xticks(ticks, [str(c) for c in class_names], rotation=45, ha="right", fontsize=LABEL_PT)
+    ax.set_yticks(ticks, [str(c) for c in class_names], fontsize=LABEL_PT)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title("Confusion matrix" + (" (row-normalised)" if normalize else ""), fontsize=9)
+    ax.set_title("Confusion matrix" + (" (row-normalised)" if normalize else ""), fontsize=TITLE_PT)
     fig.confusion_matrix = matrix
     return _finish(fig, save)
 
@@ -278,7 +285,7 @@ def plot_roc(y_true, scores, class_names: Sequence[str] | None = None,
         y_true = y_true.argmax(axis=1)
     if scores.ndim == 2 and scores.shape[1] == 1:
         scores = scores[:, 0]
-    fig = Figure(figsize=(4.0, 3.6), layout="constrained")
+    fig = Figure(figsize=(5.4, 4.6), layout="constrained")
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=1)
     aucs: dict[str, float] = {}
@@ -286,17 +293,17 @@ def plot_roc(y_true, scores, class_names: Sequence[str] | None = None,
         positive = scores if scores.ndim == 1 else scores[:, 1]
         name = str(class_names[1]) if class_names is not None else "positive"
         aucs[name] = _draw_roc(ax, y_true.astype(int) == 1, positive, name)
-        ax.set_title("ROC", fontsize=9)
+        ax.set_title("ROC", fontsize=TITLE_PT)
     else:
         names = [str(c) for c in class_names] if class_names is not None else [str(k) for k in range(scores.shape[1])]
         for k, name in enumerate(names):
             aucs[name] = _draw_roc(ax, y_true.astype(int) == k, scores[:, k], name)
         aucs["macro"] = float(np.nanmean(list(aucs.values())))
-        ax.set_title(f"ROC, one-vs-rest (macro AUC = {aucs['macro']:.3f})", fontsize=9)
+        ax.set_title(f"ROC, one-vs-rest (macro AUC = {aucs['macro']:.3f})", fontsize=TITLE_PT)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=NOTE_PT, loc="lower right")
     fig.aucs = aucs
     return _finish(fig, save)

@@ -1,0 +1,193 @@
+"""Data in, faults out: runs that fail leave the last good run alone, and bad data, folders
+and disks stop things early with one line that names the path and the fix."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import papermill
+import pytest
+
+from tl_helpers.book import runcard, runner
+from tl_helpers.book.runcard import RunCard
+from tl_helpers.data import images
+from tl_helpers.data.images import ImageReadError, decode_native, read_image
+from tl_helpers.data.registry import DATASETS, DataError, DatasetNotFoundError, locate
+
+from test_runner import _notebook
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA_PARAMETERS = "PROFILE = 'smoke'\nSYNTHETIC = True\nDATA_DIR = None\nOUTPUT_DIR = None"
+LOADS_PCAM = "import tl_helpers as tl\nreport = tl.data.load(\"pcam\", synthetic=SYNTHETIC, data_dir=DATA_DIR)"
+
+
+@pytest.fixture
+def no_papermill(monkeypatch):
+    """Papermill that fails the test if the runner ever gets as far as starting it."""
+    def started(*args, **kwargs):
+        raise AssertionError("papermill was started")
+
+    monkeypatch.setattr(papermill, "execute_notebook", started)
+
+
+# --- 1. atomic runs --------------------------------------------------------------------
+
+def test_failed_run_leaves_the_previous_notebook_and_card_in_place(tmp_path):
+    nb = _notebook(tmp_path / "src" / "07_x.ipynb",
+                   "import json, pathlib\nprint('run', MARK)\n"
+                   "pathlib.Path(OUTPUT_DIR, '07_x.json').write_text(json.dumps({'notebook': '07_x', 'mark': MARK}))",
+                   "assert not FAIL, 'boom'",
+                   parameters="PROFILE = 'smoke'\nOUTPUT_DIR = None\nMARK = 'good'\nFAIL = False")
+    out = tmp_path / "out"
+    runner.run("smoke", [nb], out_dir=out, progress=False)
+    with pytest.raises(runner.NotebookFailed, match="07_x.FAILED.ipynb"):
+        runner.run("smoke", [nb], out_dir=out, overrides={"MARK": "bad", "FAIL": True}, progress=False)
+    assert json.loads((out / "07_x.json").read_text())["mark"] == "good"  # the card of the good run
+    assert "run good" in (out / "07_x.ipynb").read_text()  # and its notebook beside it
+    assert "run bad" in (out / "07_x.FAILED.ipynb").read_text()  # the failed run, named as such
+    assert sorted(p.name for p in out.iterdir()) == ["07_x.FAILED.ipynb", "07_x.ipynb", "07_x.json"]
+
+
+# --- 2. the runner checks the data first -----------------------------------------------
+
+def test_missing_dataset_stops_the_runner_before_papermill(tmp_path, no_papermill):
+    nb = _notebook(tmp_path / "src" / "05_x.ipynb", LOADS_PCAM, parameters=REAL_DATA_PARAMETERS)
+    (tmp_path / "data" / "chest_xray").mkdir(parents=True)
+    started = time.perf_counter()
+    with pytest.raises(DatasetNotFoundError) as error:
+        runner.run("cpu", [nb], out_dir=tmp_path / "out", data_dir=tmp_path / "data", progress=False)
+    assert time.perf_counter() - started < 3
+    message = str(error.value)
+    assert "05_x.ipynb" in message and str(tmp_path / "data" / "pcam") in message and "To get it" in message
+    assert not (tmp_path / "out").exists()  # no notebook written, not even the folder made
+    with pytest.raises(AssertionError, match="papermill was started"):  # synthetic data: no check
+        runner.run("smoke", [nb], out_dir=tmp_path / "out", data_dir=tmp_path / "data", progress=False)
+    assert runner.notebook_datasets(nb) == ["pcam"]
+    assert runner.notebook_datasets(REPO / "notebooks" / "00_datasets.ipynb") == sorted(DATASETS)
+
+
+# --- 3. one-line errors naming the path and the fix ------------------------------------
+
+def test_data_dir_that_is_a_file_is_one_line(tmp_path, monkeypatch, capsys, no_papermill):
+    data_file = tmp_path / "archive.zip"
+    data_file.write_bytes(b"PK not a folder")
+    monkeypatch.setenv("TL_DATA_DIR", str(data_file))
+    with pytest.raises(DataError, match="is a file, not a folder") as error:
+        locate("pcam")
+    assert str(data_file) in str(error.value) and "TL_DATA_DIR" in str(error.value)
+    nb = _notebook(tmp_path / "src" / "05_x.ipynb", LOADS_PCAM, parameters=REAL_DATA_PARAMETERS)
+    code = runner.main([str(nb), "--profile", "cpu", "--out", str(tmp_path / "out"), "--no-progress",
+                        "--data-dir", str(data_file)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and str(data_file) in err and "not a folder" in err
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares `width` x `height` (8-bit gray) but holds a single row of pixels."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1)))
+            + chunk(b"IEND", b""))
+
+
+def test_decompression_bomb_is_named_with_its_size(tmp_path):
+    bomb = tmp_path / "scan.png"
+    bomb.write_bytes(_png_header(14000, 14000))  # 196 megapixels declared, a few kB on disk
+    for read in (read_image, decode_native):
+        with pytest.raises(ImageReadError) as error:
+            read(bomb)
+        assert str(bomb) in str(error.value) and "14000x14000" in str(error.value), read.__name__
+        assert "\n" not in str(error.value)
+
+
+def _read_only(folder: Path, monkeypatch) -> Path:
+    """Make `folder` read-only; as root (who may write anyway) the check is told so instead."""
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o555)
+    if os.geteuid() == 0:
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
+            False if Path(path) == folder and mode & os.W_OK else access(path, mode, **kw)))
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["read-only", "below a file"])
+def test_unwritable_output_folder_fails_before_running(tmp_path, monkeypatch, capsys, no_papermill, kind):
+    if kind == "read-only":
+        out = _read_only(tmp_path / "ro", monkeypatch)
+    else:
+        (tmp_path / "runs").write_text("a file where a folder should be")
+        out = tmp_path / "runs" / "cpu"
+    nb = _notebook(tmp_path / "src" / "01_x.ipynb", "print('ran')")
+    assert runner.main([str(nb), "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(out) in err, err
+    with pytest.raises(OSError, match=str(out)) as error:
+        RunCard("01_x", "smoke").save(out)
+    assert "\n" not in str(error.value) and isinstance(error.value, runcard.OutputWriteError)
+
+
+def test_full_disk_keeps_the_previous_card(tmp_path, monkeypatch):
+    previous = RunCard("01_x", "smoke").metric("accuracy", 0.9).save(tmp_path)
+    before = previous.read_text()
+
+    def disk_full(self, *args, **kwargs):
+        self.open("w").close()  # the file is opened (emptied) before the space runs out
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError) as error:
+        RunCard("01_x", "smoke").metric("accuracy", 0.5).save(tmp_path)
+    monkeypatch.undo()
+    assert previous.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["01_x.json"]  # no partial file left behind
+    message = str(error.value)
+    assert str(previous) in message and "No space left" in message and "\n" not in message
+    assert isinstance(error.value, runcard.OutputWriteError)
+
+
+# --- 4. one reader, one rule -----------------------------------------------------------
+
+@pytest.fixture
+def real_jpeg(shared_data, tmp_path) -> Path:
+    source = sorted((shared_data / "brain_tumor_mri_4class" / "Training" / "glioma").glob("*.jpg"))[0]
+    return Path(shutil.copy(source, tmp_path / "whole.jpg"))
+
+
+def test_truncated_files_are_refused_by_both_readers(tmp_path, real_jpeg):
+    data = real_jpeg.read_bytes()
+    cut_jpeg = tmp_path / "cut.jpg"
+    cut_jpeg.write_bytes(data[: len(data) * 7 // 10])
+    png = tmp_path / "whole.png"
+    from PIL import Image
+
+    Image.open(real_jpeg).save(png)
+    cut_png = tmp_path / "cut.png"
+    cut_png.write_bytes(png.read_bytes()[:-12])  # the IEND chunk lost
+    for cut in (cut_jpeg, cut_png):
+        for read in (read_image, decode_native):
+            with pytest.raises(ImageReadError, match="truncated") as error:
+                read(cut)
+            assert str(cut) in str(error.value), (cut.name, read.__name__)
+    padded = tmp_path / "padded.jpg"  # zero padding after the end marker is not truncation
+    padded.write_bytes(data + b"\0" * 16)
+    for whole in (real_jpeg, padded, png):
+        assert np.array_equal(decode_native(whole), read_image(whole, channels=None)), whole.name
+
+
+def test_pixel_limit_is_the_same_in_both_readers(real_jpeg, monkeypatch):
+    monkeypatch.setattr(images, "MAX_PIXELS", 100 * 100)
+    width, height = images.image_info(real_jpeg)["width"], images.image_info(real_jpeg)["height"]
+    for read in (read_image, decode_native):
+        with pytest.raises(ImageReadError) as error:
+            read(real_jpeg)
+        assert str(real_jpeg) in str(error.value) and f"{width}x{height}" in str(error.value), read.__name__

@@ -1,0 +1,59 @@
+"""Smoke runs that learn: each chapter's smoke model clears its floor (tests/smoke_floors.yml).
+
+The smoke data are synthetic with a clear signal, so a working pipeline learns them in
+seconds; a broken one (shuffled labels, wrong preprocessing) does not, and this test is what
+notices it: nbval alone compares printouts, whose numbers it masks.
+"""
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from conftest import REPO, SESSION_STARTED
+from tl_helpers.book import runner
+
+FLOORS = yaml.safe_load((REPO / "tests" / "smoke_floors.yml").read_text())
+
+
+def below_floor(card: dict) -> list[str]:
+    """The floors a run card misses, in words (empty when it clears them all)."""
+    missed = []
+    for metric, floor in FLOORS[card["notebook"]].items():
+        value = card["metrics"].get(metric, {}).get("value")
+        if value is None or not value >= floor:  # NaN misses too
+            missed.append(f"{card['notebook']}: {metric} = {value} is below its smoke floor {floor}")
+    return missed
+
+
+@pytest.mark.after_notebooks
+@pytest.mark.parametrize("stem", sorted(FLOORS))
+def test_smoke_run_clears_its_floor(stem):
+    """Reads the card that this session's nbval run of notebooks/<stem>.ipynb wrote."""
+    card_path = REPO / "runs" / "smoke" / f"{stem}.json"
+    if not card_path.is_file() or card_path.stat().st_mtime < SESSION_STARTED:
+        if os.environ.get("CI"):
+            pytest.fail(f"{card_path} was not written by this test session: run pytest with --nbval over notebooks/")
+        pytest.skip("needs the nbval run of notebooks/ in the same pytest session (bash scripts/test.sh)")
+    card = json.loads(card_path.read_text())
+    assert card["profile"] == "smoke" and card["notebook"] == stem
+    assert below_floor(card) == []
+
+
+@pytest.mark.slow
+def test_floor_catches_a_pipeline_with_shuffled_labels(tmp_path):
+    """Chapter 1 with its training and validation labels shuffled must fall below its floor."""
+    stem = "01_xception_brain_tumor"
+    nb = nbformat.read(REPO / "notebooks" / f"{stem}.ipynb", as_version=4)
+    split_cell = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "y_train = " in c.source)
+    nb.cells.insert(split_cell + 1, nbformat.v4.new_code_cell(
+        "rng_broken = np.random.default_rng(12345)\n"
+        "y_train, y_val = rng_broken.permutation(y_train), rng_broken.permutation(y_val)  # the bug"))
+    broken = tmp_path / "broken" / f"{stem}.ipynb"
+    broken.parent.mkdir()
+    nbformat.write(nb, broken)
+    runner.run("smoke", [broken], out_dir=tmp_path / "out", progress=False)
+    card = json.loads((tmp_path / "out" / f"{stem}.json").read_text())
+    assert below_floor(card), f"shuffled labels still cleared the floor: {card['metrics']}"
