@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (or reuse) .venv and install the pinned dependencies and the helper package.
-# Reinstalls only when requirements.txt or pyproject.toml changed since the last install.
+# Reinstalls only when requirements*.txt or pyproject.toml changed since the last install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-$(command -v python3.11 || command -v python3)}
@@ -10,7 +10,7 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 stamp=.venv/.installed-requirements
-wanted=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+wanted=$(cat requirements.txt requirements-common.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "installing pinned dependencies into .venv (first time: several minutes)"
   # (the grep drops pip's notes about this machine's unused local index folders)

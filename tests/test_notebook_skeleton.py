@@ -79,3 +79,19 @@ def test_helpers_are_reached_one_way(notebook):
         for module in re.findall(r"\btl\.(\w+)\.", cell.source):
             assert module in tl.MODULES, f"tl.{module} is not a module of tl_helpers"
         assert not re.search(r"^\s*\w+\s*=\s*tl\.\w+\s*(#.*)?$", cell.source, re.M), "no aliases: call tl.<module>.<name>"
+
+
+def test_notebook_defaults_are_the_smoke_profile(notebook):
+    """nbval and a reader's plain run use the parameters cell as it is: it must hold profiles/smoke.yml's values."""
+    import ast
+
+    import yaml
+
+    path, nb = notebook
+    smoke = yaml.safe_load((path.parents[1] / "profiles" / "smoke.yml").read_text())
+    wanted = {**(smoke.get("defaults") or {}), **((smoke.get("notebooks") or {}).get(path.stem) or {})}
+    cell = code_cells(nb)[1]
+    defaults = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body
+                if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+    assert defaults["PROFILE"] == "smoke"
+    assert {key: defaults.get(key) for key in wanted} == wanted

@@ -128,3 +128,13 @@ def test_refresh_drops_native_log_lines_only():
     outputs = nb.cells[0].outputs
     assert [(o.name, o.text) for o in outputs] == [("stderr", "UserWarning: a real warning\n"),
                                                    ("stdout", "I0000 printed on purpose\n")]
+
+
+def test_jobs_run_notebooks_concurrently_and_report_every_failure(tmp_path):
+    """--jobs 2: each notebook runs in its own process; a failure names its notebook, the others still finish."""
+    ok = [_notebook(tmp_path / "src" / f"0{i}_ok.ipynb", "import os\nprint('pid', os.getpid())") for i in (7, 8)]
+    broken = _notebook(tmp_path / "src" / "09_broken.ipynb", "1 / 0")
+    with pytest.raises(runner.NotebookFailed, match=r"1 of 3 notebooks failed:\n  09_broken.ipynb"):
+        runner.run("smoke", [*ok, broken], out_dir=tmp_path / "out", progress=False, jobs=2)
+    assert all((tmp_path / "out" / nb.name).is_file() for nb in ok)
+    assert (tmp_path / "out" / "09_broken.FAILED.ipynb").is_file()

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -214,9 +215,11 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool
 
 def run(profile: str, notebooks: list[Path] | None = None, out_dir: Path | None = None,
         data_dir: str | None = None, overrides: dict | None = None, overwrite: bool = False,
-        progress: bool = True) -> list[Path]:
+        progress: bool = True, jobs: int = 1) -> list[Path]:
     """Run `notebooks` (default: all chapters) for `profile`; return the executed notebooks.
 
+    `jobs` > 1 runs that many notebooks at once, each in its own process (and, on a machine
+    with several GPUs, each on its own GPU); the outputs are the same as one at a time.
     Used by the book machinery (runner, build, tests).
     """
     root = project_root()
@@ -246,6 +249,8 @@ def run(profile: str, notebooks: list[Path] | None = None, out_dir: Path | None 
             guard_overwrite(target, overwrite)
     check_output_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if jobs > 1 and len(planned) > 1:
+        return _run_in_parallel(profile, planned, out_dir, data_dir, overrides, overwrite, jobs, progress)
     executed = []
     from tqdm.auto import tqdm
 
@@ -257,6 +262,60 @@ def run(profile: str, notebooks: list[Path] | None = None, out_dir: Path | None 
         shown = ", ".join(f"{k}={v['value']:.4g}" for k, v in list(metrics.items())[:6])
         print(f"{notebook.name}: done in {time.perf_counter() - started:.0f} s -> {out_dir}"
               + (f" ({shown})" if shown else ""))
+    return executed
+
+
+def visible_gpus() -> list[str]:
+    """The GPU ids this process may use: $CUDA_VISIBLE_DEVICES, else those `nvidia-smi -L` lists.
+
+    Used by the book machinery (runner --jobs).
+    """
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        return [g for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout
+    return [str(i) for i, line in enumerate(listed.splitlines()) if line.startswith("GPU ")]
+
+
+def _run_in_parallel(profile, planned, out_dir, data_dir, overrides, overwrite, jobs, progress) -> list[Path]:
+    """`run` with `jobs` notebooks at a time: one runner process each, GPUs dealt out round-robin.
+
+    Every failure is collected and reported together (the others still finish).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    gpus = visible_gpus()
+
+    def one(slot_and_notebook):
+        slot, notebook = slot_and_notebook
+        command = [sys.executable, "-m", "tl_helpers.book.runner", "--profile", profile, "--out", str(out_dir),
+                   "--no-progress", str(notebook)]
+        command += ["--data-dir", str(data_dir)] if data_dir else []
+        command += ["--overwrite"] if overwrite else []
+        for key, value in (overrides or {}).items():
+            command += ["-p", f"{key}={json.dumps(value)}"]
+        env = dict(os.environ)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+        started = time.perf_counter()
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
+        return notebook, result, time.perf_counter() - started
+
+    failures, executed = [], []
+    with ThreadPoolExecutor(jobs) as pool:
+        work = [(i % jobs, notebook) for i, (notebook, _) in enumerate(planned)]
+        for notebook, result, seconds in tqdm(pool.map(one, work), total=len(work), desc=f"profile {profile}",
+                                              unit="notebook", disable=not progress):
+            if result.returncode == 0:
+                executed.append(out_dir / notebook.name)
+                print(f"{notebook.name}: done in {seconds:.0f} s -> {out_dir}")
+            else:
+                failures.append(f"{notebook.name}: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'failed'}")
+    if failures:
+        raise NotebookFailed(f"{len(failures)} of {len(planned)} notebooks failed:\n  " + "\n  ".join(failures))
     return executed
 
 
@@ -328,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override one notebook parameter (repeatable)")
     parser.add_argument("--overwrite", action="store_true", help="allow replacing committed results")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="run N notebooks at once (one process each; one GPU each when there are several)")
     parser.add_argument("--refresh-sources", action="store_true",
                         help="re-execute notebooks/ in place (smoke) to update the outputs nbval compares")
     args = parser.parse_args(argv)
@@ -342,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides[key] = _parse_value(value)
     try:
         run(args.profile, args.notebooks or None, args.out, args.data_dir, overrides, args.overwrite,
-            progress=not args.no_progress)
+            progress=not args.no_progress, jobs=args.jobs)
     except (NotebookFailed, ResultOverwriteError, OutputWriteError, DataError, FileNotFoundError,
             ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
