@@ -1,9 +1,21 @@
-"""The book end to end: run the notebooks (smoke), build with jupyter-book, open every page in Chromium."""
+"""The book end to end: run the notebooks (smoke), build with jupyter-book, open every page in
+Chromium at a desktop and a phone width, and save screenshots of each (_build/screenshots/).
+
+What a reader needs is checked in the browser: the navigation opens on a phone and on a
+desktop, one search box, no page scrolls sideways outside code cells, images load and have
+alt text that is not a path, the results page has one figure per chapter, no folder of the
+machine that ran the notebooks shows. The page-preparation steps are also tested without a
+browser, on small notebooks made here.
+"""
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
 import shutil
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urljoin, urlparse
 
@@ -12,6 +24,9 @@ import pytest
 from tl_helpers.book import build as book
 
 REPO = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO / "_build" / "screenshots"
+DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 400, "height": 860}
+MACHINE_PATH = re.compile(r"(?<![\w.:/-])/(?:work|home|root|tmp|Users)/")
 
 
 def _chromium() -> str | None:
@@ -20,56 +35,167 @@ def _chromium() -> str | None:
 
 @pytest.fixture(scope="module")
 def built_book(tmp_path_factory) -> Path:
+    """The smoke book, built in a temporary folder; TL_BOOK_NO_RUN=1 builds it from the smoke
+    runs already in runs/smoke/ instead of running every notebook first (minutes)."""
     out = tmp_path_factory.mktemp("book")
-    return book.build("smoke", run_first=True, fresh=True, output=out)
+    return book.build("smoke", run_first=os.environ.get("TL_BOOK_NO_RUN") != "1", fresh=True, output=out)
 
 
-def test_book_pages_load_with_images_and_links(built_book):
-    chromium = _chromium()
-    if chromium is None:
+def content_pages(html_root: Path) -> list[Path]:
+    return sorted(p for p in html_root.rglob("*.html")
+                  if not {"_static", "_sources", "_notebooks"} & set(p.parts)
+                  and p.name not in ("genindex.html", "search.html"))
+
+
+@functools.cache
+def _serve(html_root: Path) -> str:
+    """Serve the book over HTTP (as readers get it: fonts and icons load, unlike from file://)."""
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+    handler = functools.partial(Quiet, directory=str(html_root))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}/"
+
+
+# Run in the page: elements that scroll sideways although they are not code, and the page itself.
+_SIDEWAYS = """() => {
+  const doc = document.scrollingElement;
+  const found = doc.scrollWidth > doc.clientWidth + 1 ? ['the page: ' + doc.scrollWidth + ' > ' + doc.clientWidth] : [];
+  for (const el of document.querySelectorAll('article *')) {
+    const style = getComputedStyle(el);
+    if (!['auto', 'scroll'].includes(style.overflowX) || el.scrollWidth <= el.clientWidth + 1) continue;
+    if (el.closest('div.cell, div.highlight, pre, .cell_output, .output')) continue;
+    found.push(el.tagName.toLowerCase() + '.' + el.className + ': ' + el.scrollWidth + ' > ' + el.clientWidth);
+  }
+  return found;
+}"""
+_IMAGES = """() => Array.from(document.querySelectorAll('img')).filter(i => !i.closest('.dropdown-menu'))
+  .map(i => [i.currentSrc || i.src, i.complete && i.naturalWidth > 0, i.getAttribute('alt') || ''])"""
+
+
+def _bad_alt(alt: str) -> bool:
+    """No alt text, or one that is a file name or path rather than words."""
+    alt = alt.strip()
+    return (not alt or "/" in alt.split(" ")[0] or re.search(r"\.(png|jpe?g|svg|gif)$", alt, re.I) is not None
+            or re.fullmatch(r"[0-9a-f]{16,}(\.\w+)?", alt) is not None or len(alt.split()) < 3)
+
+
+def _navigation_opens(page) -> str | None:
+    """Click the header's menu button; None when the table of contents is then on screen."""
+    toggle = next((b for b in page.query_selector_all("button.primary-toggle, label.primary-toggle") if b.is_visible()), None)
+    if toggle is None:
+        return "no visible menu button"
+    sidebar = page.query_selector("#pst-primary-sidebar, .bd-sidebar-primary")
+    before = sidebar.bounding_box()
+    toggle.click()
+    page.wait_for_timeout(600)
+    after = sidebar.bounding_box()
+    width = page.viewport_size["width"]
+    shown = lambda box: box is not None and box["width"] > 100 and box["x"] >= -1 and box["x"] < width  # noqa: E731
+    if shown(before) == shown(after):
+        return f"menu button did not change the sidebar ({before} -> {after})"
+    if not shown(after):
+        toggle.click()  # desktop: it hid the sidebar; open it again
+        page.wait_for_timeout(600)
+        if not shown(sidebar.bounding_box()):
+            return "menu button does not show the sidebar again"
+    visible_links = [a for a in sidebar.query_selector_all("a.reference") if a.is_visible()]
+    return None if visible_links else "sidebar open but no chapter link visible"
+
+
+def check_book(html_root: Path, screenshots: Path = SCREENSHOTS) -> dict:
+    """Open every page at DESKTOP and PHONE widths, save screenshots, collect problems.
+
+    Returns {problem kind: [descriptions]} (empty lists when all is well) and the page names.
+    """
+    from playwright.sync_api import sync_playwright
+
+    screenshots.mkdir(parents=True, exist_ok=True)
+    for old in screenshots.glob("*.png"):
+        old.unlink()
+    base = _serve(html_root.resolve())
+    pages = content_pages(html_root)
+    problems = {k: [] for k in ("images", "alt", "links", "requests", "sideways", "navigation", "search",
+                                "paths", "results")}
+    found = {"pages": [p.name for p in pages], "screenshots": []}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=_chromium(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        for label, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+            page = browser.new_page(viewport=viewport)
+            page.on("requestfailed", lambda r: problems["requests"].append(r.url) if r.url.startswith(base) else None)
+            for html in pages:
+                rel = html.relative_to(html_root).as_posix()
+                url = urljoin(base, rel)
+                redirect = re.search(r'http-equiv="refresh" content="\d+;\s*url=([^"]+)"', html.read_text(), re.I)
+                if redirect:  # the root index.html only forwards to the first page
+                    if label == "desktop" and not (html.parent / urlparse(redirect.group(1)).path).exists():
+                        problems["links"].append(f"{rel}: redirect to {redirect.group(1)}")
+                    continue
+                page.goto(url, wait_until="load")
+                page.wait_for_timeout(150)
+                name = html.stem
+                shot = screenshots / f"{name}_{label}.png"
+                page.screenshot(path=str(shot), full_page=False)
+                found["screenshots"].append(shot.name)
+                if label == "phone":
+                    if html.stem in ("index", "results") or html.stem.startswith(("00_", "01_")):
+                        page.screenshot(path=str(screenshots / f"{name}_{label}_full.png"), full_page=True)
+                        found["screenshots"].append(f"{name}_{label}_full.png")
+                    continue
+                page.screenshot(path=str(screenshots / f"{name}_{label}_full.png"), full_page=True)
+                found["screenshots"].append(f"{name}_{label}_full.png")
+                for src, ok, alt in page.evaluate(_IMAGES):
+                    if not ok and not src.startswith("http") or (src.startswith(base) and not ok):
+                        problems["images"].append(f"{rel}: {src}")
+                    if _bad_alt(alt):
+                        problems["alt"].append(f"{rel}: {src.rsplit('/', 1)[-1]} alt={alt!r}")
+                for href in page.eval_on_selector_all("a[href]", "links => links.map(a => a.getAttribute('href'))"):
+                    target = urlparse(urljoin(url, href))
+                    if target.netloc == urlparse(base).netloc and not (html_root / target.path.lstrip("/")).exists():
+                        problems["links"].append(f"{rel}: {href}")
+                problems["sideways"] += [f"{rel}: {s}" for s in page.evaluate(_SIDEWAYS)]
+                searches = [e for e in page.query_selector_all("input[type=search], .search-button-field") if e.is_visible()]
+                if len(searches) > 1:
+                    problems["search"].append(f"{rel}: {len(searches)} search boxes")
+                text = page.inner_text("body")
+                problems["paths"] += [f"{rel}: ...{text[max(0, m.start() - 40):m.end() + 40]}..."
+                                      for m in MACHINE_PATH.finditer(text)]
+                if html.stem == "results":
+                    chapters = page.eval_on_selector_all("article h2", "hs => hs.map(h => h.innerText)")
+                    figures = page.eval_on_selector_all("article figure img", "fs => fs.map(f => f.getAttribute('src'))")
+                    if not chapters or len(figures) != len(chapters):
+                        problems["results"].append(f"{len(chapters)} chapter sections, {len(figures)} figures")
+                    found["results_text"] = page.inner_text("article")
+            # the menu, once per width: on a chapter page
+            chapter = next((p for p in pages if p.stem.startswith("01_")), pages[-1])
+            page.goto(urljoin(base, chapter.relative_to(html_root).as_posix()), wait_until="load")
+            failure = _navigation_opens(page)
+            if failure:
+                problems["navigation"].append(f"{label}: {failure}")
+            page.screenshot(path=str(screenshots / f"menu_open_{label}.png"))
+            found["screenshots"].append(f"menu_open_{label}.png")
+            page.close()
+        browser.close()
+    for notebook in list((html_root / "_sources").rglob("*.ipynb")) + list((html_root / "_notebooks").glob("*.ipynb")):
+        problems["paths"] += [f"{notebook.name}: {m.group(0)}" for m in MACHINE_PATH.finditer(notebook.read_text())]
+    return {"problems": problems, **found}
+
+
+def test_book_reads_well_on_desktop_and_phone(built_book):
+    if _chromium() is None:
         if os.environ.get("CI"):
             pytest.fail("CI needs Chromium for the browser test (scripts/setup_browser.sh installs it)")
         pytest.skip("no Chromium here")
-    from playwright.sync_api import sync_playwright
-
     html_root = built_book.parent
-    pages = sorted(p for p in html_root.rglob("*.html") if "_static" not in p.parts and p.name not in ("genindex.html", "search.html"))
-    assert {"index.html", "data.html", "reproducing.html", "00_datasets.html", "results.html"} <= {p.name for p in pages}
-    screenshots = REPO / "_build" / "screenshots"
-    screenshots.mkdir(parents=True, exist_ok=True)
-    broken_links, missing_images, failed_requests = [], [], []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
-                                     "--disable-background-networking", "--disable-component-update"])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.on("requestfailed", lambda r: failed_requests.append(r.url) if r.url.startswith("file:") else None)
-        for html in pages:
-            url = html.as_uri()
-            redirect = re.search(r'http-equiv="refresh" content="\d+;\s*url=([^"]+)"', html.read_text(), re.I)
-            if redirect:  # the root index.html only forwards to the first page
-                if not Path(urlparse(urljoin(url, redirect.group(1))).path).exists():
-                    broken_links.append(f"{html.name}: redirect to {redirect.group(1)}")
-                continue
-            page.goto(url, wait_until="load")
-            for src, ok in page.eval_on_selector_all(
-                    "img", "imgs => imgs.map(i => [i.currentSrc || i.src, i.complete && i.naturalWidth > 0])"):
-                if not ok and not src.startswith("http"):
-                    missing_images.append(f"{html.name}: {src}")
-            for href in page.eval_on_selector_all("a[href]", "links => links.map(a => a.getAttribute('href'))"):
-                target = urlparse(urljoin(url, href))
-                if target.scheme == "file" and not Path(target.path).exists():
-                    broken_links.append(f"{html.name}: {href}")
-        by_name = {p.name: p for p in pages}
-        page.goto(by_name["00_datasets.html"].as_uri(), wait_until="load")
-        page.screenshot(path=str(screenshots / "00_datasets.png"), full_page=False)
-        page.goto(by_name["results.html"].as_uri(), wait_until="load")
-        results_text = page.inner_text("main")
-        browser.close()
-    assert not missing_images, missing_images
-    assert not broken_links, broken_links
-    assert not failed_requests, failed_requests
-    assert "00_datasets" in results_text and "smoke" in results_text
-    assert (screenshots / "00_datasets.png").stat().st_size > 10_000
+    report = check_book(html_root)
+    assert {"index.html", "data.html", "reproducing.html", "00_datasets.html", "results.html"} <= set(report["pages"])
+    assert {k: v for k, v in report["problems"].items() if v} == {}
+    assert "Chapter 1" in report["results_text"] and "smoke" in report["results_text"]
+    assert (SCREENSHOTS / "00_datasets_desktop.png").stat().st_size > 10_000
+    assert (SCREENSHOTS / "00_datasets_phone.png").stat().st_size > 10_000
 
 
 def test_tour_page_shows_five_datasets_as_synthetic(built_book):
@@ -77,6 +203,21 @@ def test_tour_page_shows_five_datasets_as_synthetic(built_book):
     for name in ("brain_mri_yes_no", "brain_tumor_mri_4class", "chest_xray", "lgg_mri_segmentation", "pcam"):
         assert f"{name}: SYNTHETIC" in text
     assert text.count("<img") >= 5
+
+
+def test_chapter_pages_open_with_the_run_and_hide_the_plumbing(built_book):
+    html_root = built_book.parent
+    page = (html_root / "book" / "generated" / "01_xception_brain_tumor.html").read_text()
+    assert "What you are looking at" in page and "smoke" in page
+    assert "<h1>Chapter 1: " in page.replace("¶", "")
+    assert "tl.notebook.setup()" not in page and "Parameters (papermill" not in page  # hidden inputs
+    assert 'class="tl-runcard"' in page  # the run card as a table
+    download = json.loads((html_root / "_sources" / "book" / "generated" / "01_xception_brain_tumor.ipynb").read_text())
+    sources = ["".join(c["source"]) for c in download["cells"]]
+    assert any("tl.notebook.setup()" in s for s in sources) and any("# Parameters" in s for s in sources)
+    assert "colab.research.google.com/github/tl-medical-book/tl-medical-book/blob/main/notebooks/01_xception_brain_tumor.ipynb" in page
+    source = json.loads((html_root / "_notebooks" / "01_xception_brain_tumor.ipynb").read_text())
+    assert all(not c.get("outputs") for c in source["cells"])
 
 
 def test_chapter_pages_leave_progress_bars_out(built_book):
@@ -87,3 +228,78 @@ def test_chapter_pages_leave_progress_bars_out(built_book):
     assert "it/s]" in notebook.read_text()  # the smoke outputs carry tqdm lines ...
     page = (built_book.parent / "book" / "generated" / "05_pcam_resnet50_pytorch.html").read_text()
     assert "it/s]" not in page and "epoch 1/" not in page  # ... which the built page drops
+
+
+# --- the page preparation alone, without a build ------------------------------------------
+
+def _notebook() -> dict:
+    code = lambda source, tags=(), outputs=(): {"cell_type": "code", "metadata": {"tags": list(tags)},  # noqa: E731
+                                                "source": source, "outputs": list(outputs), "execution_count": 1}
+    return {"nbformat": 4, "nbformat_minor": 4, "cells": [
+        {"cell_type": "markdown", "metadata": {}, "source":
+            "# Four kinds of scan\n\n[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            "(https://colab.research.google.com/github/x/y/blob/main/notebooks/02_x.ipynb)\n\nText."},
+        code("import tl_helpers as tl\ntl.notebook.setup()"),
+        code('PROFILE = "smoke"', tags=["parameters"]),
+        code('# Parameters\nPROFILE = "cpu"\nDATA_DIR = "/work/shared/data"\nOUTPUT_DIR = "/home/me/book/results/cpu"\n',
+             tags=["injected-parameters"]),
+        {"cell_type": "markdown", "metadata": {}, "source": "## Training the head"},
+        code("tl.plotting.plot_training_curves(history)", outputs=[
+            {"output_type": "display_data", "metadata": {}, "data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}},
+            {"output_type": "stream", "name": "stdout", "text": "saved /tmp/tl_ch2_abc/model.keras\n"}]),
+        code("tl.notebook.finish(card, OUTPUT_DIR, OVERWRITE)", outputs=[
+            {"output_type": "stream", "name": "stdout", "text": "Run card: ... /work/main/x\n"}]),
+    ], "metadata": {"papermill": {"parameters": {"DATA_DIR": "/work/shared/data", "IMAGE_SIZE": 192},
+                                  "input_path": "/work/main/notebooks/02_x.ipynb"}}}
+
+
+CARD = {"notebook": "02_x", "profile": "cpu", "seed": 0, "started_utc": "2026-11-22T03:15:19+00:00",
+        "data": {"brain_tumor_mri_4class": {"source": "real data",
+                                            "counts": {"Training": {"glioma": 1321, "meningioma": 1339, "notumor": 1591, "pituitary": 1457}},
+                                            "splits": {"train": 3996, "val": 857, "test": 855},
+                                            "test_split": "carved from Training/"}},
+        "model": {"backbone": "efficientnet_lite0", "weights": "file /work/main/.venv/lib/site-packages/w.pth"},
+        "metrics": {"accuracy": {"value": 0.96, "split": "test", "ci95": [0.94, 0.97]},
+                    "roc_auc": {"value": 0.99, "split": "test", "ci95": [0.98, 1.0]}},
+        "notes": [], "wall_time_s": 12.0, "hardware": {"machine": "x86_64", "cpu_count": 2, "gpu": None},
+        "versions": {"python": "3.11"}}
+ARTICLE = {"chapter": 2, "backbone": "EfficientNetB3", "test_set": "Testing/, 1,311 images", "prevalence": "4 classes",
+           "article": {"title": "An article", "author": "Someone", "url": "https://example.org/a"},
+           "rows": [{"metric": "accuracy", "article": 0.9923, "article_note": "Testing/", "comparable": False,
+                     "why": "another test set"}, {"metric": "roc_auc"}, {"metric": "missing_metric"}]}
+
+
+def test_prepare_page_numbers_hides_scrubs_and_captions():
+    nb = book.prepare_page(_notebook(), "02_x", CARD, ARTICLE)
+    cells = nb["cells"]
+    assert cells[0]["source"].startswith("# Chapter 2: Four kinds of scan") and "colab-badge" not in cells[0]["source"]
+    summary = cells[0]["source"]
+    assert "What you are looking at" in summary and "`cpu`" in summary and "EfficientNet-Lite0" in summary
+    assert "EfficientNetB3" in summary and "https://example.org/a" in summary
+    assert "2026-11-22" in summary and "855 images" in summary
+    hidden = [c for c in cells if "remove-input" in c.get("metadata", {}).get("tags", [])]
+    assert len(hidden) == 3  # the setup, parameters and injected-parameters cells, still in the notebook
+    injected = next(c for c in cells if "injected-parameters" in c["metadata"].get("tags", []))
+    assert "DATA_DIR = None" in injected["source"] and "/home/" not in injected["source"]
+    assert not MACHINE_PATH.search(json.dumps(nb))
+    figure = next(c for c in cells if "plot_training_curves" in c["source"])
+    assert "Training curves" in figure["metadata"]["mystnb"]["figure"]["caption"]
+    assert "Training the head" in figure["metadata"]["mystnb"]["image"]["alt"]
+    assert figure["outputs"][0]["data"]["image/png"] == "iVBORw0KGgo="  # image data untouched
+    finish = cells[-1]
+    assert 'class="tl-runcard"' in finish["outputs"][0]["data"]["text/html"]
+
+
+def test_results_page_has_a_table_and_a_figure_per_chapter(tmp_path):
+    card_file = tmp_path / "02_x.json"
+    card_file.write_text(json.dumps(CARD))
+    text = book.results_page([card_file], {"02_x": ARTICLE}, figures_dir=tmp_path)
+    assert "## Chapter 2: 02_x" in text or "## Chapter 2:" in text
+    assert '<table class="table tl-results">' in text and "<th>field reference</th>" in text
+    row = re.sub(r' data-label="[^"]*"', "", next(line for line in text.splitlines() if line.startswith("<tr><td")))
+    assert row.startswith('<tr><td>accuracy</td><td>0.960<br><span class="tl-ci">(0.940-0.970)</span></td><td>0.992<br>'
+                          "<small>Testing/</small></td><td>-</td><td><strong>no</strong>; test set: 855 images")
+    assert "backbone: EfficientNet-Lite0 <em>vs</em> EfficientNetB3" in text
+    assert "missing_metric" not in text
+    assert text.count("```{figure}") == 1 and (tmp_path / "results_02_x.svg").stat().st_size > 1000
+    assert "Testing/, 1,311 images" in text

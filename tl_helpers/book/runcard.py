@@ -107,6 +107,38 @@ def guard_overwrite(path: str | Path, overwrite: bool = False) -> None:
         )
 
 
+def git_provenance(notebook: str | Path | None = None, repo: str | Path | None = None) -> dict:
+    """Which code made a run: `commit` (`git rev-parse HEAD`), `notebook_committed` (when the
+    notebook was last committed, `git log -1 --format=%cI -- <notebook>`) and `dirty` (whether
+    `git status --porcelain` lists any change, untracked files included).
+
+    `notebook` is a path, or a chapter's name looked up as `<project>/notebooks/<name>.ipynb`;
+    `repo` (default: the notebook's folder, else the project) is where git is asked. Each value
+    is None where it cannot be told: outside git, git missing, the notebook unknown or never
+    committed. Used by every chapter (RunCard.finish).
+    """
+    path = None
+    if notebook is not None:
+        candidates = [Path(notebook), project_root() / "notebooks" / f"{Path(str(notebook)).stem}.ipynb"]
+        path = next((c.resolve() for c in candidates if c.suffix == ".ipynb" and c.is_file()), None)
+    folder = Path(repo) if repo is not None else path.parent if path is not None else project_root()
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "notebook_committed": None, "dirty": None}
+    status = git("status", "--porcelain")
+    committed = git("log", "-1", "--format=%cI", "--", str(path)) if path is not None else None
+    return {"commit": commit, "notebook_committed": committed or None,
+            "dirty": None if status is None else bool(status)}
+
+
 def library_versions() -> dict:
     versions = {"python": platform.python_version()}
     for dist in _LIBRARIES:
@@ -255,6 +287,7 @@ class RunCard:
         self.record["hardware"] = hardware()
         self.record["frameworks"] = frameworks_in_use()
         self.record["versions"] = library_versions()
+        self.record.update(git_provenance(self.record["notebook"]))
         return self.record
 
     def save(self, output_dir: str | Path, overwrite: bool = False) -> Path:

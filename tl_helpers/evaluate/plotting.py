@@ -1,4 +1,4 @@
-"""The book's figures: sample grids, mask overlays, training curves, confusion matrix, ROC.
+"""The book's figures: sample grids, mask and heat-map overlays, training curves, confusion matrix, ROC.
 
 Every function returns a `matplotlib.figure.Figure` and, given `save=path`, also writes it
 as a PNG (100 dpi, tight box). Figures are built without pyplot: nothing is registered
@@ -152,6 +152,37 @@ def plot_mask_overlay(images, true_masks, pred_masks=None, titles=None, alpha: f
             predicted = binarize(pred_masks[row])
             _draw_overlay(ax, image, predicted, PRED_MASK_COLOUR, alpha)
             ax.set_title(f"predicted (Dice {dice_scores(truth[None], predicted[None])[0]:.2f})", fontsize=LABEL_PT)
+    return _finish(fig, save)
+
+
+def plot_heatmap_overlay(images, heatmaps, titles=None, regions=None, alpha: float = 0.45, ncols: int = 4,
+                         save: str | Path | None = None) -> Figure:
+    """Each image with its heat map (e.g. Grad-CAM, tl.explain.grad_cam) laid over it in "jet".
+
+    Heat maps are resized to their image. `regions` (optional, one boolean mask per image,
+    e.g. tl.explain.centre_mask or a true tumour mask) are outlined in white.
+    Used by chapters 4 and 5.
+    """
+    from ..data.images import resize_image
+
+    images, heatmaps = list(images), list(heatmaps)
+    if not images or len(images) != len(heatmaps) or (regions is not None and len(regions) != len(images)):
+        raise ValueError("plot_heatmap_overlay needs as many heat maps (and regions) as images, at least one")
+    ncols = max(1, min(ncols, len(images)))
+    nrows = math.ceil(len(images) / ncols)
+    cell = min(2.2, MAX_WIDTH_IN / ncols)
+    fig = Figure(figsize=(cell * ncols, (cell + 0.4) * nrows), layout="constrained")
+    for index, (image, heat) in enumerate(zip(images, heatmaps)):
+        ax = fig.add_subplot(nrows, ncols, index + 1)
+        shown = _displayable(image)
+        ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+        ax.imshow(resize_image(np.asarray(heat, np.float32), shown.shape[:2]), cmap="jet", alpha=alpha, vmin=0, vmax=1)
+        if regions is not None:
+            region = resize_image(np.asarray(regions[index], np.float32), shown.shape[:2])
+            ax.contour(region, levels=[0.5], colors=["white"], linewidths=0.8)
+        ax.set_axis_off()
+        if titles is not None:
+            ax.set_title(str(titles[index]), fontsize=LABEL_PT)
     return _finish(fig, save)
 
 
