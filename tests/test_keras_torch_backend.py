@@ -27,8 +27,9 @@ KERAS_CHAPTERS = ["01_xception_brain_tumor", "02_efficientnet_brain_tumor_4class
 def stored_card(stem: str) -> tuple[set, dict]:
     """Metric names and data entries printed by the run card in the stored smoke outputs."""
     nb = nbformat.read(ROOT / "notebooks" / f"{stem}.ipynb", as_version=4)
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                   if o.get("output_type") == "stream")
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    text = "".join(o.get("text", "") if o.get("output_type") == "stream" else o.get("data", {}).get("text/plain", "")
+                   for o in outputs)  # the card is printed, or displayed as a table with a text form
     card = text[text.rindex("Run card:"):]
     metrics = set(re.findall(r"^  (\S+) \[[^\]]+\]: ", card, re.M))
     data = {}

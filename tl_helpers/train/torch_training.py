@@ -12,10 +12,16 @@ The pieces chapter 5 builds its training from, kept small enough to read:
   everything stays float32. Progress goes to stderr through tqdm, never as `\\r` prints;
 - `most_confident_mistakes`: the errors the model was surest of, the ones worth looking at.
 
+Under `torchrun` (WORLD_SIZE > 1) `fit_one_cycle` trains with PyTorch's own engine:
+`distributed_setup` opens the process group (NCCL on GPUs, Gloo on CPUs), the model is
+wrapped in DistributedDataParallel and the training loader gets a DistributedSampler. Every
+rank returns the same history; only rank 0 prints and shows progress bars.
+
 PyTorch is imported inside the functions, so importing this module costs nothing.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Callable, Sequence
@@ -27,13 +33,68 @@ import pandas as pd
 def pick_device(prefer: str | None = None):
     """`torch.device(prefer)` when given, else the first CUDA GPU when there is one, else the CPU.
 
+    Under `torchrun` (which sets LOCAL_RANK) the GPU is this process's own, cuda:LOCAL_RANK.
     Taught in chapter 5.
     """
     import torch
 
     if prefer:
         return torch.device(prefer)
-    return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+
+
+def distributed_setup(device=None):
+    """(rank, world_size, device) for this process; opens the process group under `torchrun`.
+
+    When WORLD_SIZE > 1 (torchrun sets it, with RANK, LOCAL_RANK, MASTER_ADDR and
+    MASTER_PORT) and no process group is open yet, this calls
+    `torch.distributed.init_process_group` with "nccl" for a CUDA device and "gloo" otherwise,
+    and a CUDA device becomes this process's own, cuda:LOCAL_RANK (made the current GPU). A
+    single process gets (0, 1, device) and nothing else happens; a process group opened
+    beforehand is used as it is. `device` defaults to `pick_device()`. Used by tl.torch_training.fit_one_cycle (chapter 5).
+    """
+    import torch
+    import torch.distributed as dist
+
+    device = torch.device(device) if device is not None else pick_device()
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and dist.is_available() and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    rank, world_size = 0, 1
+    if dist.is_available() and dist.is_initialized():
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+    if world_size > 1 and device.type == "cuda":
+        device = pick_device()  # one GPU per process: cuda:LOCAL_RANK
+        torch.cuda.set_device(device)
+    return rank, world_size, device
+
+
+def distributed_loader(loader, rank: int, world_size: int):
+    """The same DataLoader (dataset, batch size, workers, worker_init_fn, generator, ...) over a
+    DistributedSampler: each of `world_size` processes reads its own share of the dataset.
+
+    The sampler shuffles when `loader` did, from the seed of the loader's generator, and
+    drops the tail when `loader` drops its last batch; call `loader.sampler.set_epoch(epoch)`
+    before each epoch. Used by tl.torch_training.fit_one_cycle (chapter 5).
+    """
+    from torch.utils.data import DataLoader, RandomSampler
+    from torch.utils.data.distributed import DistributedSampler
+
+    if loader.batch_size is None:
+        raise ValueError("distributed training needs a DataLoader built with batch_size, not batch_sampler")
+    shuffle = isinstance(loader.sampler, RandomSampler)
+    seed = loader.generator.initial_seed() if loader.generator is not None else 0
+    sampler = DistributedSampler(loader.dataset, num_replicas=world_size, rank=rank, shuffle=shuffle,
+                                 seed=seed, drop_last=loader.drop_last)
+    options = dict(batch_size=loader.batch_size, sampler=sampler, num_workers=loader.num_workers,
+                   collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
+                   timeout=loader.timeout, worker_init_fn=loader.worker_init_fn,
+                   multiprocessing_context=loader.multiprocessing_context, generator=loader.generator,
+                   persistent_workers=loader.persistent_workers)
+    if loader.num_workers > 0:
+        options["prefetch_factor"] = loader.prefetch_factor
+    return DataLoader(loader.dataset, **options)
 
 
 def center_crop(image: np.ndarray, size: int | None) -> np.ndarray:
@@ -133,7 +194,9 @@ def train_one_epoch(model, loader, optimizer, device, scheduler=None, scaler=Non
     """One pass over `loader` in train mode; returns the mean training loss per example.
 
     Per batch: forward (autocast on CUDA), loss, backward (scaled when `scaler`), optimiser
-    step, then `scheduler.step()` (a per-batch schedule such as OneCycleLR). Taught in chapter 5.
+    step, then `scheduler.step()` (a per-batch schedule such as OneCycleLR). When `model` is
+    wrapped in DistributedDataParallel, the loss is averaged over every process's examples.
+    Taught in chapter 5.
     """
     import torch
 
@@ -157,6 +220,11 @@ def train_one_epoch(model, loader, optimizer, device, scheduler=None, scaler=Non
             scheduler.step()  # after the optimiser: the schedule's first rate is used, not skipped
         total += float(loss.detach()) * len(labels)
         count += len(labels)
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        # each process saw its own share: the mean over all examples of all processes
+        sums = torch.tensor([total, count], dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(sums)
+        total, count = float(sums[0]), float(sums[1])
     return total / max(count, 1)
 
 
@@ -209,12 +277,28 @@ def fit_one_cycle(model, train_loader, valid_loader, epochs: int, max_lr: float,
     epochs x batches (OneCycleLR's defaults: 30% warm-up, cosine, momentum cycled between
     0.85 and 0.95 unless `cycle_momentum=False`). After each epoch the model is evaluated on
     `valid_loader`. Returns one row per epoch: epoch, train_loss, valid_loss, accuracy,
-    seconds; with `verbose`, prints each row as it comes. The model stays on `device`. Taught in chapter 5.
+    seconds; with `verbose`, prints each row as it comes. The model stays on `device`.
+
+    Under `torchrun` with WORLD_SIZE > 1 (see `distributed_setup`; a CUDA device becomes
+    cuda:LOCAL_RANK): the model trains as DistributedDataParallel, the training loader is
+    rebuilt over a DistributedSampler (`distributed_loader`, reshuffled each epoch), the
+    schedule counts this process's batches, the training loss is averaged over all processes,
+    BatchNorm statistics are taken from rank 0 after each epoch, and rank 0 alone evaluates
+    `valid_loader` and sends its row to the others: every rank returns the same history and
+    holds the same model. Only rank 0 prints and shows progress bars. Taught in chapter 5.
     """
     import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
 
-    device = device or pick_device()
+    rank, world_size, device = distributed_setup(device)
+    distributed = world_size > 1
     model.to(device)
+    trained = model
+    if distributed:
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        train_loader = distributed_loader(train_loader, rank, world_size)
+        progress, verbose = progress and rank == 0, verbose and rank == 0
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=max_lr,
                                 momentum=momentum, weight_decay=weight_decay)
     scheduler = make_one_cycle(optimizer, max_lr=max_lr, epochs=epochs,
@@ -222,16 +306,28 @@ def fit_one_cycle(model, train_loader, valid_loader, epochs: int, max_lr: float,
     scaler = make_grad_scaler(device)
     rows = []
     if verbose:
-        print("epoch  train loss  valid loss  accuracy  seconds")
+        print("epoch  train loss  valid loss  accuracy  seconds"
+              + (f"   ({world_size} processes)" if distributed else ""))
     for epoch in range(epochs):
         start = time.perf_counter()
-        train_loss = train_one_epoch(model, train_loader, optimizer, device, scheduler, scaler,
+        if distributed:
+            train_loader.sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
+        train_loss = train_one_epoch(trained, train_loader, optimizer, device, scheduler, scaler,
                                      progress=progress, desc=f"epoch {epoch + 1}/{epochs}")
-        result = evaluate(model, valid_loader, device, progress=progress, desc="validation")
-        rows.append({"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": result["loss"],
-                     "accuracy": result["accuracy"], "seconds": time.perf_counter() - start})
+        if distributed:
+            for buffer in model.buffers():  # BatchNorm statistics: rank 0's, so every rank holds one model
+                dist.broadcast(buffer, src=0)
+        row = None
+        if rank == 0:
+            result = evaluate(model, valid_loader, device, progress=progress, desc="validation")
+            row = {"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": result["loss"],
+                   "accuracy": result["accuracy"], "seconds": time.perf_counter() - start}
+        if distributed:
+            shared = [row]
+            dist.broadcast_object_list(shared, src=0)  # rank 0's row, so every rank has one history
+            row = shared[0]
+        rows.append(row)
         if verbose:
-            row = rows[-1]
             print(f"{row['epoch']:5d}  {row['train_loss']:10.4f}  {row['valid_loss']:10.4f}  "
                   f"{row['accuracy']:8.3f}  {row['seconds']:7.0f}", flush=True)
     return pd.DataFrame(rows)
