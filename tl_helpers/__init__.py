@@ -9,8 +9,8 @@ from rooms above it in this list, never from one below:
 | `paths` | | project root, run folders, caches |
 | `data/` | `tl.data` (registry, tables, integrity, downloads), `images`, `synthetic`, `splits` | the five datasets: where, what, intact?, tables of files, decoding, look-alikes, splits |
 | `train/` | `augment`, `loaders`, `weights`, `lite0`, `backbones`, `features`, `partial_finetune`, `keras_training`, `torch_training` | turning images into a trained model, in Keras and PyTorch |
-| `evaluate/` | `metrics`, `uncertainty`, `plotting` | numbers with intervals (Dice, bootstraps), MC dropout, figures |
-| `techniques/` | `cropping`, `near_duplicates`, `oversampling`, `imbalance`, `domains`, `segmentation` | what one chapter teaches |
+| `evaluate/` | `metrics`, `uncertainty`, `plotting`, `calibration`, `explain`, `model_cards`, `predict`, `external` | numbers with intervals (Dice, bootstraps), MC dropout, figures, calibration, Grad-CAM; exported models: model cards, prediction and evaluation on any folder |
+| `techniques/` | `cropping`, `near_duplicates`, `oversampling`, `imbalance`, `domains`, `segmentation`, `shortcuts` | what one chapter teaches |
 | `book/` | `notebook`, `runcard`, `repro`, `profiles`, `runner`, `build` | running chapters and building the book |
 
 Modules are imported on first use, so `import tl_helpers as tl` stays fast and pulls in
@@ -32,9 +32,12 @@ MODULES = {
     "backbones": "train.backbones", "features": "train.features", "partial_finetune": "train.partial_finetune",
     "keras_training": "train.keras_training", "torch_training": "train.torch_training",
     "metrics": "evaluate.metrics", "uncertainty": "evaluate.uncertainty", "plotting": "evaluate.plotting",
+    "calibration": "evaluate.calibration", "explain": "evaluate.explain", "model_cards": "evaluate.model_cards",
+    "predict": "evaluate.predict", "external": "evaluate.external",
     "cropping": "techniques.cropping", "near_duplicates": "techniques.near_duplicates",
     "oversampling": "techniques.oversampling", "imbalance": "techniques.imbalance",
     "domains": "techniques.domains", "segmentation": "techniques.segmentation",
+    "shortcuts": "techniques.shortcuts",
     "notebook": "book.notebook", "runcard": "book.runcard", "repro": "book.repro", "profiles": "book.profiles",
     "runner": "book.runner", "build": "book.build",
 }

@@ -73,3 +73,60 @@ def describe_splits(table: pd.DataFrame, label_col: str = "label", group_col: st
         if (shared > 1).any():
             raise AssertionError(f"{int((shared > 1).sum())} {group_col}(s) fall in more than one split")
     return counts
+
+
+
+def grouped_kfold(table: pd.DataFrame, group_col: str, n_folds: int = 5, label_col: str | None = None,
+                  seed: int = 0, inner_val_fraction: float = 0.15) -> list[dict[str, np.ndarray]]:
+    """Patient-level k-fold: every group (patient) tested exactly once, by a model that never saw it.
+
+    Whole groups are dealt to `n_folds` folds: the groups of each majority `label_col` in random
+    order (by `seed`), each to the fold furthest below its share of that label's rows (ties: the
+    fold with the fewest rows), so labels stay balanced as far as whole groups allow and no fold
+    is empty. For fold k the test rows are fold k's; the other folds' rows are split by
+    `split_table`, by whole groups and stratified, into training and an inner validation of
+    about `inner_val_fraction` of them (for early stopping and choices; 0 for none).
+    Returns one dict per fold, {"train", "val", "test"}: sorted row positions (for
+    `table.iloc[...]` or feature arrays in table order). Taught in chapter 4; used by chapter 5.
+    """
+    if group_col not in table:
+        raise ValueError(f"no column {group_col!r} in the table")
+    if table[group_col].isna().any():
+        raise ValueError(f"{int(table[group_col].isna().sum())} rows have no {group_col}")
+    n_groups = table[group_col].nunique()
+    if not 2 <= n_folds <= n_groups:
+        raise ValueError(f"n_folds must be between 2 and the number of groups ({n_groups}), got {n_folds}")
+    if not 0 <= inner_val_fraction < 1:
+        raise ValueError(f"inner_val_fraction must be in [0, 1), got {inner_val_fraction}")
+    stratum = "__stratum__"
+    work = table.reset_index(drop=True)
+    work = work.assign(**{stratum: work[label_col] if label_col is not None else 0})
+    rng = np.random.default_rng(seed)
+    groups = work.groupby(group_col, sort=True)
+    majority = groups[stratum].agg(lambda s: s.value_counts().index[0])
+    sizes = groups.size()
+    rows_in_fold = np.zeros(n_folds)
+    fold_of_group = {}
+    for _, members in majority.groupby(majority, sort=True):
+        ids = rng.permutation(members.index.to_numpy())
+        target = sizes[ids].sum() / n_folds
+        taken = np.zeros(n_folds)
+        for group in ids:
+            deficit = target - taken
+            candidates = np.flatnonzero(deficit == deficit.max())
+            choice = int(candidates[np.argmin(rows_in_fold[candidates])])
+            taken[choice] += sizes[group]
+            rows_in_fold[choice] += sizes[group]
+            fold_of_group[group] = choice
+    fold_of = work[group_col].map(fold_of_group).to_numpy()
+    folds = []
+    for k in range(n_folds):
+        pool = work[fold_of != k]
+        if inner_val_fraction > 0:
+            inner = split_table(pool, stratum, fractions=(1 - inner_val_fraction, inner_val_fraction),
+                                names=("train", "val"), group_col=group_col, seed=seed + 1 + k)["split"]
+            train, val = inner.index[inner == "train"].to_numpy(), inner.index[inner == "val"].to_numpy()
+        else:
+            train, val = pool.index.to_numpy(), np.zeros(0, dtype=int)
+        folds.append({"train": np.sort(train), "val": np.sort(val), "test": np.flatnonzero(fold_of == k)})
+    return folds

@@ -8,6 +8,10 @@ where the normal approximation does not. Metrics that are not a single proportio
 default so that every resample keeps the class counts (and an AUC stays defined).
 
 Every estimate is an `Estimate(value, low, high)`, a named tuple.
+
+A decision threshold is chosen on validation for a stated goal (`choose_threshold`) and then
+applied to test; `sensitivity_at_specificity` reads the ROC curve at a fixed specificity.
+Results over several seeds are summarised by `spread` and `seed_spread`.
 """
 from __future__ import annotations
 
@@ -125,27 +129,136 @@ def _roc_auc(y_true, p_positive) -> float:
     return roc_auc_score(y_true, p_positive)
 
 
-def binary_report(y_true, p_positive, threshold: float = 0.5, n_boot: int = 1000,
-                  seed: int = 0) -> dict[str, Estimate]:
+class OperatingPoint(NamedTuple):
+    """A decision threshold chosen on validation, and what it gave there.
+
+    `goal` says what it was chosen for ("sensitivity >= 0.95", "specificity >= 0.9",
+    "youden"); `sensitivity` and `specificity` are its values on the validation split it was
+    chosen on (optimistic there; the test split says what it is worth). Taught in chapter 1;
+    used by chapters 3, 4 and 5 (tl.metrics.choose_threshold, binary_report).
+    """
+    threshold: float
+    goal: str
+    sensitivity: float
+    specificity: float
+
+
+def _operating_curve(y_true: np.ndarray, p_positive: np.ndarray):
+    """Every distinct threshold (each score, and one above the highest) with its sensitivity and
+    specificity when a sample is called positive at p >= threshold; thresholds ascending."""
+    scores = np.unique(p_positive)
+    thresholds = np.append(scores, np.nextafter(scores[-1], np.inf))
+    positives = np.sort(p_positive[y_true == 1])
+    negatives = np.sort(p_positive[y_true == 0])
+    # positives called positive: those >= threshold; negatives called negative: those < threshold
+    sensitivity = (len(positives) - np.searchsorted(positives, thresholds, side="left")) / len(positives)
+    specificity = np.searchsorted(negatives, thresholds, side="left") / len(negatives)
+    return thresholds, sensitivity, specificity
+
+
+def _binary_arrays(y_true, p_positive) -> tuple[np.ndarray, np.ndarray]:
+    y_true = np.asarray(y_true).astype(int).ravel()
+    p_positive = np.asarray(p_positive, dtype=np.float64).ravel()
+    if len(y_true) != len(p_positive):
+        raise ValueError(f"{len(y_true)} labels but {len(p_positive)} scores")
+    if not set(np.unique(y_true)) <= {0, 1}:
+        raise ValueError(f"labels must be 0/1, got {sorted(set(np.unique(y_true)))}")
+    return y_true, p_positive
+
+
+def choose_threshold(y_val, p_val, goal="youden") -> OperatingPoint:
+    """The threshold on P(positive) that meets a stated goal on the validation split.
+
+    `goal` is one of
+    - `("sensitivity", 0.95)`: the highest threshold whose validation sensitivity is at least
+      0.95 (a screening stage: miss few, then call as few negatives positive as that allows);
+    - `("specificity", 0.90)`: the lowest threshold whose validation specificity is at least
+      0.90 (the most sensitivity that false-alarm rate allows);
+    - `"youden"`: the threshold with the largest sensitivity + specificity - 1 (ties: the higher).
+    Thresholds are validation scores (a sample is positive when p >= threshold), or one just
+    above the highest score (nothing positive). Choose on validation, report on test with
+    `binary_report(y_test, p_test, threshold=point)`. Taught in chapter 1; used by chapters 3, 4 and 5.
+    """
+    y_val, p_val = _binary_arrays(y_val, p_val)
+    if not ((y_val == 1).any() and (y_val == 0).any()):
+        raise ValueError("choosing a threshold needs validation examples of both classes")
+    thresholds, sensitivity, specificity = _operating_curve(y_val, p_val)
+    if isinstance(goal, str):
+        if goal != "youden":
+            raise ValueError(f"unknown goal {goal!r}: use 'youden', ('sensitivity', x) or ('specificity', x)")
+        best = int(np.flatnonzero(sensitivity + specificity == (sensitivity + specificity).max())[-1])
+        label = "youden"
+    else:
+        kind, target = goal
+        if not 0 < float(target) <= 1:
+            raise ValueError(f"the target of {kind} must be in (0, 1], got {target}")
+        target = float(target)
+        if kind == "sensitivity":  # sensitivity falls as the threshold rises: the last one meeting it
+            best = int(np.flatnonzero(sensitivity >= target - 1e-12)[-1])
+        elif kind == "specificity":  # specificity rises with the threshold: the first one meeting it
+            best = int(np.flatnonzero(specificity >= target - 1e-12)[0])
+        else:
+            raise ValueError(f"unknown goal {kind!r}: use 'youden', ('sensitivity', x) or ('specificity', x)")
+        label = f"{kind} >= {target:g}"
+    return OperatingPoint(float(thresholds[best]), label, float(sensitivity[best]), float(specificity[best]))
+
+
+def _sensitivity_at_specificity(y_true, p_positive, specificity: float) -> float:
+    """Sensitivity at the lowest threshold whose specificity is at least `specificity`."""
+    if not ((y_true == 1).any() and (y_true == 0).any()):
+        return float("nan")
+    _, sensitivities, specificities = _operating_curve(y_true, p_positive)
+    return float(sensitivities[np.flatnonzero(specificities >= specificity - 1e-12)[0]])
+
+
+def sensitivity_at_specificity(y_true, p_positive, specificity: float = 0.90, n_boot: int = 1000,
+                               seed: int = 0) -> Estimate:
+    """Sensitivity where the ROC curve reaches `specificity`, with a bootstrap interval.
+
+    The threshold is the lowest that keeps at least that share of negatives negative on these
+    same data, so this describes the ranking (as ROC AUC does), not a threshold fixed in
+    advance. The interval resamples within each class (tl.metrics.bootstrap_ci). NaN when a
+    class is absent. Taught in chapter 1; used by chapters 3, 4 and 5.
+    """
+    y_true, p_positive = _binary_arrays(y_true, p_positive)
+    if not 0 < specificity <= 1:
+        raise ValueError(f"specificity must be in (0, 1], got {specificity}")
+    if not ((y_true == 1).any() and (y_true == 0).any()):
+        return Estimate(float("nan"), float("nan"), float("nan"))
+    return bootstrap_ci(lambda t, p: _sensitivity_at_specificity(t, p, specificity), y_true, p_positive,
+                        n_boot=n_boot, seed=seed)
+
+
+def binary_report(y_true, p_positive, threshold: float | OperatingPoint = 0.5, n_boot: int = 1000,
+                  seed: int = 0, at_specificity: float | None = None) -> dict[str, Estimate]:
     """Accuracy, sensitivity, specificity (Wilson), balanced accuracy and ROC AUC (bootstrap).
 
     `y_true` is 0/1 with 1 the positive (diseased) class; `p_positive` is P(positive); a
-    sample is called positive when p_positive >= threshold. Undefined entries (a class
-    absent) are NaN. Used by chapters 1, 3, 4 and 5.
+    sample is called positive when p_positive >= threshold. `threshold` may be an
+    OperatingPoint from `choose_threshold` on validation (its threshold is used). With
+    `at_specificity` (e.g. 0.9) the report adds `sensitivity_at_specificity_90`
+    (tl.metrics.sensitivity_at_specificity). Undefined entries (a class absent) are NaN.
+    Used by chapters 1, 3, 4 and 5.
     """
+    if isinstance(threshold, OperatingPoint):
+        threshold = threshold.threshold
     y_true = np.asarray(y_true).astype(int).ravel()
     p_positive = np.asarray(p_positive, dtype=np.float64).ravel()
     y_pred = (p_positive >= threshold).astype(int)
     positives, negatives = y_true == 1, y_true == 0
     both_classes = positives.any() and negatives.any()
     nan = Estimate(float("nan"), float("nan"), float("nan"))
-    return {
+    report = {
         "accuracy": proportion(int((y_pred == y_true).sum()), len(y_true)),
         "sensitivity": proportion(int(y_pred[positives].sum()), int(positives.sum())),
         "specificity": proportion(int((1 - y_pred[negatives]).sum()), int(negatives.sum())),
         "balanced_accuracy": bootstrap_ci(_balanced_accuracy, y_true, y_pred, n_boot=n_boot, seed=seed) if both_classes else nan,
         "roc_auc": bootstrap_ci(_roc_auc, y_true, p_positive, n_boot=n_boot, seed=seed) if both_classes else nan,
     }
+    if at_specificity is not None:
+        report[f"sensitivity_at_specificity_{100 * at_specificity:g}"] = sensitivity_at_specificity(
+            y_true, p_positive, at_specificity, n_boot=n_boot, seed=seed)
+    return report
 
 
 def _macro_f1(y_true, y_pred) -> float:
@@ -205,6 +318,74 @@ def report_table(report: dict):
             rows[name] = entry
     return pd.DataFrame.from_dict({k: tuple(v) for k, v in rows.items()}, orient="index",
                                   columns=list(Estimate._fields))
+
+
+# --- the spread over seeds -------------------------------------------------------------
+
+class Spread(NamedTuple):
+    """Mean, sample standard deviation, range and count of one number over repeated runs.
+
+    Used by tl.metrics.spread and seed_spread (chapters 1 to 5).
+    """
+    mean: float
+    sd: float
+    min: float
+    max: float
+    n: int
+
+
+def spread(values) -> Spread:
+    """Mean, sd (n - 1 in the denominator), min, max and n of `values`, NaNs left out.
+
+    n counts the values used, so a run whose metric was undefined shows as a smaller n;
+    sd is NaN below two values. For a metric measured with several seeds, the sd is the
+    seed-to-seed spread, which a single run's interval does not include. Taught in chapter 1;
+    used by chapters 2 to 5.
+    """
+    values = np.asarray(list(values), dtype=np.float64).ravel()
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return Spread(float("nan"), float("nan"), float("nan"), float("nan"), 0)
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    return Spread(float(values.mean()), sd, float(values.min()), float(values.max()), int(len(values)))
+
+
+def seed_spread(cards, names: Sequence[str] | None = None):
+    """The spread over seeds of each metric that a set of run cards recorded.
+
+    `cards` are run cards of one notebook run with different seeds: dicts (RunCard.record, or a
+    card's JSON loaded), RunCard objects, or paths to `<notebook>.json`. Returns a pandas
+    DataFrame, one row per metric (`names`, else every metric any card has), with its split,
+    mean, sd, min, max, n (cards that recorded it), the seeds, and `mean ± sd` as text.
+    Raises ValueError when the cards come from different notebooks. Taught in chapter 1;
+    used by chapters 2 to 5.
+    """
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    records = []
+    for card in cards:
+        if isinstance(card, (str, Path)):
+            card = json.loads(Path(card).read_text())
+        records.append(getattr(card, "record", card))
+    if not records:
+        raise ValueError("no run cards to summarise")
+    notebooks = sorted({str(r.get("notebook")) for r in records})
+    if len(notebooks) > 1:
+        raise ValueError(f"run cards of different notebooks ({', '.join(notebooks)}): a spread over "
+                         "seeds compares runs of one notebook")
+    if names is None:
+        names = list(dict.fromkeys(name for r in records for name in r.get("metrics", {})))
+    rows = []
+    for name in names:
+        entries = [(r.get("seed"), r["metrics"][name]) for r in records if name in r.get("metrics", {})]
+        splits = sorted({str(entry.get("split")) for _, entry in entries})
+        s = spread(entry["value"] for _, entry in entries)
+        rows.append({"metric": name, "split": ", ".join(splits), **s._asdict(),
+                     "seeds": [seed for seed, _ in entries], "mean ± sd": f"{s.mean:.3f} ± {s.sd:.3f}"})
+    return pd.DataFrame(rows, columns=["metric", "split", *Spread._fields, "seeds", "mean ± sd"]).set_index("metric")
 
 
 # --- segmentation: Dice on thresholded masks ------------------------------------------

@@ -9,10 +9,12 @@ their 64 bits are almost surely the same picture.
 
     hashes = perceptual_hashes(paths)                  # (N, 64) bits
     pairs = near_duplicate_pairs(test_hashes, train_hashes, max_distance=4)
+    audit = audit_splits(table)                        # every pair of splits, and within each
 """
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Sequence
 
 import imagehash
@@ -55,16 +57,23 @@ def hamming_distances(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return distances
 
 
-def nearest_reference(query: np.ndarray, reference: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def nearest_reference(query: np.ndarray, reference: np.ndarray, chunk: int = 512,
+                      exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(index, distance) of each query hash's closest reference hash (ties: the lowest index).
 
-    Taught in chapter 2.
+    With `exclude_self`, query and reference are the same hashes and row i is not compared
+    with itself (duplicates within one set). Taught in chapter 2.
     """
-    if len(reference) == 0:
+    if len(reference) == 0 or (exclude_self and len(reference) < 2):
         raise ValueError("no reference hashes to compare with")
+    if exclude_self and len(query) != len(reference):
+        raise ValueError(f"exclude_self needs the same hashes twice, got {len(query)} and {len(reference)}")
     indices, distances = [], []
     for start in range(0, len(query), chunk):
         block = hamming_distances(query[start:start + chunk], reference)
+        if exclude_self:
+            rows = np.arange(len(block))
+            block[rows, start + rows] = np.iinfo(block.dtype).max
         best = block.argmin(axis=1)
         indices.append(best)
         distances.append(block[np.arange(len(best)), best])
@@ -73,13 +82,78 @@ def nearest_reference(query: np.ndarray, reference: np.ndarray, chunk: int = 512
     return np.concatenate(indices), np.concatenate(distances)
 
 
-def near_duplicate_pairs(query: np.ndarray, reference: np.ndarray, max_distance: int = 4) -> pd.DataFrame:
+def near_duplicate_pairs(query: np.ndarray, reference: np.ndarray, max_distance: int = 4,
+                         exclude_self: bool = False) -> pd.DataFrame:
     """Query rows whose nearest reference hash differs in at most `max_distance` bits.
 
     Columns: query (row in `query`), reference (row in `reference`), distance (bits);
-    sorted by distance, then query. Taught in chapter 2.
+    sorted by distance, then query. With `exclude_self` (query and reference the same
+    hashes), a row's own hash does not count. Taught in chapter 2.
     """
-    index, distance = nearest_reference(query, reference)
+    index, distance = nearest_reference(query, reference, exclude_self=exclude_self)
     close = np.flatnonzero(distance <= max_distance)
     pairs = pd.DataFrame({"query": close, "reference": index[close], "distance": distance[close]})
     return pairs.sort_values(["distance", "query"], kind="stable").reset_index(drop=True)
+
+
+@dataclass
+class SplitAudit:
+    """What `audit_splits` found.
+
+    - `counts`: one row per pair of splits (`reference`, `query`: query rows with a near-duplicate
+      among the reference rows) and per split against itself, with the rows of each, the
+      near-duplicates found, how many were exact (distance 0) and their share of the query rows;
+    - `pairs`: every flagged query row with its nearest partner: `row` and `partner` (labels of
+      the table's index), `split`, `partner_split`, `distance`, `within` (same split);
+    - `leaked`: a boolean Series on the table's index, True for a row with a near-duplicate in a
+      split before its own (a val or test row whose picture training saw): the rows to leave
+      out for the metrics without near-duplicates, `table[~audit.leaked]`.
+
+    Used by tl.near_duplicates.audit_splits (chapters 1 to 5).
+    """
+    counts: pd.DataFrame
+    pairs: pd.DataFrame
+    leaked: pd.Series
+
+
+def audit_splits(table: pd.DataFrame, split_col: str = "split", path_col: str = "path", max_distance: int = 4,
+                 order: Sequence[str] = ("train", "val", "test"), hash_size: int = 8,
+                 threads: int = 4) -> SplitAudit:
+    """Near-duplicate images between every pair of splits and within each split.
+
+    Hashes every file once (perceptual_hashes), then for each pair of splits searches the later
+    split's images among the earlier split's (train before val before test, as `order` says;
+    splits it does not name come after, sorted) with near_duplicate_pairs, and each split
+    among its own images. A row counts once per pair, matched to its nearest partner. When the
+    counts are not zero, report the metrics on the rows `leaked` leaves out as the headline,
+    beside the metrics on all rows. Taught in chapter 2; used by chapters 1, 3, 4 and 5.
+    """
+    if table.index.has_duplicates:
+        raise ValueError("the table's index has duplicate labels; reset_index() it first")
+    names = list(pd.unique(table[split_col].astype(str)))
+    ranked = [name for name in order if name in names] + sorted(n for n in names if n not in order)
+    hashes = perceptual_hashes(table[path_col].tolist(), hash_size=hash_size, threads=threads)
+    split_of = table[split_col].astype(str).to_numpy()
+    rows_of = {name: np.flatnonzero(split_of == name) for name in ranked}
+    counts, pairs = [], []
+    for position, query in enumerate(ranked):
+        for reference in ranked[:position + 1]:
+            q_rows, r_rows = rows_of[query], rows_of[reference]
+            within = query == reference
+            if within and len(q_rows) < 2:
+                found = pd.DataFrame({"query": [], "reference": [], "distance": []}, dtype=int)
+            else:
+                found = near_duplicate_pairs(hashes[q_rows], hashes[r_rows], max_distance, exclude_self=within)
+            counts.append({"reference": reference, "query": query, "reference_rows": len(r_rows),
+                           "query_rows": len(q_rows), "near_duplicates": len(found),
+                           "exact": int((found["distance"] == 0).sum()),
+                           "share": len(found) / len(q_rows) if len(q_rows) else float("nan")})
+            pairs.append(pd.DataFrame({
+                "row": table.index[q_rows[found["query"].to_numpy(dtype=int)]],
+                "partner": table.index[r_rows[found["reference"].to_numpy(dtype=int)]],
+                "split": query, "partner_split": reference,
+                "distance": found["distance"].to_numpy(dtype=int), "within": within}))
+    pairs = pd.concat(pairs, ignore_index=True)
+    leaked = pd.Series(False, index=table.index, name="leaked")
+    leaked.loc[pairs.loc[~pairs["within"], "row"].unique()] = True
+    return SplitAudit(counts=pd.DataFrame(counts), pairs=pairs, leaked=leaked)

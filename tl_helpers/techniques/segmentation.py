@@ -33,6 +33,8 @@ import pandas as pd
 from keras import layers, ops
 
 from ..evaluate.metrics import binarize
+from ..train.backbones import standardize_images  # noqa: F401 (tl.segmentation.standardize_images;
+# it lives with the other preprocessings, so that an exported segmenter finds it by name)
 
 # Tversky weights: alpha on false negatives, 1 - alpha on false positives. 0.7 favours
 # recall of small tumours; gamma < 1 makes the focal version push harder on hard images.
@@ -134,19 +136,6 @@ def focal_tversky_loss(alpha: float = TVERSKY_ALPHA, gamma: float = FOCAL_GAMMA,
         return ops.power(ops.maximum(1.0 - index, 0.0), gamma)
 
     return focal_tversky
-
-
-def standardize_images(images):
-    """Each image to zero mean and unit variance over its own pixels (float32).
-
-    MRI intensities have no absolute scale: one scanner's bright is another's grey, so
-    each slice is put on its own scale before the segmenter sees it. Taught in chapter 4.
-    """
-    images = np.asarray(images, dtype=np.float32)
-    axes = tuple(range(1, images.ndim))
-    mean = images.mean(axis=axes, keepdims=True)
-    std = images.std(axis=axes, keepdims=True)
-    return (images - mean) / np.maximum(std, 1e-6)
 
 
 # --- scoring thresholded masks (NumPy) ----------------------------------------------------

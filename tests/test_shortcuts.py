@@ -1,0 +1,81 @@
+"""Shortcut check: file metadata read from headers, and a classifier that finds a planted shortcut."""
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from tl_helpers.data.images import read_image
+from tl_helpers.techniques import shortcuts
+
+
+def write_images(folder, specs, seed=0):
+    """Noise images (label, width, height, mode, file type) written to `folder`; their table."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, (label, width, height, mode, kind) in enumerate(specs):
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        path = folder / f"{i:03d}.{kind}"
+        Image.fromarray(pixels).convert(mode).save(path)
+        rows.append((str(path), label))
+    return pd.DataFrame(rows, columns=["path", "label"])
+
+
+def test_metadata_from_headers_matches_the_decoded_files(shared_data, tmp_path):
+    files = sorted((shared_data / "brain_mri_yes_no" / "no").iterdir())[:6]
+    disguised = tmp_path / "really_png.jpg"  # a PNG named .jpg: the header says what it is
+    Image.open(files[0]).convert("RGBA").save(disguised, format="PNG")
+    meta = shortcuts.image_metadata([*files, disguised])
+    for (_, row), path in zip(meta.iterrows(), [*files, disguised]):
+        decoded = read_image(path, channels=3)
+        assert (row["height"], row["width"]) == decoded.shape[:2]
+        assert row["file_bytes"] == path.stat().st_size
+    last = meta.iloc[-1]
+    assert (last["format"], last["extension"], last["mode"], last["bit_depth"]) == ("PNG", ".jpg", "RGBA", 32)
+    assert last["aspect"] == pytest.approx(last["width"] / last["height"])
+
+
+def test_one_class_png_the_other_jpeg_is_found(tmp_path):
+    rng = np.random.default_rng(1)
+    sizes = rng.integers(60, 120, (60, 2))
+    specs = [("tumour" if i % 2 else "normal", w, h, "RGB", "png" if i % 2 else "jpg")
+             for i, (w, h) in enumerate(sizes)]
+    check = shortcuts.shortcut_check(write_images(tmp_path, specs), n_boot=200)
+    assert check.report["roc_auc"].value > 0.95 and check.report["roc_auc"].low > 0.9
+    assert check.report["balanced_accuracy"].value > 0.9
+    assert check.per_feature.loc["format", "roc_auc_value"] > 0.95
+    assert check.per_feature.loc["width", "roc_auc_value"] < 0.75  # sizes were drawn alike
+    assert check.best_feature in ("format", "extension", "bytes_per_pixel", "file_bytes")
+    assert check.by_label.loc["tumour", "format=PNG"] == 1.0 and check.by_label.loc["normal", "format=JPEG"] == 1.0
+    assert check.chance == 0.5
+
+
+def test_balanced_metadata_gives_chance(tmp_path):
+    rng = np.random.default_rng(2)
+    specs = [(str(rng.choice(["tumour", "normal"])), int(rng.integers(40, 90)), int(rng.integers(40, 90)),
+              str(rng.choice(["L", "RGB"])), str(rng.choice(["png", "jpg"]))) for _ in range(200)]
+    check = shortcuts.shortcut_check(write_images(tmp_path, specs), n_boot=200)
+    auc = check.report["roc_auc"]
+    assert abs(auc.value - 0.5) < 0.15 and auc.low < 0.5 < auc.high
+    assert check.per_feature["roc_auc_value"].max() < 0.7
+
+
+def test_three_classes_one_from_another_source(tmp_path):
+    # class c comes from a source that saves grey PNGs at one size; a and b are mixed alike
+    rng = np.random.default_rng(3)
+    specs = [(label, int(rng.integers(60, 120)), int(rng.integers(60, 120)), "RGB", str(rng.choice(["png", "jpg"])))
+             for label in ("a", "b") for _ in range(25)]
+    specs += [("c", 100, 100, "L", "png") for _ in range(25)]
+    check = shortcuts.shortcut_check(write_images(tmp_path, specs), n_boot=100, n_boot_features=50)
+    assert check.per_class.loc["c", "value"] > 0.95
+    assert check.per_class.loc["a", "value"] < 0.8
+    assert check.chance == pytest.approx(1 / 3)
+
+
+def test_too_few_rows_or_one_class_is_an_error(tmp_path):
+    table = write_images(tmp_path, [("a", 20, 20, "RGB", "png")] * 3 + [("b", 20, 20, "RGB", "png")] * 8)
+    with pytest.raises(ValueError, match="fewer than n_folds"):
+        shortcuts.shortcut_check(table)
+    with pytest.raises(ValueError, match="two classes"):
+        shortcuts.shortcut_check(table.assign(label="a"))

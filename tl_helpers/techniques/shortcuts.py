@@ -1,0 +1,185 @@
+"""Shortcut check: does the image files' metadata alone predict the label?
+
+Public datasets are often put together from several sources, one class from one, another
+class from another. Then the size, colour mode or file type of an image tells its class,
+and a network can score well by reading the file rather than the scan. This check gathers
+what each file's header says (read without decoding the pixels), fits a small classifier on
+that alone, and scores it by cross-validation. A metadata-only ROC AUC well above 0.5 means
+the test score may partly measure the source, and the chapter should say so.
+
+    check = shortcut_check(table)                    # table: path, label
+    check.report                                     # {"roc_auc": Estimate, "balanced_accuracy": Estimate}
+    check.per_feature                                # which single field predicts best
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ..evaluate.metrics import Estimate, bootstrap_ci
+
+NUMERIC = ("width", "height", "aspect", "file_bytes", "bytes_per_pixel", "bit_depth")
+CATEGORICAL = ("mode", "format", "extension")
+FEATURES = NUMERIC + CATEGORICAL
+_BITS = {"1": 1, "L": 8, "P": 8, "LA": 16, "PA": 16, "I;16": 16, "I;16B": 16, "RGB": 24, "YCbCr": 24,
+         "LAB": 24, "HSV": 24, "RGBA": 32, "RGBX": 32, "CMYK": 32, "I": 32, "F": 32}
+
+
+def _header(path: str) -> dict:
+    """One file's metadata from its header; the pixels are not decoded."""
+    with Image.open(path) as image:
+        width, height = image.size
+        mode, kind = image.mode, image.format
+    size = os.stat(path).st_size
+    return {"path": path, "width": width, "height": height, "aspect": width / height, "mode": mode,
+            "format": kind or "unknown", "extension": Path(path).suffix, "file_bytes": size,
+            "bytes_per_pixel": size / (width * height), "bit_depth": _BITS.get(mode, 0)}
+
+
+def image_metadata(paths: Sequence, threads: int = 4) -> pd.DataFrame:
+    """Per file: width, height, aspect (width / height), mode (L, RGB, RGBA, P...), format (JPEG,
+    PNG... as the header says), extension (as written, `.JPG` is not `.jpg`), file_bytes,
+    bytes_per_pixel (compression) and bit_depth (bits per pixel of the mode).
+
+    Read from headers only (PIL opens without decoding), so thousands of files take seconds.
+    Taught in chapter 1; used by chapter 2 (tl.shortcuts.shortcut_check).
+    """
+    paths = [str(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        rows = list(pool.map(_header, paths))
+    return pd.DataFrame(rows, columns=["path", *FEATURES])
+
+
+def _design(metadata: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
+    """Numeric fields as they are (sizes on a log scale), categorical ones one-hot."""
+    parts = []
+    for name in features:
+        if name in CATEGORICAL:
+            parts.append(pd.get_dummies(metadata[name].astype(str), prefix=name).to_numpy(dtype=np.float64))
+        elif name in ("width", "height", "file_bytes", "bytes_per_pixel"):
+            parts.append(np.log(metadata[[name]].to_numpy(dtype=np.float64)))
+        else:
+            parts.append(metadata[[name]].to_numpy(dtype=np.float64))
+    return np.hstack(parts)
+
+
+def _auc(y: np.ndarray, proba: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    if proba.shape[1] == 2:
+        return roc_auc_score(y, proba[:, 1])
+    return roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=np.arange(proba.shape[1]))
+
+
+def _balanced_accuracy(y: np.ndarray, proba: np.ndarray) -> float:
+    from sklearn.metrics import balanced_accuracy_score
+
+    return balanced_accuracy_score(y, proba.argmax(axis=1))
+
+
+def _out_of_fold(x: np.ndarray, y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Class probabilities of each row from a model that did not see it (stratified k-fold)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from threadpoolctl import threadpool_limits
+
+    model = HistGradientBoostingClassifier(max_iter=100, max_depth=3, min_samples_leaf=5, random_state=seed)
+    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    with threadpool_limits(1):  # small fits: one thread is fastest, and 30x faster on a busy machine
+        return cross_val_predict(model, x, y, cv=folds, method="predict_proba")
+
+
+@dataclass
+class ShortcutCheck:
+    """What `shortcut_check` measured.
+
+    - `report`: `roc_auc` (one-vs-rest macro average with more than two classes) and
+      `balanced_accuracy` of the metadata-only classifier, cross-validated, with bootstrap
+      intervals: a dict for `card.metrics(check.report, prefix="metadata_only")`;
+    - `chance`: the balanced accuracy of guessing (1 / number of classes); the AUC's is 0.5;
+    - `per_class`: each class against the rest, ROC AUC from the same predictions;
+    - `per_feature`: the same check with one field at a time, best first (`best_feature`);
+    - `metadata`: the fields of every file; `by_label`: their summary per class.
+
+    Used by tl.shortcuts.shortcut_check (chapters 1 and 2).
+    """
+    report: dict
+    chance: float
+    per_class: pd.DataFrame
+    per_feature: pd.DataFrame
+    metadata: pd.DataFrame
+    by_label: pd.DataFrame
+
+    @property
+    def best_feature(self) -> str:
+        """The single metadata field whose check scored the highest ROC AUC."""
+        return str(self.per_feature.index[0])
+
+
+def metadata_by_label(metadata: pd.DataFrame, labels: Sequence) -> pd.DataFrame:
+    """Per class: files, median width, height and file size, and the share of each mode, format
+    and extension (columns like `format=PNG`). Taught in chapter 1; used by chapter 2.
+    """
+    frame = metadata.assign(label=np.asarray(labels))
+    summary = frame.groupby("label").agg(files=("path", "size"), median_width=("width", "median"),
+                                         median_height=("height", "median"),
+                                         median_kib=("file_bytes", lambda s: s.median() / 1024))
+    shares = [pd.crosstab(frame["label"], frame[name].astype(str), normalize="index").add_prefix(f"{name}=")
+              for name in CATEGORICAL]
+    return pd.concat([summary, *shares], axis=1)
+
+
+def shortcut_check(table: pd.DataFrame, path_col: str = "path", label_col: str = "label", n_folds: int = 5,
+                   seed: int = 0, n_boot: int = 1000, n_boot_features: int = 200,
+                   features: Sequence[str] = FEATURES, metadata: pd.DataFrame | None = None) -> ShortcutCheck:
+    """Cross-validated metadata-only classifier: how well do file headers predict the label?
+
+    Gathers `image_metadata` for `table[path_col]` (or takes `metadata`, one row per table row),
+    fits a small gradient-boosted tree model on the fields in `features` (sizes on a log scale,
+    mode, format and extension one-hot), and scores out-of-fold predictions of stratified
+    `n_folds`-fold cross-validation: ROC AUC and balanced accuracy, each with a stratified
+    bootstrap interval (tl.metrics.bootstrap_ci, `n_boot` resamples). Then the same for each
+    field alone (`n_boot_features` resamples: rougher intervals, to keep it quick). An AUC
+    near 0.5 means the metadata carries no label; near 1, the files give the class away.
+    Taught in chapter 1; used by chapter 2.
+    """
+    labels = table[label_col].to_numpy()
+    classes, y = np.unique(labels.astype(str), return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"a shortcut check needs at least two classes in {label_col!r}, got {list(classes)}")
+    smallest = int(np.bincount(y).min())
+    if smallest < n_folds:
+        raise ValueError(f"the smallest class has {smallest} rows, fewer than n_folds={n_folds}")
+    if metadata is None:
+        metadata = image_metadata(table[path_col].tolist())
+    if len(metadata) != len(table):
+        raise ValueError(f"{len(metadata)} metadata rows for {len(table)} table rows")
+    metadata = metadata.reset_index(drop=True)
+
+    def scored(columns: Sequence[str], resamples: int) -> tuple[np.ndarray, dict]:
+        proba = _out_of_fold(_design(metadata, columns), y, n_folds, seed)
+        return proba, {"roc_auc": bootstrap_ci(_auc, y, proba, n_boot=resamples, seed=seed),
+                       "balanced_accuracy": bootstrap_ci(_balanced_accuracy, y, proba, n_boot=resamples, seed=seed)}
+
+    proba, report = scored(list(features), n_boot)
+    per_class = pd.DataFrame(
+        [(name, *bootstrap_ci(_auc, (y == k).astype(int), np.column_stack([1 - proba[:, k], proba[:, k]]),
+                              n_boot=n_boot, seed=seed)) for k, name in enumerate(classes)],
+        columns=["class", *Estimate._fields]).set_index("class")
+    rows = []
+    for name in features:
+        _, alone = scored([name], n_boot_features)
+        rows.append({"feature": name, "distinct": int(metadata[name].nunique()),
+                     **{f"roc_auc_{part}": v for part, v in zip(Estimate._fields, alone["roc_auc"])},
+                     **{f"balanced_accuracy_{part}": v for part, v in zip(Estimate._fields, alone["balanced_accuracy"])}})
+    per_feature = (pd.DataFrame(rows).set_index("feature")
+                   .sort_values(["roc_auc_value", "balanced_accuracy_value"], ascending=False, kind="stable"))
+    return ShortcutCheck(report=report, chance=1 / len(classes), per_class=per_class, per_feature=per_feature,
+                         metadata=metadata, by_label=metadata_by_label(metadata, labels))
