@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from ..paths import project_root
-from .runcard import scrub_paths
+from .runcard import notebook_source_hash, scrub_paths
 
 GENERATED = Path("book") / "generated"
 REFERENCE_PROFILES = ("cpu", "paper")
@@ -57,7 +57,8 @@ def stage_notebooks(runs_dir: Path, fresh: bool = False, article_results: dict |
         card_file = source.with_suffix(".json")
         card = json.loads(card_file.read_text()) if card_file.is_file() else None
         page = prepare_page(json.loads(source.read_text()), notebook.stem, card,
-                            (article_results or {}).get(notebook.stem) or {})
+                            (article_results or {}).get(notebook.stem) or {}, source_changed(notebook),
+                            notebook_source_hash(notebook))
         (target / notebook.name).write_text(json.dumps(page, indent=1, ensure_ascii=False) + "\n")
         chosen[notebook.stem] = source
     return chosen
@@ -201,7 +202,39 @@ def run_facts(card: dict) -> dict:
     return facts
 
 
-def run_summary(card: dict | None, article: dict) -> str:
+def source_changed(notebook: Path) -> str | None:
+    """When the chapter's source notebook last changed (ISO date-time): now if it has uncommitted
+    changes, else its last commit; None outside git. Used by the book machinery (build)."""
+    import subprocess
+    from datetime import datetime, timezone
+
+    def git(*args):
+        try:
+            done = subprocess.run(["git", *args], cwd=notebook.parent, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    if git("status", "--porcelain", "--", notebook.name):
+        return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return git("log", "-1", "--format=%cI", "--", notebook.name) or None
+
+
+def run_is_older_than_source(card: dict, changed: str | None, source_hash: str | None = None) -> bool:
+    """True when the run was made from another version of its chapter than today's: by the
+    card's `source_sha256` when it has one, else by date (the run started before the source
+    last changed)."""
+    from datetime import datetime
+
+    if card.get("source_sha256") and source_hash:
+        return card["source_sha256"] != source_hash
+    started = card.get("started_utc")
+    if not (started and changed):
+        return False
+    return datetime.fromisoformat(str(started)) < datetime.fromisoformat(changed)
+
+
+def run_summary(card: dict | None, article: dict, changed: str | None = None, source_hash: str | None = None) -> str:
     """The short "what you are looking at" box under a chapter's title, from its run card:
     profile and data, backbone (and the article's), share of the data, test set, date,
     commit when the card has one, the source article. Used by the book machinery (build).
@@ -224,7 +257,13 @@ def run_summary(card: dict | None, article: dict) -> str:
         name = f"*{source['title']}*" + (f" by {source['author']}" if source.get("author") else "")
         lines.append(f"- **Article:** [{name}]({source['url']}); " if source.get("url") else f"- **Article:** {name}; ")
         lines[-1] += "its numbers beside ours: [results page](results.md)."
-    return "```{admonition} What you are looking at\n:class: tip\n" + "\n".join(lines) + "\n```\n"
+    kind = "tip"
+    if run_is_older_than_source(card, changed, source_hash):
+        kind = "warning"
+        lines.append(f"- **Older than the chapter:** this run started {f['date']}, and the chapter's source has "
+                     f"changed since ({(changed or '?')[:10]}). Code and prose are today's, outputs and numbers are "
+                     "the run's, until the chapter's next run.")
+    return f"```{{admonition}} What you are looking at\n:class: {kind}\n" + "\n".join(lines) + "\n```\n"
 
 
 def _figure_guide(source: str, heading: str) -> str:
@@ -237,18 +276,20 @@ def _figure_guide(source: str, heading: str) -> str:
     return f"A figure of the section {section}." if section else "A figure drawn by this chapter."
 
 
-def prepare_page(nb: dict, stem: str, card: dict | None, article: dict) -> dict:
+def prepare_page(nb: dict, stem: str, card: dict | None, article: dict, changed: str | None = None,
+                 source_hash: str | None = None) -> dict:
     """Make an executed notebook (JSON) into a chapter page, in place; return it.
 
     Title "Chapter N: ..." (the Colab badge moves to the page header); a "what you are
     looking at" box from the run card; the setup, parameters and injected-parameters cells
     hidden on the page (kept in the download); folders of the machine that ran it scrubbed
     from sources, outputs and metadata; each figure with a caption saying what to look at
-    and alt text; the run card drawn as a table. Used by the book machinery (build).
+    and alt text; the run card drawn as a table; a warning when the run is older than the
+    chapter's source (`changed`). Used by the book machinery (build).
     """
     number = article.get("chapter", int(stem[:2]) if stem[:2].isdigit() else None)
     cells = nb.get("cells", [])
-    summary = run_summary(card, article)
+    summary = run_summary(card, article, changed, source_hash)
     first_md = next((c for c in cells if c["cell_type"] == "markdown"), None)
     if first_md is not None and _TITLE.search(_text(first_md["source"])):
         text = _COLAB_BADGE.sub("", _text(first_md["source"]), count=1)
@@ -281,7 +322,7 @@ def prepare_page(nb: dict, stem: str, card: dict | None, article: dict) -> dict:
         for output in cell.get("outputs", []):
             _scrub_output(output)
         if "tl.notebook.finish(" in source and card:
-            from .runcard import RunCard
+            from .runcard import RunCard  # noqa: F811 (also imported at the top)
 
             shown = RunCard(card["notebook"], card.get("profile", "?"))
             shown.record = card

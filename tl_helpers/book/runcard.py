@@ -107,6 +107,19 @@ def guard_overwrite(path: str | Path, overwrite: bool = False) -> None:
         )
 
 
+def notebook_source_hash(path: str | Path) -> str:
+    """SHA-256 of a notebook's cell types and sources, outputs left out: what the chapter says
+    and does, so that refreshing stored outputs does not change it. The book compares it with
+    a run card's `source_sha256` to tell a run made from an older chapter. Used by every
+    chapter (RunCard.finish) and the book machinery (build)."""
+    import hashlib
+
+    cells = json.loads(Path(path).read_text()).get("cells", [])
+    text = "\x00".join(cell["cell_type"] + "\x01" + ("".join(cell["source"]) if isinstance(cell["source"], list)
+                                                    else cell["source"]) for cell in cells)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def git_provenance(notebook: str | Path | None = None, repo: str | Path | None = None) -> dict:
     """Which code made a run: `commit` (`git rev-parse HEAD`), `notebook_committed` (when the
     notebook was last committed, `git log -1 --format=%cI -- <notebook>`) and `dirty` (whether
@@ -288,6 +301,8 @@ class RunCard:
         self.record["frameworks"] = frameworks_in_use()
         self.record["versions"] = library_versions()
         self.record.update(git_provenance(self.record["notebook"]))
+        source = project_root() / "notebooks" / f"{self.record['notebook']}.ipynb"
+        self.record["source_sha256"] = notebook_source_hash(source) if source.is_file() else None
         return self.record
 
     def save(self, output_dir: str | Path, overwrite: bool = False) -> Path:
