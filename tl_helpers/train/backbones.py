@@ -164,6 +164,21 @@ def torch_normalize_lite0():
     return transforms.Normalize(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
+def standardize_images(images):
+    """Each image to zero mean and unit variance over its own pixels (float32).
+
+    MRI intensities have no absolute scale: one scanner's bright is another's grey, so
+    each slice is put on its own scale before the segmenter sees it. Known to
+    `get_preprocess` as "standardize", so an exported segmenter is fed the same way.
+    Taught in chapter 4 (as tl.segmentation.standardize_images).
+    """
+    images = np.asarray(images, dtype=np.float32)
+    axes = tuple(range(1, images.ndim))
+    mean = images.mean(axis=axes, keepdims=True)
+    std = images.std(axis=axes, keepdims=True)
+    return (images - mean) / np.maximum(std, 1e-6)
+
+
 KERAS_EXPECTS = "RGB pixels 0..255 (uint8 or float), NHWC"
 TORCH_EXPECTS = "float RGB tensor in [0, 1], CHW or NCHW (after transforms.ToTensor())"
 
@@ -276,3 +291,26 @@ def get_backbone(name: str, framework: str = "keras", weights: str | None = "ima
     return Backbone(name=name, framework=framework, model=model, preprocess=preprocess,
                     preprocess_expects=expects, weights_source=source,
                     feature_dim=feature_dim, default_size=default_size, pooling=pooling)
+
+
+STANDARDIZE = "standardize"  # the segmenter's preprocessing: each image on its own scale
+
+
+def get_preprocess(name: str, framework: str = "keras"):
+    """The preprocessing of backbone `name` alone, without building the network.
+
+    Same object `get_backbone(name, framework).preprocess` holds: Keras, a function of RGB
+    pixels 0..255 (NHWC); PyTorch, a `Normalize` for [0, 1] tensors. `name` may also be
+    "standardize" (Keras: `standardize_images`, the ResUNet's per-image scaling). This is
+    how a saved model's card names its preprocessing and gets it back.
+    Used by tl.model_cards.load_model (chapters 1 to 5, exported models).
+    """
+    if name == STANDARDIZE and framework == "keras":
+        return standardize_images
+    table = {"keras": _KERAS_PREPROCESS, "torch": _TORCH_PREPROCESS}.get(framework)
+    if table is None:
+        raise ValueError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
+    if name not in table:
+        known = sorted(table) + ([STANDARDIZE] if framework == "keras" else [])
+        raise ValueError(f"no {framework} preprocessing {name!r}; known: {known}")
+    return table[name] if framework == "keras" else table[name]()

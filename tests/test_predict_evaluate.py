@@ -1,0 +1,241 @@
+"""The command lines an exported model is used with: predict (tl.predict) and evaluate (tl.external).
+
+End to end in fresh interpreters (`python -m ...`; the two-stage runs call the same `main`
+in-process, to save two TensorFlow start-ups) on small exported Keras models and
+synthetic sets in the datasets' own layouts (class folders, LGG patient folders, PCam);
+what they write is checked against the same predictions made here in-process. Bad input
+is checked in-process: each problem must stop with a message that names the file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import tl_helpers as tl
+from conftest import REPO
+
+SIZE = 32
+ENV = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", *map(str, args)], env=ENV, cwd=cwd or REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def tiny_classifier(classes: int = 2, size: int = SIZE, seed: int = 0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(x))
+
+
+@pytest.fixture(scope="module")
+def yes_no(tmp_path_factory) -> Path:
+    return tl.synthetic.synthesize("brain_mri_yes_no", tmp_path_factory.mktemp("yes_no") / "brain_mri_yes_no")
+
+
+@pytest.fixture(scope="module")
+def lgg(tmp_path_factory) -> Path:
+    return tl.synthetic.synthesize("lgg_mri_segmentation", tmp_path_factory.mktemp("lgg") / "lgg_mri_segmentation")
+
+
+@pytest.fixture(scope="module")
+def classifier_card(tmp_path_factory) -> Path:
+    card = {"task": "binary", "name": "yes_no_tiny", "classes": ["no", "yes"], "input_size": SIZE,
+            "preprocessing": "efficientnet_lite0", "threshold": 0.45}
+    return tl.model_cards.export_model(tiny_classifier(), tmp_path_factory.mktemp("classifier"), card)
+
+
+@pytest.fixture(scope="module")
+def two_stage_card(tmp_path_factory, lgg) -> Path:
+    """Stage 1 and a small ResUNet; the stage-1 threshold is the median P(tumour), so half the slices go on."""
+    stage1 = tiny_classifier(seed=1)
+    slices = tl.data.lgg_slice_table(lgg, with_tumour=False)
+    pixels = np.stack([image for image, _ in tl.loaders.load_examples(slices.image_path, (SIZE, SIZE))])
+    p_tumour = stage1.predict(tl.backbones.preprocess_lite0(pixels), verbose=0)[:, 1]
+    card = {"task": "two_stage", "name": "lgg_two_stage", "classes": ["no tumour", "tumour"], "input_size": SIZE,
+            "preprocessing": "efficientnet_lite0", "threshold": float(np.median(p_tumour)),
+            "segmenter": {"input_size": SIZE, "preprocessing": "standardize", "mask_threshold": 0.5}}
+    segmenter = tl.segmentation.build_resunet((SIZE, SIZE, 3), filters=(4, 8))
+    return tl.model_cards.export_model(stage1, tmp_path_factory.mktemp("two_stage"), card, segmenter=segmenter)
+
+
+# --- predict ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory, yes_no) -> Path:
+    """A folder tree of every format: the synthetic JPEG/PNG files, a 16-bit PNG, an RGBA PNG, a gray TIFF."""
+    folder = tmp_path_factory.mktemp("mixed") / "scans"
+    shutil.copytree(yes_no / "yes", folder / "ward_a")
+    nested = folder / "ward_b" / "deeper"
+    nested.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 4096, (40, 50), dtype=np.uint16)).save(nested / "scan16.PNG")
+    Image.fromarray(rng.integers(0, 255, (30, 30, 4), dtype=np.uint8), mode="RGBA").save(nested / "rgba.png")
+    Image.fromarray(rng.integers(0, 255, (64, 48), dtype=np.uint8)).save(nested / "gray.tif")
+    (nested / "notes.txt").write_text("not an image")
+    (nested / ".hidden.png").write_bytes(b"")
+    return folder
+
+
+def test_predict_writes_probabilities_and_labels_at_the_cards_threshold(tmp_path, classifier_card, mixed_folder):
+    out = tmp_path / "preds.csv"
+    done = run_cli("tl_helpers.evaluate.predict", classifier_card, mixed_folder, "--out", out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pd.read_csv(out)
+    files = sorted(str(f) for f in mixed_folder.rglob("*")
+                   if tl.images.is_image_file(f) and not f.name.startswith("."))
+    assert sorted(table["file"]) == files and len(files) == len(list((mixed_folder / "ward_a").iterdir())) + 3
+    assert list(table.columns) == ["file", "p_no", "p_yes", "predicted"]
+    expected = tl.model_cards.load_model(classifier_card).predict_proba(table["file"].tolist())
+    np.testing.assert_allclose(table[["p_no", "p_yes"]].to_numpy(), expected, atol=1e-5)
+    assert (table["predicted"] == np.where(table["p_yes"] >= 0.45, "yes", "no")).all()
+    assert "predict" in done.stderr  # the progress bar
+
+
+def test_predict_stops_on_an_unreadable_file_with_one_line_naming_it(tmp_path, classifier_card, yes_no, capsys):
+    folder = tmp_path / "in"
+    shutil.copytree(yes_no / "no", folder)
+    good = sorted(folder.iterdir())[0]
+    broken = folder / "broken.jpg"
+    broken.write_bytes(good.read_bytes()[:200])  # a truncated JPEG
+    assert tl.predict.main([str(classifier_card), str(folder), "--out", str(tmp_path / "p.csv"), "--quiet"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: ") and str(broken) in error[0]
+    table = tl.predict.predict_files(classifier_card, [folder], skip_unreadable=True, progress=False)
+    assert len(table) == len(list(folder.iterdir())) - 1 and str(broken) not in set(table["file"])
+    assert "skipped" in capsys.readouterr().err
+    with pytest.raises(tl.predict.PredictError, match="not found: .*missing.png"):
+        tl.predict.predict_files(classifier_card, [folder / "missing.png"])
+
+
+def test_a_missing_card_is_one_line_naming_it(tmp_path):
+    done = run_cli("tl_helpers.evaluate.predict", tmp_path / "gone.card.json", tmp_path, "--out", tmp_path / "p.csv")
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: model card not found: {tmp_path / 'gone.card.json'}"
+
+
+def test_two_stage_predict_writes_masks_overlays_and_tumour_areas(tmp_path, two_stage_card, lgg):
+    patient = sorted((lgg / "kaggle_3m").glob("TCGA_*"))[0]
+    out = tmp_path / "areas.csv"
+    assert tl.predict.main([str(two_stage_card), str(patient), "--out", str(out), "--masks-dir",
+                            str(tmp_path / "masks"), "--quiet"]) == 0  # in-process: the command line's own code
+    table = pd.read_csv(out)
+    slices = sorted(f for f in patient.glob("*.tif") if not f.stem.endswith("_mask"))  # masks are not inputs
+    assert sorted(table["file"]) == sorted(map(str, slices))
+    assert list(table.columns) == ["file", "p_tumour", "flagged", "tumour_pixels", "tumour_fraction", "mask_file",
+                                   "overlay_file"]
+    threshold = json.loads(two_stage_card.read_text())["stage1_threshold"]
+    assert (table["flagged"] == (table["p_tumour"] >= threshold)).all()
+    assert (table.loc[~table["flagged"], "tumour_pixels"] == 0).all()
+    for row in table.itertuples():
+        mask = np.asarray(Image.open(row.mask_file))
+        assert mask.shape == tl.images.read_image(row.file, channels=1).shape  # the slice's own size
+        assert set(np.unique(mask)) <= {0, 255} and int((mask == 255).sum()) == row.tumour_pixels
+        assert row.tumour_fraction == pytest.approx(row.tumour_pixels / mask.size)
+        assert Path(row.overlay_file).is_file() and Path(row.mask_file).parent.name == patient.name
+
+
+# --- evaluate ---------------------------------------------------------------------------------
+
+def test_evaluate_gives_the_chapters_metrics_with_intervals(tmp_path, classifier_card, yes_no):
+    out = tmp_path / "report.json"
+    done = run_cli("tl_helpers.evaluate", classifier_card, yes_no, "--out", out, "--n-boot", 200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["layout"] == "class_folders" and report["task"] == "binary" and report["threshold"] == 0.45
+    table = tl.data.class_folder_table(yes_no)
+    assert report["examples"] == len(table) and report["counts"] == table.label.value_counts().sort_index().to_dict()
+    p_yes = tl.model_cards.load_model(classifier_card).predict_proba(table.path.tolist())[:, 1]
+    expected = tl.metrics.binary_report((table.label == "yes").astype(int), p_yes, threshold=0.45, n_boot=200)
+    for name, estimate in expected.items():
+        assert report["metrics"][name] == pytest.approx(estimate._asdict(), nan_ok=True), name
+    assert "accuracy" in done.stdout and "95% low" in done.stdout
+
+
+def test_evaluate_scores_the_two_stage_pipeline_per_patient(tmp_path, two_stage_card, lgg):
+    out = tmp_path / "lgg.json"
+    assert tl.external.main([str(two_stage_card), str(lgg / "kaggle_3m"), "--out", str(out), "--n-boot", "200",
+                             "--quiet"]) == 0  # in-process: the command line's own code
+    report = json.loads(out.read_text())
+    slices = tl.data.lgg_slice_table(lgg)
+    assert report["layout"] == "lgg" and report["examples"] == len(slices)
+    assert report["counts"] == {"slices": len(slices), "patients": slices.patient.nunique(),
+                                "tumour_slices": int(slices.has_tumour.sum())}
+    predictor = tl.model_cards.load_model(two_stage_card)
+    run = predictor.run_pipeline(slices.image_path.tolist())
+    truth = np.stack([tl.images.read_mask(m, (SIZE, SIZE))[..., 0] for m in slices.mask_path])
+    dice = tl.metrics.dice_scores(truth, run.masks >= 0.5)
+    expected = tl.metrics.bootstrap_ci(np.mean, dice, n_boot=200, groups=slices.patient)
+    assert report["metrics"]["dice_mean"] == pytest.approx(expected._asdict())
+    assert {"dice_tumour_slices_mean", "dice_per_patient_mean", "stage1_accuracy", "stage1_roc_auc"} <= set(
+        report["metrics"])
+
+
+def test_evaluate_reads_the_pcam_layout_and_maps_label_1_to_the_positive_class(tmp_path, classifier_card):
+    root = tmp_path / "pcam"
+    (root / "train").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for index in range(12):
+        Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(root / "train" / f"p{index}.tif")
+        rows.append((f"p{index}", index % 2))
+    pd.DataFrame(rows, columns=["id", "label"]).to_csv(root / "train_labels.csv", index=False)
+    result = tl.external.evaluate_folder(classifier_card, root, n_boot=50, progress=False)
+    assert result["layout"] == "pcam" and result["counts"] == {"no": 6, "yes": 6}
+    assert list(result["predictions"]["label"][:2]) == ["no", "yes"]
+
+    (root / "train" / "stray.tif").write_bytes((root / "train" / "p0.tif").read_bytes())
+    with pytest.raises(tl.external.EvaluationError, match="label missing: .*stray.tif"):
+        tl.external.evaluate_folder(classifier_card, root, progress=False)
+
+
+def test_bad_folders_stop_with_the_file_named(tmp_path, classifier_card, two_stage_card, yes_no, lgg, capsys):
+    evaluate = tl.external.evaluate_folder
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    shutil.copy(next((yes_no / "yes").iterdir()), loose)
+    with pytest.raises(tl.external.EvaluationError, match=f"{loose}: unknown layout"):
+        evaluate(classifier_card, loose)
+    assert tl.external.main([str(classifier_card), str(loose)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith(f"error: {loose}: unknown layout")
+
+    extra = tmp_path / "extra"
+    shutil.copytree(yes_no, extra)
+    shutil.copytree(yes_no / "no", extra / "maybe")
+    with pytest.raises(tl.external.EvaluationError, match="class folder .*maybe is not a class of the model"):
+        evaluate(classifier_card, extra)
+
+    unreadable = tmp_path / "unreadable"
+    shutil.copytree(yes_no, unreadable)
+    (unreadable / "yes" / "zero.jpg").write_bytes(b"")
+    with pytest.raises(tl.images.ImageReadError, match="zero.jpg"):
+        evaluate(classifier_card, unreadable, progress=False)
+
+    with pytest.raises(tl.external.EvaluationError, match="a binary model is evaluated on class folders or PCam"):
+        evaluate(classifier_card, lgg)
+
+    broken = tmp_path / "lgg"
+    shutil.copytree(lgg, broken)
+    masks = sorted((broken / "kaggle_3m").glob("TCGA_*/*_mask.tif"))
+    Image.fromarray(np.zeros((128, 128), np.uint8)).save(masks[0])
+    with pytest.raises(tl.external.EvaluationError, match=f"mask size mismatch: {masks[0]} is 128x128"):
+        evaluate(two_stage_card, broken)
+    shutil.copy(lgg / masks[0].relative_to(broken), masks[0])
+    masks[1].unlink()
+    with pytest.raises(tl.external.EvaluationError, match="label missing: the mask of .* is not there"):
+        evaluate(two_stage_card, broken)

@@ -1,0 +1,281 @@
+"""Where a classifier looks: Grad-CAM heat maps, and how much of the heat falls in a region.
+
+`grad_cam(model, images)` gives one heat map per image, in [0, 1], at the input's size:
+
+- PyTorch models: the maintained `grad-cam` package (`pytorch_grad_cam.GradCAM`), on the
+  last module that outputs a feature map larger than 1x1 (or the `layer` given), scoring
+  the class logit;
+- Keras models: the same computation written here with `keras.ops`: the feature map A of
+  the last layer with a spatial output (or `layer`), the gradient of the class score
+  with respect to A, channel weights = the gradient's spatial mean, heat = ReLU(sum of
+  weighted channels), scaled to [0, 1] by its own minimum and maximum (as pytorch_grad_cam
+  does) and resized to the input. The score is the class logit when the model ends in
+  logits, and log P(class) when it ends in softmax or sigmoid (for two classes the same
+  map as the logit difference, after scaling). Keras 3 has no backend-neutral gradient,
+  so only that one step is written per backend behind `_keras_gradient`: a
+  `tf.GradientTape` on TensorFlow, `torch.autograd.grad` on torch (JAX is not supported).
+
+`heat_share_inside(heatmap, mask)` is the share of the heat inside a region (chapter 5:
+the centre 32x32 that defines a PCam label, `centre_mask`; chapter 4: the true tumour
+mask). A map that ignores the region would put about the region's area share there.
+`tl.plotting.plot_heatmap_overlay` draws the maps over the images.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+import numpy as np
+
+from ..data.images import resize_image
+from .model_cards import Predictor, _keras_outputs_kind, keras_to_numpy
+
+
+# --- regions and the share of heat inside them ------------------------------------------------
+
+def box_mask(shape: tuple[int, int], top: int, left: int, height: int, width: int) -> np.ndarray:
+    """A boolean HxW mask that is True inside the box (top, left, height, width).
+
+    Used by chapters 4 and 5 (regions for tl.explain.heat_share_inside).
+    """
+    mask = np.zeros(tuple(shape[:2]), bool)
+    mask[max(0, top):top + height, max(0, left):left + width] = True
+    return mask
+
+
+def centre_mask(shape: tuple[int, int], size: int) -> np.ndarray:
+    """The central size x size box of an HxW image as a boolean mask (PCam: 32 of 96).
+
+    The odd pixel of an odd border goes bottom / right, as tl.torch_training.center_crop.
+    Used by chapter 5 (does the model look at the centre that defines the label?).
+    """
+    height, width = shape[:2]
+    if not 0 < size <= min(height, width):
+        raise ValueError(f"a centre of {size} pixels does not fit {height}x{width}")
+    return box_mask((height, width), int(round((height - size) / 2.0)), int(round((width - size) / 2.0)), size, size)
+
+
+def heat_share_inside(heatmap, mask) -> float | np.ndarray:
+    """Share of the heat inside `mask`: sum(heat * mask) / sum(heat), per map.
+
+    heatmap: HxW, or NxHxW for N maps (then `mask` is NxHxW, or one HxW for all). Masks may
+    be boolean, 0/1 or 0/255; a map of another size is resized to the mask's first. A map
+    without heat gives NaN. Compare with the region's area share (`mask.mean()`): heat
+    spread evenly would put exactly that much inside. Used by chapters 4 and 5.
+    """
+    heat = np.asarray(heatmap, dtype=np.float64)
+    single = heat.ndim == 2
+    heat = heat[None] if single else heat
+    region = np.asarray(mask)
+    region = (region > (127 if region.max(initial=0) > 1 else 0)) if region.dtype != bool else region
+    region = np.broadcast_to(region, (len(heat),) + region.shape[-2:]) if region.ndim == 2 else region
+    if len(region) != len(heat):
+        raise ValueError(f"{len(heat)} heat maps but {len(region)} masks")
+    if heat.shape[1:] != region.shape[1:]:
+        heat = np.stack([resize_image(h.astype(np.float32), region.shape[1:]) for h in heat]).astype(np.float64)
+    heat = np.clip(heat, 0, None)
+    total = heat.sum(axis=(1, 2))
+    inside = (heat * region).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total > 0, inside / np.where(total > 0, total, 1.0), np.nan)
+    return float(share[0]) if single else share
+
+
+# --- Grad-CAM -------------------------------------------------------------------------------
+
+def _scale_and_resize(cams: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """ReLU'd maps to [0, 1] by their own min and max, then to `size` (as pytorch_grad_cam)."""
+    out = []
+    for cam in cams:
+        cam = cam - cam.min()
+        cam = cam / (1e-7 + cam.max())
+        out.append(resize_image(cam.astype(np.float32), size))
+    return np.stack(out).astype(np.float32)
+
+
+def _class_targets(class_index, count: int, scores: np.ndarray) -> np.ndarray:
+    if class_index is None:
+        return scores.argmax(axis=1) if scores.shape[1] > 1 else (scores[:, 0] > 0).astype(int)
+    if np.isscalar(class_index):
+        return np.full(count, int(class_index))
+    targets = np.asarray(class_index, dtype=int)
+    if len(targets) != count:
+        raise ValueError(f"{len(targets)} class indices for {count} images")
+    return targets
+
+
+def _torch_feature_layer(model, batch):
+    """The last module (by when it finishes) whose output is a feature map larger than 1x1."""
+    import torch
+
+    finished = []
+    hooks = [module.register_forward_hook(
+        lambda module, args, output: finished.append(module)
+        if isinstance(output, torch.Tensor) and output.ndim == 4 and min(output.shape[-2:]) > 1 else None)
+        for module in model.modules() if module is not model]
+    try:
+        with torch.no_grad():
+            model(batch[:1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if not finished:
+        raise ValueError("the model has no module with a spatial feature map; Grad-CAM needs one")
+    return finished[-1]
+
+
+def _grad_cam_torch(model, batch, class_index, layer) -> np.ndarray:
+    import torch
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    batch = torch.as_tensor(np.asarray(batch, dtype=np.float32)) if not isinstance(batch, torch.Tensor) else batch
+    device = next(model.parameters()).device
+    batch = batch.to(device)
+    was_training = model.training
+    model.eval()
+    if layer is None:
+        layer = _torch_feature_layer(model, batch)
+    elif isinstance(layer, str):
+        layer = model.get_submodule(layer)
+    try:
+        with torch.no_grad():
+            logits = model(batch).float().cpu().numpy()
+        targets = _class_targets(class_index, len(batch), logits)
+        # an input that requires grad: gradients reach the feature map even when the body is frozen
+        with GradCAM(model=model, target_layers=[layer]) as cam:
+            maps = cam(input_tensor=batch.detach().clone().requires_grad_(True),
+                       targets=[ClassifierOutputTarget(int(c)) for c in targets])
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return np.asarray(maps, dtype=np.float32)
+
+
+def _keras_feature_layer(model, name: str | None):
+    if name is not None:
+        return model.get_layer(name)
+    for layer in reversed(model.layers):
+        try:
+            shape = tuple(layer.output.shape)
+        except (AttributeError, ValueError):
+            continue
+        if len(shape) == 4 and shape[1] and shape[2] and min(shape[1], shape[2]) > 1:
+            return layer
+    raise ValueError("the model has no layer with a spatial feature map (N, h, w, C); Grad-CAM needs one")
+
+
+def _keras_gradient(score_and_features) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run `score_and_features(watch)` and differentiate its score by its feature map, per backend.
+
+    `score_and_features(watch)` returns (score, features, outputs), calling `watch(tensor)`
+    on the tensor the gradient must flow from (and using what it returns in its place).
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            def watch(tensor):
+                tape.watch(tensor)
+                return tensor
+
+            score, features, outputs = score_and_features(watch)
+        grads = tape.gradient(score, features)
+    elif backend == "torch":
+        import torch
+
+        with torch.enable_grad():
+            score, features, outputs = score_and_features(lambda tensor: tensor.detach().requires_grad_(True))
+            grads = torch.autograd.grad(score, features)[0]
+    else:
+        raise NotImplementedError(f"Grad-CAM for Keras runs on the tensorflow and torch backends, not {backend!r}")
+    return (keras_to_numpy(features).astype(np.float64), keras_to_numpy(grads).astype(np.float64),
+            keras_to_numpy(outputs))
+
+
+def _grad_cam_keras(model, batch, class_index, layer_name) -> np.ndarray:
+    import keras
+    from keras import ops
+
+    batch = np.asarray(batch, dtype=np.float32)
+    layer = _keras_feature_layer(model, layer_name)
+    probabilities = _keras_outputs_kind(model) == "probabilities"
+    try:  # the layer's output is a tensor of the model's own graph: one model gives both, input watched
+        both = keras.Model(model.inputs, [layer.output, model.outputs[0]])
+
+        def forward(watch):
+            features, outputs = both(watch(ops.convert_to_tensor(batch)), training=False)
+            return features, outputs
+    except (ValueError, AttributeError):  # a backbone nested inside: top-level layers in turn, map watched
+        layers = [item for item in model.layers if not isinstance(item, keras.layers.InputLayer)]
+
+        def forward(watch):
+            x, features = ops.convert_to_tensor(batch), None
+            for item in layers:
+                x = item(x, training=False)
+                if item is layer:
+                    x = features = watch(x)
+            return features, x
+
+        reached = keras_to_numpy(forward(lambda tensor: tensor)[1])
+        if not np.allclose(reached, keras_to_numpy(model(batch, training=False)), atol=1e-4):
+            raise ValueError(f"cannot reach layer {layer.name!r}: the model's top-level layers are not a chain. "
+                             "Name a layer of the outer model (`layer=`), or build the model flat "
+                             "(tl.features.stack_head does)")
+    targets = {}
+
+    def score_and_features(watch):
+        features, outputs = forward(watch)
+        if "chosen" not in targets:
+            targets["chosen"] = _class_targets(class_index, len(batch), keras_to_numpy(outputs))
+        chosen = targets["chosen"]
+        if outputs.shape[-1] == 1:  # one unit: class 1 is its value, class 0 the complement
+            unit = outputs[:, 0]
+            positive = ops.convert_to_tensor(chosen == 1)
+            score = (ops.where(positive, ops.log(unit + 1e-7), ops.log(1.0 - unit + 1e-7)) if probabilities
+                     else ops.where(positive, unit, -unit))
+        else:
+            onehot = ops.convert_to_tensor(np.eye(outputs.shape[-1], dtype=np.float32)[chosen])
+            picked = ops.sum(outputs * onehot, axis=-1)
+            score = ops.log(picked + 1e-7) if probabilities else picked
+        return ops.sum(score), features, outputs
+
+    features, grads, _ = _keras_gradient(score_and_features)
+    weights = grads.mean(axis=(1, 2))  # (N, C): the gradient's spatial mean
+    cams = np.maximum((features * weights[:, None, None, :]).sum(axis=-1), 0.0)
+    return _scale_and_resize(cams, batch.shape[1:3])
+
+
+def grad_cam(model, images, class_index: int | Sequence[int] | None = None, layer=None,
+             batch_size: int = 16) -> np.ndarray:
+    """Grad-CAM heat maps, (N, H, W) float32 in [0, 1] at the input's height and width.
+
+    model: a `Predictor` from tl.model_cards.load_model (then `images` are files or arrays,
+        prepared by the predictor), a torch.nn.Module or a keras.Model (then `images` is the
+        model-ready batch: NCHW for PyTorch, NHWC for Keras, preprocessed).
+    class_index: the class whose evidence is mapped: None for each image's predicted class,
+        one index for all, or one per image.
+    layer: the feature map to use: a module or its dotted name (PyTorch), a layer name
+        (Keras); default the last one with a spatial output larger than 1x1.
+    batch_size: images per forward and backward pass.
+    Used by chapters 4 and 5 (and any exported classifier).
+    """
+    if isinstance(model, Predictor):
+        network, framework, prepare = model.model, model.framework, model.prepare
+    else:
+        network, prepare = model, (lambda batch: batch)
+        keras = sys.modules.get("keras")  # a Keras model is also a torch Module on the torch backend
+        framework = "keras" if keras is not None and isinstance(model, keras.Model) else "torch"
+    run = _grad_cam_torch if framework == "torch" else _grad_cam_keras
+    items = images if not isinstance(images, (list, tuple)) else list(images)
+    count = len(items)
+    targets = None if class_index is None or np.isscalar(class_index) else np.asarray(class_index, dtype=int)
+    if targets is not None and len(targets) != count:
+        raise ValueError(f"{len(targets)} class indices for {count} images")
+    maps = [run(network, prepare(items[start:start + batch_size]),
+                class_index if targets is None else targets[start:start + batch_size], layer)
+            for start in range(0, count, batch_size)]
+    return np.concatenate(maps)

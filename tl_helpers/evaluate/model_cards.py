@@ -1,0 +1,579 @@
+"""Trained models that leave the notebook: a model file, a model card beside it, a predictor.
+
+`export_model(model, folder, card)` writes
+
+- the model: a Keras model as `<name>.keras`; a PyTorch model as its state dict `<name>.pt`
+  plus, in the card, the name of a registered architecture (`"efficientnet_lite0+classifier_head"`)
+  whose builder makes the same network again, so loading needs no notebook code;
+- for the two-stage LGG pipeline, the segmenter as `<name>_segmenter.keras`;
+- `<name>.card.json`, the model card: task, classes in order, input size and channels, the
+  preprocessing by name (a backbone's, re-created by `tl.backbones.get_preprocess`), the
+  decision threshold chosen on validation, the metrics, data source, profile and git commit.
+
+`load_model(card_path)` reads the card and returns a `Predictor`: `.predict_proba(images)`
+takes image files or arrays (any size, gray, RGB or RGBA) and does the resizing and the
+preprocessing itself. A `.keras` file loads with every Keras backend (TensorFlow, torch).
+After writing, `export_model` loads the files back and checks that they predict what the
+model in memory predicts, so a model that would not travel fails at export, not later.
+
+Neither Keras nor PyTorch is imported until a model of that framework is saved or loaded.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .. import __version__, paths
+from ..data.images import convert_channels, resize_image, to_channels
+from ..train.backbones import TORCH_BACKBONES, get_preprocess
+from ..train.loaders import load_examples
+from ..train.torch_training import PatchTransform, center_crop, classifier_head, pick_device
+
+CARD_SUFFIX = ".card.json"
+CARD_VERSION = 1
+TASKS = ("binary", "multiclass", "segmentation", "two_stage")
+EQUALITY_TOLERANCE = 1e-5  # export's check: the loaded files predict what the model in memory does
+
+
+class ModelCardError(ValueError):
+    """A model card that cannot be used: missing, unreadable or incomplete; the message names the file.
+
+    Used by chapters 1 to 5 (raised by tl.model_cards.export_model and load_model).
+    """
+
+
+# --- architectures: how a PyTorch state dict becomes a network again ---------------------
+
+ARCHITECTURES: dict[str, Callable[[dict], Any]] = {}
+
+
+def register_architecture(name: str):
+    """Decorator: `builder(options) -> torch.nn.Module` becomes known to `load_model` as `name`.
+
+    `options` is the card's `architecture_options` plus `classes` (the number of classes).
+    The builder makes the network with random weights; the state dict fills them.
+    Used by tl.model_cards (the built-in "<backbone>+classifier_head" of chapter 5).
+    """
+    def register(builder):
+        ARCHITECTURES[name] = builder
+        return builder
+
+    return register
+
+
+def _backbone_with_classifier_head(backbone: str) -> Callable[[dict], Any]:
+    def build(options: dict):
+        from torch import nn
+
+        from ..train.backbones import get_backbone
+
+        body = get_backbone(backbone, "torch", weights=None, pooling=None)
+        head = classifier_head(body.feature_dim, hidden=int(options.get("hidden", 512)),
+                               classes=int(options["classes"]), dropout=float(options.get("dropout", 0.5)))
+        return nn.Sequential(body.model, head)
+
+    return build
+
+
+for _name in TORCH_BACKBONES:  # chapter 5: nn.Sequential(backbone body, tl.torch_training.classifier_head)
+    register_architecture(f"{_name}+classifier_head")(_backbone_with_classifier_head(_name))
+
+
+def build_architecture(name: str, options: dict):
+    """The registered network `name` with random weights (eval mode).
+
+    Used by tl.model_cards.load_model (chapter 5's exported models).
+    """
+    if name not in ARCHITECTURES:
+        raise ModelCardError(f"unknown architecture {name!r}; registered: {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[name](dict(options)).eval()
+
+
+# --- the card ------------------------------------------------------------------------------
+
+def git_commit(folder: str | Path | None = None) -> str | None:
+    """`git rev-parse HEAD` of the project (or `folder`); None where git or the repository is absent.
+
+    Used by tl.model_cards.export_model (chapters 1 to 5).
+    """
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder or paths.project_root(),
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and commit else None
+
+
+def to_jsonable(value):
+    """Estimates, reports, numpy numbers and paths as plain JSON (NaN becomes null).
+
+    An `Estimate` (or any named tuple with value/low/high) becomes {"value", "low", "high"}.
+    Used by tl.model_cards.export_model and tl.external (chapters 1 to 5).
+    """
+    if hasattr(value, "_asdict"):
+        return {key: to_jsonable(item) for key, item in value._asdict().items()}
+    if isinstance(value, dict):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(float(value)) else float(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _size(value, what: str) -> list[int]:
+    if value is None:
+        raise ModelCardError(f"the card needs {what} (pixels: one number, or [height, width])")
+    size = [int(value), int(value)] if np.isscalar(value) else [int(v) for v in value]
+    if len(size) != 2 or min(size) < 1:
+        raise ModelCardError(f"{what} must be one number or [height, width], not {value!r}")
+    return size
+
+
+def _framework(model) -> str:
+    """"keras" or "torch" (a Keras model is also a torch Module on the torch backend: Keras first)."""
+    keras = sys.modules.get("keras")
+    if keras is not None and isinstance(model, keras.Model):
+        return "keras"
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        return "torch"
+    raise ModelCardError(f"cannot export a {type(model).__name__}: give a keras.Model or a torch.nn.Module")
+
+
+def _check_card(card: dict) -> dict:
+    """The card the chapter gave, completed with defaults and checked; raises ModelCardError."""
+    card = dict(card)
+    task = card.get("task")
+    if task not in TASKS:
+        raise ModelCardError(f"card task must be one of {TASKS}, not {task!r}")
+    card["name"] = str(card.get("name") or "model")
+    if "/" in card["name"] or card["name"].startswith("."):
+        raise ModelCardError(f"card name {card['name']!r} must be a plain file name")
+    card["input_size"] = _size(card.get("input_size"), "input_size")
+    card["channels"] = int(card.get("channels", 3))
+    if card["channels"] not in (1, 3):
+        raise ModelCardError(f"channels must be 1 or 3, not {card['channels']}")
+    if not card.get("preprocessing"):
+        raise ModelCardError("the card needs `preprocessing`: the backbone's name (e.g. 'efficientnet_lite0'), "
+                             "or 'standardize' for a segmenter")
+    card.setdefault("crop", None)
+    if task == "segmentation":
+        card.setdefault("classes", ["background", "tumour"])
+        card.setdefault("mask_threshold", 0.5)
+    classes = [str(c) for c in card.get("classes") or []]
+    if task in ("binary", "two_stage") and len(classes) != 2:
+        raise ModelCardError(f"a {task} card needs two classes (negative first, positive second), got {classes}")
+    if task == "multiclass" and len(classes) < 2:
+        raise ModelCardError(f"a multiclass card needs the classes in the model's output order, got {classes}")
+    card["classes"] = classes
+    if task in ("binary", "two_stage"):
+        card["threshold"] = float(card.get("threshold", 0.5))
+        card.setdefault("positive_class", classes[1])
+    else:
+        card.setdefault("threshold", None)
+    if task == "two_stage":
+        card["stage1_threshold"] = float(card.get("stage1_threshold", card["threshold"]))
+        segmenter = dict(card.get("segmenter") or {})
+        segmenter["input_size"] = _size(segmenter.get("input_size"), "segmenter input_size")
+        segmenter.setdefault("channels", 3)
+        segmenter.setdefault("preprocessing", "standardize")
+        segmenter.setdefault("mask_threshold", 0.5)
+        card["segmenter"] = segmenter
+    for key in ("metrics", "data_source", "profile"):
+        card.setdefault(key, None)
+    return card
+
+
+def _keras_outputs_kind(model) -> str:
+    """'probabilities' when the last layer ends in softmax or sigmoid, else 'logits'."""
+    layer = model
+    while hasattr(layer, "layers") and layer.layers:
+        layer = layer.layers[-1]
+    activation = getattr(getattr(layer, "activation", None), "__name__", "")
+    return "probabilities" if activation in ("softmax", "sigmoid") else "logits"
+
+
+def _save(model, framework: str, stem: Path, card: dict) -> str:
+    """Write the model file; returns its name (beside the card)."""
+    if framework == "keras":
+        path = stem.with_suffix(".keras")
+        model.save(path)
+        card.setdefault("outputs", _keras_outputs_kind(model))
+        return path.name
+    import torch
+
+    architecture = card.get("architecture")
+    if not architecture:
+        raise ModelCardError("a PyTorch model's card needs `architecture`, the registered builder that makes "
+                             f"the network again; registered: {sorted(ARCHITECTURES)}")
+    card.setdefault("architecture_options", {})
+    card.setdefault("outputs", "logits")
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    rebuilt = build_architecture(architecture, {**card["architecture_options"], "classes": len(card["classes"])})
+    try:
+        rebuilt.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ModelCardError(f"the model does not fit architecture {architecture!r} "
+                             f"(options {card['architecture_options']}): {str(error)[:500]}") from None
+    path = stem.with_suffix(".pt")
+    torch.save(state, path)
+    return path.name
+
+
+def export_model(model, folder: str | Path, card: dict, segmenter=None, verify: bool = True) -> Path:
+    """Save `model` and its model card into `folder`; returns the card's path.
+
+    card (a dict; what the chapter knows):
+        task: "binary", "multiclass", "segmentation" or "two_stage"; name: the files' stem
+        (default "model"); classes: in the model's output order (binary: negative, positive);
+        input_size: pixels, one number or [height, width]; channels: 1 or 3 (default 3);
+        preprocessing: the backbone's name (`tl.backbones.get_preprocess`), or "standardize";
+        crop: centre crop after resizing (chapter 5), default none; threshold: P(positive)
+        at or above which a case is called positive, chosen on validation (default 0.5);
+        metrics (a tl.metrics report is fine), data_source, profile: recorded as given.
+        PyTorch: architecture (a registered name, e.g. "efficientnet_lite0+classifier_head")
+        and architecture_options (e.g. {"hidden": 512, "dropout": 0.5}).
+        two_stage: the stage-1 classifier is `model`, the segmenter `segmenter` (Keras), with
+        card["segmenter"] = {"input_size", "preprocessing" ("standardize"), "mask_threshold"}
+        and stage1_threshold (default: threshold).
+    The card written adds the framework, the files, the time, versions and the git commit.
+    With `verify`, the saved files are loaded back and must predict what `model` does (to
+    1e-5) on two noise images; if not, the files are removed and ModelCardError says why.
+    Used by chapters 1 to 5 (the last step of a chapter).
+    """
+    card = _check_card(card)
+    if (card["task"] == "two_stage") != (segmenter is not None):
+        raise ModelCardError("a two_stage card needs `segmenter=` (the stage-2 model), and only it takes one")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / card["name"]
+    card["framework"] = _framework(model)
+    card["model_file"] = _save(model, card["framework"], stem, card)
+    if segmenter is not None:
+        seg_framework = _framework(segmenter)
+        if seg_framework != "keras":
+            raise ModelCardError("the two-stage segmenter must be a Keras model (chapter 4's ResUNet)")
+        card["segmenter"]["framework"] = seg_framework
+        card["segmenter"]["model_file"] = _save(segmenter, seg_framework, folder / f"{card['name']}_segmenter",
+                                                card["segmenter"])
+    versions = {"python": platform.python_version(), "tl_helpers": __version__}
+    for package in (("keras",) if card["framework"] == "keras" else ("torch", "timm")):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    card.update(format_version=CARD_VERSION, git_commit=git_commit(),
+                created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), versions=versions)
+    card_path = folder / f"{card['name']}{CARD_SUFFIX}"
+    card_path.write_text(json.dumps(to_jsonable(card), indent=1, allow_nan=False) + "\n")
+    if verify:
+        try:
+            _verify_export(model, segmenter, card_path)
+        except ModelCardError:  # a card that does not give the model back must not be left to be used
+            for name in (card_path.name, card["model_file"], (card.get("segmenter") or {}).get("model_file")):
+                if name:
+                    (folder / name).unlink(missing_ok=True)
+            raise
+    return card_path
+
+
+def _verify_export(model, segmenter, card_path: Path) -> None:
+    """The files, loaded back, must give what the models in memory give."""
+    loaded = load_model(card_path)
+    rng = np.random.default_rng(0)
+    height, width = loaded.input_size
+    images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(2)]
+    pairs = [(loaded, model)]
+    if segmenter is not None:
+        pairs.append((loaded.segmenter, segmenter))
+    for predictor, original in pairs:
+        batch = predictor.prepare(images)
+        fresh = predictor._forward(batch, model=original)
+        again = predictor._forward(batch)
+        if fresh.shape != again.shape or not np.allclose(fresh, again, atol=EQUALITY_TOLERANCE, rtol=0):
+            gap = f"largest difference {np.abs(fresh - again).max():.3g}" if fresh.shape == again.shape else \
+                f"output shapes {fresh.shape} and {again.shape}"
+            raise ModelCardError(f"{predictor.card_path}: the saved model predicts differently from the model in "
+                                 f"memory ({gap}); a layer may not save its weights or configuration, or the model "
+                                 "has randomness at inference")
+        _check_outputs(predictor, again)
+
+
+def _check_outputs(predictor: "Predictor", outputs: np.ndarray) -> None:
+    card = predictor.card
+    if card["task"] == "segmentation":
+        if outputs.ndim != 3:
+            raise ModelCardError(f"{predictor.card_path}: a segmenter must output one mask per image, got "
+                                 f"shape {outputs.shape}")
+        return
+    if outputs.ndim != 2 or outputs.shape[1] != len(card["classes"]):
+        raise ModelCardError(f"{predictor.card_path}: the model outputs shape {outputs.shape[1:]}, the card "
+                             f"names {len(card['classes'])} classes {card['classes']}")
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+def read_card(card_path: str | Path) -> tuple[dict, Path]:
+    """(card, path) from a card file, or from a folder holding exactly one `*.card.json`.
+
+    Used by tl.model_cards.load_model and the tl.predict / tl.external command lines.
+    """
+    path = Path(card_path)
+    if path.is_dir():
+        found = sorted(path.glob(f"*{CARD_SUFFIX}"))
+        if len(found) != 1:
+            raise ModelCardError(f"{path} holds {len(found)} model cards (*{CARD_SUFFIX}); name the one to use")
+        path = found[0]
+    if not path.is_file():
+        raise ModelCardError(f"model card not found: {path}")
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelCardError(f"cannot read model card {path}: {error}") from None
+    missing = [key for key in ("task", "framework", "model_file", "classes", "input_size", "preprocessing")
+               if key not in card]
+    if missing:
+        raise ModelCardError(f"model card {path} lacks {missing}; was it written by tl.model_cards.export_model?")
+    return card, path
+
+
+def load_model(card_path: str | Path, device: str | None = None) -> "Predictor":
+    """The model a card describes, ready to predict: a `Predictor`.
+
+    `card_path` is the `.card.json` file (or a folder holding one). PyTorch models run on
+    `device` (default: the first CUDA GPU if there is one, else the CPU); Keras models
+    where their backend puts them. Used by chapters 1 to 5 and the tl.predict / tl.external
+    command lines.
+    """
+    card, path = read_card(card_path)
+    predictor = Predictor(card, path, device)
+    if card["task"] == "two_stage":
+        stage2 = dict(card["segmenter"], task="segmentation", classes=["background", "tumour"])
+        predictor.segmenter = Predictor(stage2, path, device)
+    return predictor
+
+
+def _load_file(card: dict, card_path: Path, device):
+    file = card_path.parent / card["model_file"]
+    if not file.is_file():
+        raise ModelCardError(f"model file not found: {file} (named by the card {card_path})")
+    if card["framework"] == "keras":
+        import keras
+
+        from . import uncertainty  # noqa: F401 - registers MCDropout, which chapter 1's heads use
+
+        try:
+            return keras.saving.load_model(file, compile=False)
+        except Exception as error:  # noqa: BLE001 - the file, named, is what the reader needs
+            raise ModelCardError(f"cannot load Keras model {file}: {error}") from None
+    import torch
+
+    options = {**card.get("architecture_options", {}), "classes": len(card["classes"])}
+    model = build_architecture(card.get("architecture"), options)
+    try:
+        model.load_state_dict(torch.load(file, map_location="cpu", weights_only=True), strict=True)
+    except (RuntimeError, OSError, EOFError) as error:
+        raise ModelCardError(f"cannot load the state dict {file} into {card.get('architecture')!r}: "
+                             f"{str(error)[:500]}") from None
+    return model.to(device).eval()
+
+
+def keras_to_numpy(tensor) -> np.ndarray:
+    """`keras.ops.convert_to_numpy`, without the DeprecationWarning TensorFlow's tensors raise under NumPy 2.
+
+    Used by tl.model_cards and tl.explain (exported Keras models).
+    """
+    import warnings
+
+    import keras
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # EagerTensor.__array__ takes no `copy`
+        return np.asarray(keras.ops.convert_to_numpy(tensor))
+
+
+def _keras_inference(model, batch):
+    """model(batch) in inference mode, without recording gradients on the torch backend."""
+    import keras
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        with torch.no_grad():
+            return model(batch, training=False)
+    return model(batch, training=False)
+
+
+@dataclass
+class TwoStageResult:
+    """The two-stage pipeline on a batch: stage-1 P(positive), which images were flagged, masks.
+
+    masks: (N, H, W) probabilities at the segmenter's size; zero on images not flagged.
+    Used by chapter 4 and tl.predict (what Predictor.run_pipeline returns).
+    """
+
+    p_positive: np.ndarray
+    flagged: np.ndarray
+    masks: np.ndarray
+
+
+class Predictor:
+    """A loaded model with its card: predictions from image files or arrays, preprocessing included.
+
+    Attributes: card, card_path, framework, model, classes, input_size (height, width),
+    channels, threshold, segmenter (the stage-2 Predictor of a two-stage card, else None).
+    Images: paths (read with tl.images, any format) or arrays (HxW, HxWx3, HxWx4; uint8 or
+    0..255 floats), each resized to the input size as in training.
+    Used by chapters 1 to 5 and the tl.predict / tl.external command lines.
+    """
+
+    def __init__(self, card: dict, card_path: Path, device: str | None = None):
+        self.card = card
+        self.card_path = Path(card_path)
+        self.framework = card["framework"]
+        self.classes = list(card["classes"])
+        self.input_size = tuple(int(v) for v in card["input_size"])
+        self.channels = int(card.get("channels", 3))
+        self.crop = card.get("crop")
+        self.threshold = card.get("threshold")
+        self.segmenter: Predictor | None = None
+        self.device = None
+        if self.framework == "torch":
+            self.device = pick_device(device)
+            normalize = get_preprocess(card["preprocessing"], "torch")
+            self._transform = PatchTransform(self.crop, tuple(normalize.mean), tuple(normalize.std))
+        elif self.framework == "keras":
+            self._preprocess = get_preprocess(card["preprocessing"], "keras")
+        else:
+            raise ModelCardError(f"{card_path}: unknown framework {self.framework!r}")
+        self.model = _load_file(card, self.card_path, self.device)
+
+    def __repr__(self) -> str:
+        return (f"Predictor({self.card.get('name')!r}, {self.card['task']}, {self.framework}, "
+                f"classes={self.classes}, input={self.input_size}, threshold={self.threshold})")
+
+    # images -> model-ready batch
+    def load_images(self, images: Sequence) -> np.ndarray:
+        """float32 (N, H, W, C) pixels 0..255 at the input size, before preprocessing."""
+        images = list(images)
+        paths = [i for i, item in enumerate(images) if isinstance(item, (str, Path))]
+        loaded = dict(zip(paths, load_examples([images[i] for i in paths], self.input_size, self.channels)))
+        out = []
+        for index, item in enumerate(images):
+            if index in loaded:
+                out.append(loaded[index][0])
+            else:
+                array = to_channels(np.asarray(item), None)
+                out.append(convert_channels(resize_image(array, self.input_size), self.channels).astype(np.float32))
+        if not out:
+            raise ValueError("no images given")
+        return np.stack(out)
+
+    def prepare(self, images: Sequence):
+        """The model's input for `images`: Keras NHWC float32 numpy; PyTorch an NCHW tensor."""
+        pixels = self.load_images(images)
+        if self.framework == "torch":
+            import torch
+
+            batch = np.stack([self._transform(image) for image in pixels]).transpose(0, 3, 1, 2)
+            return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        if self.crop:
+            pixels = np.stack([center_crop(image, self.crop) for image in pixels])
+        return np.asarray(self._preprocess(pixels), dtype=np.float32)
+
+    def _forward(self, batch, model=None) -> np.ndarray:
+        """Probabilities (N, K), or masks (N, H, W) for a segmenter, from a prepared batch."""
+        model = self.model if model is None else model
+        if self.framework == "torch":
+            import torch
+
+            was_training = model.training
+            device = next(model.parameters()).device
+            model.eval()
+            try:
+                with torch.no_grad():
+                    output = model(batch.to(device)).float()
+                    if self.card.get("outputs", "logits") == "logits":
+                        output = torch.softmax(output, dim=1) if output.shape[1] > 1 else torch.sigmoid(output)
+                    output = output.cpu().numpy()
+            finally:
+                model.train(was_training)
+        else:
+            import keras
+
+            output = keras_to_numpy(_keras_inference(model, batch))
+            if self.card.get("outputs") == "logits":
+                output = keras_to_numpy(
+                    keras.ops.softmax(output, axis=-1) if output.shape[-1] > 1 else keras.ops.sigmoid(output))
+        output = output.astype(np.float64)
+        if self.card["task"] == "segmentation":
+            return output[..., 0] if output.ndim == 4 else output
+        if output.ndim == 2 and output.shape[1] == 1:  # one sigmoid unit: P(positive)
+            output = np.concatenate([1.0 - output, output], axis=1)
+        return output
+
+    # predictions
+    def predict_proba(self, images: Sequence, batch_size: int = 32) -> np.ndarray:
+        """(N, K) class probabilities in the card's class order; a segmenter: (N, H, W) masks."""
+        images = list(images)
+        parts = [self._forward(self.prepare(images[start:start + batch_size]))
+                 for start in range(0, len(images), batch_size)]
+        return np.concatenate(parts)
+
+    def labels_from_proba(self, probabilities: np.ndarray) -> list[str]:
+        """Class names: P(positive) >= the card's threshold for binary cards, else the most probable class."""
+        probabilities = np.asarray(probabilities)
+        if self.card["task"] in ("binary", "two_stage"):
+            positive = probabilities[:, 1] >= float(self.threshold)
+            return [self.classes[int(p)] for p in positive]
+        return [self.classes[int(i)] for i in probabilities.argmax(axis=1)]
+
+    def predict(self, images: Sequence, batch_size: int = 32) -> list[str]:
+        """The predicted class name of each image, at the card's threshold."""
+        return self.labels_from_proba(self.predict_proba(images, batch_size))
+
+    def run_pipeline(self, images: Sequence, batch_size: int = 32) -> TwoStageResult:
+        """Two-stage card: stage 1 on every image, then the segmenter on the flagged ones only."""
+        if self.segmenter is None:
+            raise ValueError(f"{self.card_path} is a {self.card['task']} card, not a two-stage one")
+        images = list(images)
+        p_positive = self.predict_proba(images, batch_size)[:, 1]
+        flagged = p_positive >= float(self.card["stage1_threshold"])
+        masks = np.zeros((len(images), *self.segmenter.input_size), np.float64)
+        chosen = np.flatnonzero(flagged)
+        if len(chosen):
+            masks[chosen] = self.segmenter.predict_proba([images[i] for i in chosen], batch_size)
+        return TwoStageResult(p_positive, flagged, masks)
+
+    def predict_masks(self, images: Sequence, batch_size: int = 32) -> np.ndarray:
+        """(N, H, W) mask probabilities at the segmenter's size; two-stage: empty where not flagged."""
+        if self.card["task"] == "segmentation":
+            return self.predict_proba(images, batch_size)
+        return self.run_pipeline(images, batch_size).masks
+
+    @property
+    def mask_threshold(self) -> float:
+        """The probability at which a mask pixel counts as tumour (card's mask_threshold, else 0.5)."""
+        card = self.card["segmenter"] if self.segmenter is not None else self.card
+        return float(card.get("mask_threshold", 0.5))
+

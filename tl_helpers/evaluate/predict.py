@@ -1,0 +1,226 @@
+"""Predictions of an exported model on image files or folders, from Python or a shell.
+
+    python -m tl_helpers.evaluate.predict MODEL_CARD PATHS... --out preds.csv
+        [--masks-dir DIR] [--batch-size 32] [--device cuda|cpu] [--skip-unreadable]
+
+PATHS are image files or folders, searched recursively for every format the datasets use
+(JPEG, PNG, TIFF, BMP in any letter case; gray, RGB, RGBA, palette; 8- or 16-bit: all read
+by tl.images). Hidden files and LGG mask files (`*_mask.*`) found in folders are skipped.
+
+- A classifier's card (binary, multiclass) gives a CSV: `file`, one `p_<class>` column per
+  class in the card's order, and `predicted`, the class at the card's threshold (binary:
+  P(positive) >= threshold; multiclass: the most probable class).
+- A two-stage card (chapter 4) runs stage 1 on every image and the segmenter on the
+  flagged ones, and writes, per image, a mask PNG (0/255, the image's own size) and an
+  overlay PNG (the mask in red on the image) into the masks folder, plus a CSV: `file`,
+  `p_<positive>`, `flagged`, `tumour_pixels`, `tumour_fraction` (of the image's pixels),
+  `mask_file`, `overlay_file`. A segmentation card does the same without stage 1.
+
+PyTorch models run on the first CUDA GPU when there is one (else the CPU; `--device` to
+choose); Keras models where their backend puts them. An unreadable file stops the run
+with one line naming it (`--skip-unreadable`: a warning, and the file is left out).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..data.images import IMAGE_EXTENSIONS, ImageReadError, is_image_file, read_image, resize_image
+from .model_cards import ModelCardError, Predictor, load_model
+
+MASK_COLOUR = (255, 0, 0)
+MASK_ALPHA = 0.4
+
+
+class PredictError(ValueError):
+    """Input that cannot be predicted on (a path that is missing or not an image); names the path.
+
+    Used by tl.predict.predict_files (chapters 1 to 5, exported models).
+    """
+
+
+def _is_mask_file(path: Path) -> bool:
+    return path.stem.lower().endswith("_mask")
+
+
+def collect_images(paths: Sequence[str | Path]) -> list[tuple[Path, Path]]:
+    """(file, name for outputs) of every image under `paths`, in order, each once.
+
+    A file is taken as given (it must have an image ending); a folder is searched
+    recursively, skipping hidden entries and mask files (`*_mask.<ext>`). The output name
+    is the file's path below the folder, the folder's own name first.
+    Used by tl.predict.predict_files.
+    """
+    found, seen = [], set()
+    for given in map(Path, paths):
+        if given.is_dir():
+            files = sorted(f for f in given.rglob("*") if f.is_file() and is_image_file(f) and not _is_mask_file(f)
+                           and not any(part.startswith(".") for part in f.relative_to(given).parts))
+            items = [(f, Path(given.resolve().name) / f.relative_to(given)) for f in files]
+        elif given.is_file():
+            if not is_image_file(given):
+                raise PredictError(f"{given} is not an image file (the endings read: {', '.join(IMAGE_EXTENSIONS)})")
+            items = [(given, Path(given.name))]
+        else:
+            raise PredictError(f"not found: {given}")
+        for file, name in items:
+            if file.resolve() not in seen:
+                seen.add(file.resolve())
+                found.append((file, name))
+    return found
+
+
+def overlay_mask(image: np.ndarray, mask: np.ndarray, colour=MASK_COLOUR, alpha: float = MASK_ALPHA) -> np.ndarray:
+    """RGB uint8 image with the boolean mask blended in `colour` (alpha 0.4).
+
+    Used by tl.predict.predict_files (two-stage and segmentation cards).
+    """
+    out = image.astype(np.float32).copy()
+    out[mask] = (1 - alpha) * out[mask] + alpha * np.asarray(colour, np.float32)
+    return np.round(out).astype(np.uint8)
+
+
+def _unique_names(names: list[Path]) -> list[Path]:
+    """Output names made unique by a numeric suffix where two inputs share one."""
+    used, out = set(), []
+    for name in names:
+        candidate, index = name, 2
+        while candidate in used:
+            candidate, index = name.with_name(f"{name.stem}_{index}{name.suffix}"), index + 1
+        used.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def _predict_batch(predictor: Predictor, files: list[Path], batch_size: int, skip_unreadable: bool):
+    """The batch's outputs and the files they belong to (unreadable ones dropped when skipping)."""
+    run = predictor.run_pipeline if predictor.segmenter is not None else predictor.predict_proba
+    try:
+        return run(files, batch_size), files
+    except ImageReadError as error:
+        if not skip_unreadable:
+            raise
+        kept = []
+        for file in files:
+            try:
+                read_image(file)
+                kept.append(file)
+            except ImageReadError as bad:
+                print(f"warning: skipped: {_one_line(bad)}", file=sys.stderr)
+        if len(kept) == len(files):
+            raise error
+        return (run(kept, batch_size) if kept else None), kept
+
+
+def _write_masks(predictor: Predictor, files, names, masks, masks_dir: Path) -> list[dict]:
+    """Mask and overlay PNGs at each image's own size; one row of areas per image."""
+    from PIL import Image
+
+    rows = []
+    for file, name, mask in zip(files, names, masks):
+        image = read_image(file, channels=3)
+        height, width = image.shape[:2]
+        full = resize_image(mask.astype(np.float32), (height, width)) >= predictor.mask_threshold
+        mask_file = masks_dir / name.parent / f"{name.stem}_pred_mask.png"
+        overlay_file = masks_dir / name.parent / f"{name.stem}_overlay.png"
+        mask_file.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(full.astype(np.uint8) * 255).save(mask_file)
+        Image.fromarray(overlay_mask(image, full)).save(overlay_file)
+        pixels = int(full.sum())
+        rows.append({"tumour_pixels": pixels, "tumour_fraction": pixels / float(height * width),
+                     "mask_file": str(mask_file), "overlay_file": str(overlay_file)})
+    return rows
+
+
+def predict_files(model: str | Path | Predictor, paths: Sequence[str | Path], out_csv: str | Path | None = None,
+                  masks_dir: str | Path | None = None, batch_size: int = 32, device: str | None = None,
+                  skip_unreadable: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Predict on the images under `paths` with an exported model; the table (also written to `out_csv`).
+
+    `model`: a card path (or a loaded Predictor). Segmentation and two-stage cards write
+    mask and overlay PNGs into `masks_dir` (default: `<out_csv stem>_masks/` beside the
+    CSV). See the module's description for the columns. Used by chapters 1 to 5 (exported
+    models) and the command line.
+    """
+    from tqdm import tqdm
+
+    predictor = model if isinstance(model, Predictor) else load_model(model, device=device)
+    items = collect_images(paths)
+    if not items:
+        raise PredictError(f"no image files under {', '.join(map(str, paths))}")
+    segmenting = predictor.card["task"] in ("segmentation", "two_stage")
+    if segmenting:
+        if masks_dir is None:
+            if out_csv is None:
+                raise PredictError("a segmentation model writes mask files: give masks_dir (or out_csv)")
+            masks_dir = Path(out_csv).with_name(Path(out_csv).stem + "_masks")
+        masks_dir = Path(masks_dir)
+    names = dict(zip([f for f, _ in items], _unique_names([n for _, n in items])))
+    rows = []
+    bar = tqdm(total=len(items), desc="predict", unit="image", disable=not progress, file=sys.stderr)
+    for start in range(0, len(items), batch_size):
+        files = [f for f, _ in items[start:start + batch_size]]
+        outputs, files = _predict_batch(predictor, files, batch_size, skip_unreadable)
+        bar.update(len(items[start:start + batch_size]))
+        if outputs is None:
+            continue
+        if not segmenting:
+            labels = predictor.labels_from_proba(outputs)
+            for file, p, label in zip(files, outputs, labels):
+                rows.append({"file": str(file), **{f"p_{c}": float(v) for c, v in zip(predictor.classes, p)},
+                             "predicted": label})
+            continue
+        if predictor.segmenter is not None:
+            masks, extra = outputs.masks, [{f"p_{predictor.classes[1]}": float(p), "flagged": bool(f)}
+                                           for p, f in zip(outputs.p_positive, outputs.flagged)]
+        else:
+            masks, extra = outputs, [{} for _ in files]
+        areas = _write_masks(predictor, files, [names[f] for f in files], masks, masks_dir)
+        rows.extend({"file": str(file), **more, **area} for file, more, area in zip(files, extra, areas))
+    bar.close()
+    table = pd.DataFrame(rows)
+    if out_csv is not None:
+        Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out_csv, index=False)
+    return table
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line (see the module's description); 0 on success, 1 on bad input.
+
+    Used by `python -m tl_helpers.evaluate.predict`.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m tl_helpers.evaluate.predict",
+        description="Predict with an exported model (tl.model_cards) on image files or folders.")
+    parser.add_argument("card", help="the model card (<name>.card.json) written by tl.model_cards.export_model")
+    parser.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
+    parser.add_argument("--out", required=True, help="the CSV of predictions to write")
+    parser.add_argument("--masks-dir", default=None,
+                        help="segmentation / two-stage: folder for mask and overlay PNGs (default: <out>_masks/)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default=None, help="PyTorch device (default: cuda if available, else cpu)")
+    parser.add_argument("--skip-unreadable", action="store_true", help="warn about unreadable files and go on")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        table = predict_files(args.card, args.paths, args.out, args.masks_dir, args.batch_size, args.device,
+                              args.skip_unreadable, progress=not args.quiet)
+    except (ModelCardError, PredictError, ImageReadError) as error:
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return 1
+    print(f"{len(table)} images -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
