@@ -138,3 +138,21 @@ def test_jobs_run_notebooks_concurrently_and_report_every_failure(tmp_path):
         runner.run("smoke", [*ok, broken], out_dir=tmp_path / "out", progress=False, jobs=2)
     assert all((tmp_path / "out" / nb.name).is_file() for nb in ok)
     assert (tmp_path / "out" / "09_broken.FAILED.ipynb").is_file()
+
+
+def test_weights_none_is_a_marked_dry_run(tmp_path, monkeypatch):
+    """--weights none: backbones get random weights, and the run card says its metrics mean nothing."""
+    monkeypatch.setenv("TL_WEIGHTS", "")  # main() sets it for the kernels; undone after the test
+    nb = _notebook(tmp_path / "src" / "01_dry.ipynb",
+                   "import tl_helpers as tl\n"
+                   "b = tl.backbones.get_backbone('efficientnet_lite0', 'torch', pooling='avg')\n"
+                   "card = tl.runcard.RunCard('01_dry', PROFILE)\n"
+                   "card.model(weights=b.weights_source)\n"
+                   "card.save(OUTPUT_DIR)")
+    code = runner.main(["--profile", "smoke", "--out", str(tmp_path / "out"), "--no-progress", "--weights", "none", str(nb)])
+    assert code == 0
+    card = json.loads((tmp_path / "out" / "01_dry.json").read_text())
+    assert card["model"]["weights"].startswith("random") and "meaningless" in card["dry_run"]
+    shown = RunCard(card["notebook"], card["profile"])
+    shown.record = card
+    assert "DRY RUN" in shown.text() and "DRY RUN" in shown._repr_html_()

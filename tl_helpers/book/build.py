@@ -258,6 +258,9 @@ def run_summary(card: dict | None, article: dict, changed: str | None = None, so
         lines.append(f"- **Article:** [{name}]({source['url']}); " if source.get("url") else f"- **Article:** {name}; ")
         lines[-1] += "its numbers beside ours: [results page](results.md)."
     kind = "tip"
+    if card.get("dry_run"):
+        kind = "warning"
+        lines.insert(0, f"- **Dry run:** {card['dry_run']}.")
     if run_is_older_than_source(card, changed, source_hash):
         kind = "warning"
         lines.append(f"- **Older than the chapter:** this run started {f['date']}, and the chapter's source has "

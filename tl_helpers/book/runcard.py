@@ -301,6 +301,9 @@ class RunCard:
         self.record["frameworks"] = frameworks_in_use()
         self.record["versions"] = library_versions()
         self.record.update(git_provenance(self.record["notebook"]))
+        if os.environ.get("TL_WEIGHTS", "").strip().lower() == "none":  # the runner's --weights none
+            self.record["dry_run"] = ("random backbone weights (--weights none): timing and memory only, "
+                                      "every metric of this run is meaningless")
         source = project_root() / "notebooks" / f"{self.record['notebook']}.ipynb"
         self.record["source_sha256"] = notebook_source_hash(source) if source.is_file() else None
         return self.record
@@ -338,6 +341,8 @@ class RunCard:
                 ("started", str(r.get("started_utc", "")).replace("T", " ").replace("+00:00", " UTC"))]
         if r.get("commit"):
             rows.append(("commit", r["commit"]))
+        if r.get("dry_run"):
+            rows.append(("DRY RUN", r["dry_run"]))
         rows += [(f"data: {name}", d) for name, d in r["data"].items()]
         rows += [(f"model: {key}", value) for key, value in r["model"].items()]
         rows += [("note", note) for note in r["notes"]]
@@ -378,6 +383,8 @@ class RunCard:
         """The card as Markdown-like text, without the machine's folders (`scrub_paths`)."""
         r = self.record
         lines = [f"Run card: {r['notebook']} (profile {r['profile']}, seed {r['seed']})"]
+        if r.get("dry_run"):
+            lines.append(f"  DRY RUN: {r['dry_run']}")
         for name, d in r["data"].items():
             lines.append(f"  data {name}: " + ", ".join(f"{k}={v}" for k, v in d.items()))
         if r["model"]:

@@ -387,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override one notebook parameter (repeatable)")
     parser.add_argument("--overwrite", action="store_true", help="allow replacing committed results")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--weights", choices=["none"], help="none: random backbone weights, a dry run at full "
+                        "size where the profile's weights cannot be fetched (timing and memory; metrics meaningless)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="run N notebooks at once (one process each; one GPU each when there are several)")
     parser.add_argument("--refresh-sources", action="store_true",
@@ -401,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             parser.error(f"-p expects KEY=VALUE, got {item!r}")
         overrides[key] = _parse_value(value)
+    if args.weights == "none":
+        os.environ["TL_WEIGHTS"] = "none"  # the kernels (and --jobs processes) inherit it
     try:
         run(args.profile, args.notebooks or None, args.out, args.data_dir, overrides, args.overwrite,
             progress=not args.no_progress, jobs=args.jobs)

@@ -248,6 +248,17 @@ _TORCH_PREPROCESS = {"resnet50": torch_normalize_imagenet,
                      "efficientnet_lite0": torch_normalize_lite0}
 
 
+WEIGHTS_ENV = "TL_WEIGHTS"
+
+
+def dry_run_without_weights() -> bool:
+    """True when `$TL_WEIGHTS` is "none": backbones get random weights (a dry run).
+
+    Used by tl.backbones.get_backbone and the run card.
+    """
+    return os.environ.get(WEIGHTS_ENV, "").strip().lower() == "none"
+
+
 def get_backbone(name: str, framework: str = "keras", weights: str | None = "imagenet",
                  input_shape: tuple[int, int, int] | None = None, pooling: str | None = "avg",
                  timeout: float = DOWNLOAD_TIMEOUT_S) -> Backbone:
@@ -264,8 +275,14 @@ def get_backbone(name: str, framework: str = "keras", weights: str | None = "ima
     pooling: "avg" (default) or "max" give (N, feature_dim) features; None gives the
         last feature map.
 
+    A dry run (`$TL_WEIGHTS=none`, set by the runner's `--weights none`) builds every backbone
+    with random weights, so that a profile whose weights cannot be fetched still runs at full
+    size for timing and memory; its run card says its metrics mean nothing.
+
     Used by chapters 1, 2, 4 and 5.
     """
+    if dry_run_without_weights():
+        weights = None
     table = {"keras": KERAS_BACKBONES, "torch": TORCH_BACKBONES}.get(framework)
     if table is None:
         raise ValueError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
