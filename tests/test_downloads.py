@@ -119,7 +119,11 @@ def test_download_with_credentials_and_no_network_fails_within_the_timeout(no_cr
 
 def test_the_reachability_check_gives_up_on_a_stalled_connect(monkeypatch):
     """A connect (or name lookup) that never returns still ends within the timeout."""
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(30))
+    def stalled_connect(*args, **kwargs):
+        time.sleep(5)  # far past the timeout, then fail as a dead connect would
+        raise OSError("connection timed out")
+
+    monkeypatch.setattr(socket, "create_connection", stalled_connect)
     started = time.monotonic()
     assert data.kaggle_reachable(timeout=0.5) is False
     assert time.monotonic() - started < 2
