@@ -6,6 +6,7 @@ everywhere. Defined for the whole book; `book/reproducing.md` explains the folde
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 PROJECT_ROOT_ENV = "TL_PROJECT_ROOT"
@@ -52,3 +53,16 @@ def cache_dir(kind: str) -> Path:
     if root is not None:
         return root / ".tl_cache" / kind
     return Path.home() / ".cache" / "tl_helpers" / kind
+
+
+def ask_git(*args: str, cwd: str | Path | None = None, timeout: float = 20) -> str | None:
+    """`git <args>` in `cwd` (default: the project root): its output, stripped, or None when git
+    is missing, times out, or fails (outside a repository, say). The one way the package asks
+    git. Used by the run card (provenance, protected results), model cards and the book build.
+    """
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd or project_root(), capture_output=True, text=True,
+                              timeout=timeout)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from ..paths import project_root
+from ..paths import ask_git, project_root
 from .runcard import notebook_source_hash, scrub_paths
 
 GENERATED = Path("book") / "generated"
@@ -205,19 +205,11 @@ def run_facts(card: dict) -> dict:
 def source_changed(notebook: Path) -> str | None:
     """When the chapter's source notebook last changed (ISO date-time): now if it has uncommitted
     changes, else its last commit; None outside git. Used by the book machinery (build)."""
-    import subprocess
     from datetime import datetime, timezone
 
-    def git(*args):
-        try:
-            done = subprocess.run(["git", *args], cwd=notebook.parent, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    if git("status", "--porcelain", "--", notebook.name):
+    if ask_git("status", "--porcelain", "--", notebook.name, cwd=notebook.parent, timeout=10):
         return datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return git("log", "-1", "--format=%cI", "--", notebook.name) or None
+    return ask_git("log", "-1", "--format=%cI", "--", notebook.name, cwd=notebook.parent, timeout=10) or None
 
 
 def run_is_older_than_source(card: dict, changed: str | None, source_hash: str | None = None) -> bool:

@@ -11,14 +11,13 @@ import json
 import os
 import re
 import platform
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from ..paths import project_root
+from ..paths import ask_git, project_root
 
 # Libraries whose version matters to a result; only those already imported are reported.
 _LIBRARIES = ["numpy", "pandas", "pillow", "opencv-python-headless", "scikit-learn", "scikit-image",
@@ -64,12 +63,7 @@ def is_tracked_by_git(path: str | Path) -> bool:
     path = Path(path).resolve()
     if not path.is_file():
         return False
-    try:
-        result = subprocess.run(["git", "ls-files", "--error-unmatch", path.name], cwd=path.parent,
-                                capture_output=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return result.returncode == 0
+    return ask_git("ls-files", "--error-unmatch", path.name, cwd=path.parent) is not None
 
 
 PROTECTED_MARKER = ".tl-protected"  # a folder holding this file keeps what is under it
@@ -137,11 +131,7 @@ def git_provenance(notebook: str | Path | None = None, repo: str | Path | None =
     folder = Path(repo) if repo is not None else path.parent if path is not None else project_root()
 
     def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
+        return ask_git(*args, cwd=folder)
 
     commit = git("rev-parse", "HEAD")
     if commit is None:

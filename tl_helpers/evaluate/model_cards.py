@@ -24,7 +24,6 @@ import datetime as _dt
 import json
 import math
 import platform
-import subprocess
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -106,13 +105,7 @@ def git_commit(folder: str | Path | None = None) -> str | None:
 
     Used by tl.model_cards.export_model (chapters 1 to 5).
     """
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder or paths.project_root(),
-                              capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = done.stdout.strip()
-    return commit if done.returncode == 0 and commit else None
+    return paths.ask_git("rev-parse", "HEAD", cwd=folder, timeout=10) or None
 
 
 def to_jsonable(value):
