@@ -303,3 +303,14 @@ def test_results_page_has_a_table_and_a_figure_per_chapter(tmp_path):
     assert "missing_metric" not in text
     assert text.count("```{figure}") == 1 and (tmp_path / "results_02_x.svg").stat().st_size > 1000
     assert "Testing/, 1,311 images" in text
+
+
+def test_results_page_names_both_metric_definitions_when_they_differ(tmp_path):
+    card_file = tmp_path / "02_x.json"
+    card_file.write_text(json.dumps(CARD))
+    article = dict(ARTICLE, rows=[{"metric": "roc_auc", "article": 0.986, "comparable": False,
+                                   "definition": "from probabilities", "article_definition": "from raw logits"}])
+    text = book.results_page([card_file], {"02_x": article}, figures_dir=tmp_path)
+    assert "metric: from probabilities <em>vs</em> from raw logits" in text
+    plain = book.results_page([card_file], {"02_x": ARTICLE}, figures_dir=tmp_path)
+    assert "metric:" not in plain

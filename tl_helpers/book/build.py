@@ -375,7 +375,8 @@ def _format_metric(entry: dict) -> str:
 
 def result_rows(card: dict, article: dict) -> list[dict]:
     """The table rows of one chapter: the article's `rows` found in the card (or, without any,
-    the card's first five test metrics), each {metric, label, ours, article, field, comparable, why}.
+    the card's first five test metrics), each {metric, label, ours, article, field, comparable, why,
+    definition, article_definition}.
 
     Used by the book machinery (build).
     """
@@ -388,7 +389,8 @@ def result_rows(card: dict, article: dict) -> list[dict]:
             continue
         rows.append({"metric": name, "label": metric_label(spec["metric"]), "ours": metrics[name],
                      "article": spec.get("article"), "article_note": spec.get("article_note", ""),
-                     "field": spec.get("field"), "comparable": spec.get("comparable", True), "why": spec.get("why", "")})
+                     "field": spec.get("field"), "comparable": spec.get("comparable", True), "why": spec.get("why", ""),
+                     "definition": spec.get("definition", ""), "article_definition": spec.get("article_definition", "")})
     return rows
 
 
@@ -408,6 +410,9 @@ def _comparison_text(row: dict, facts: dict, article: dict) -> str:
     if theirs_prev or facts["prevalence"]:
         parts.append(f"positives: {esc(facts['prevalence'] or '?')} <em>vs</em> {esc(theirs_prev or '?')}")
     parts.append(f"backbone: {esc(facts['backbone'])} <em>vs</em> {esc(theirs_model)}")
+    if row.get("definition") or row.get("article_definition"):  # the same name can mean different numbers
+        parts.append(f"metric: {esc(row.get('definition') or 'as named')} <em>vs</em> "
+                     f"{esc(row.get('article_definition') or 'as named')}")
     if facts["synthetic"]:
         parts.append("ours on synthetic data")
     text = "; ".join(parts) + "."
