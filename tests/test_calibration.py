@@ -74,3 +74,22 @@ def test_referral_compares_mc_spread_with_softmax_confidence():
     assert spread["accuracy"].tolist() == [0.8, 1.0]  # referring 2 by spread removes both mistakes
     assert confidence["accuracy"].tolist()[1] < 1.0  # the confident mistakes stay
     assert tl.uncertainty.plot_accuracy_coverage(curves) is not None
+
+
+def test_four_classes_over_confident_softmax_temperature_scaling_lowers_ece_and_keeps_the_calls():
+    """Chapter 2's case: a 4-way softmax whose logits were multiplied by 2.5; T fitted on one half."""
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 1.5, (4000, 4))
+    calibrated = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(4, p=row) for row in calibrated])  # outcomes drawn with exactly these probabilities
+    over = np.exp(2.5 * logits) / np.exp(2.5 * logits).sum(axis=1, keepdims=True)
+    fit, held_out = slice(0, 2000), slice(2000, None)
+    temperature = cal.fit_temperature(over[fit], y[fit])
+    assert 2.0 < temperature < 3.0  # the push was x2.5 on the logits
+    scaled = cal.apply_temperature(over[held_out], temperature)
+    assert scaled.shape == (2000, 4) and np.allclose(scaled.sum(axis=1), 1.0)
+    assert np.array_equal(scaled.argmax(axis=1), over[held_out].argmax(axis=1))  # the calls do not change
+    before = cal.expected_calibration_error(y[held_out], over[held_out])
+    after = cal.expected_calibration_error(y[held_out], scaled)
+    assert before > 0.1 and after < before / 3
+    assert cal.brier_score(y[held_out], scaled) < cal.brier_score(y[held_out], over[held_out])

@@ -353,7 +353,8 @@ def write_toc(root: Path) -> Path:
 # The results page: per chapter, one table and one figure, from the run cards.
 
 METRIC_NAMES = {"roc_auc": "ROC AUC", "macro_f1": "macro F1", "accuracy_dedup": "accuracy, near-duplicates removed",
-                "dedup_accuracy": "accuracy, near-duplicates removed", "dice_mean": "Dice, mean over slices",
+                "dedup_accuracy": "accuracy, near-duplicates removed",
+                "all_test_images_accuracy": "accuracy, near-duplicates included", "dice_mean": "Dice, mean over slices",
                 "dice_per_patient_mean": "Dice, mean of patients", "pipeline_dice_mean": "Dice of the whole pipeline",
                 "stage1_accuracy": "stage 1 accuracy", "stage1_roc_auc": "stage 1 ROC AUC"}
 
