@@ -199,6 +199,8 @@ def test_the_preprocessing_comes_back_by_name_alone():
     assert tl.backbones.get_preprocess("efficientnet_lite0")(pixels).max() == pytest.approx(1.0)
     assert tl.backbones.get_preprocess("xception")(pixels * 0).min() == pytest.approx(-1.0)
     assert tl.backbones.get_preprocess("standardize") is tl.segmentation.standardize_images
+    raw = tl.backbones.get_preprocess("raw_pixels")(pixels.astype(np.uint8))  # chapter 3: the CNN rescales itself
+    assert raw.dtype == np.float32 and raw.max() == 255.0
     normalize = tl.backbones.get_preprocess("resnet50", "torch")
     assert tuple(normalize.mean) == tl.backbones.IMAGENET_MEAN_RGB
     with pytest.raises(ValueError, match="no torch preprocessing 'xception'"):

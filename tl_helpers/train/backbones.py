@@ -179,6 +179,15 @@ def standardize_images(images):
     return (images - mean) / np.maximum(std, 1e-6)
 
 
+def raw_pixels(images):
+    """RGB pixels 0..255 as float32, unchanged: for a network that scales its input itself.
+
+    Chapter 3's CNN starts with a `Rescaling(1/255)` layer, so its exported card names this
+    preprocessing ("raw_pixels" in `get_preprocess`). Used by tl.model_cards (chapter 3).
+    """
+    return np.asarray(images, dtype=np.float32)
+
+
 KERAS_EXPECTS = "RGB pixels 0..255 (uint8 or float), NHWC"
 TORCH_EXPECTS = "float RGB tensor in [0, 1], CHW or NCHW (after transforms.ToTensor())"
 
@@ -311,6 +320,7 @@ def get_backbone(name: str, framework: str = "keras", weights: str | None = "ima
 
 
 STANDARDIZE = "standardize"  # the segmenter's preprocessing: each image on its own scale
+RAW_PIXELS = "raw_pixels"  # no preprocessing: the network scales its input itself (chapter 3)
 
 
 def get_preprocess(name: str, framework: str = "keras"):
@@ -318,16 +328,19 @@ def get_preprocess(name: str, framework: str = "keras"):
 
     Same object `get_backbone(name, framework).preprocess` holds: Keras, a function of RGB
     pixels 0..255 (NHWC); PyTorch, a `Normalize` for [0, 1] tensors. `name` may also be
-    "standardize" (Keras: `standardize_images`, the ResUNet's per-image scaling). This is
+    "standardize" (Keras: `standardize_images`, the ResUNet's per-image scaling) or "raw_pixels"
+    (Keras: `raw_pixels`, for a network that scales its input itself). This is
     how a saved model's card names its preprocessing and gets it back.
     Used by tl.model_cards.load_model (chapters 1 to 5, exported models).
     """
     if name == STANDARDIZE and framework == "keras":
         return standardize_images
+    if name == RAW_PIXELS and framework == "keras":
+        return raw_pixels
     table = {"keras": _KERAS_PREPROCESS, "torch": _TORCH_PREPROCESS}.get(framework)
     if table is None:
         raise ValueError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
     if name not in table:
-        known = sorted(table) + ([STANDARDIZE] if framework == "keras" else [])
+        known = sorted(table) + ([STANDARDIZE, RAW_PIXELS] if framework == "keras" else [])
         raise ValueError(f"no {framework} preprocessing {name!r}; known: {known}")
     return table[name] if framework == "keras" else table[name]()
