@@ -159,6 +159,44 @@ def test_fit_one_cycle_learns_real_patches_and_reports_each_epoch(pcam_root):
     np.testing.assert_allclose(after["probabilities"].sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_patch_transform_bgr_reverses_the_channels_of_a_real_patch(shared_data):
+    image = decode_image(_pcam_rows(shared_data / "pcam", 1).path[0]).astype(np.float32)
+    rgb = tt.PatchTransform(None, (0.5,) * 3, (0.5,) * 3)(image)
+    bgr = tt.PatchTransform(None, (0.5,) * 3, (0.5,) * 3, channel_order="BGR")(image)
+    np.testing.assert_allclose(bgr, rgb[..., ::-1])
+    assert not np.allclose(bgr, rgb)  # a stained patch is not gray: the order matters
+    assert "BGR" in repr(tt.PatchTransform(49, (0.5,) * 3, (0.5,) * 3, channel_order="BGR"))
+    with pytest.raises(ValueError, match="channel_order"):
+        tt.PatchTransform(None, (0.5,) * 3, (0.5,) * 3, channel_order="GBR")
+
+
+def test_channels_last_gives_the_same_logits_and_training(pcam_root):
+    rows, train, valid = _loaders(pcam_root)
+    torch.manual_seed(0)
+    plain = _tiny_model()
+    fast = _tiny_model()
+    fast.load_state_dict(plain.state_dict())
+    a = tt.evaluate(plain, valid, torch.device("cpu"))
+    fast.to(memory_format=torch.channels_last)
+    b = tt.evaluate(fast, valid, torch.device("cpu"), channels_last=True)
+    np.testing.assert_allclose(a["logits"], b["logits"], atol=1e-4)
+    np.testing.assert_allclose(a["probabilities"], torch.softmax(torch.from_numpy(a["logits"]), 1).numpy(), atol=1e-6)
+    history = tt.fit_one_cycle(fast, train, valid, epochs=2, max_lr=0.05, device=torch.device("cpu"),
+                               progress=False, verbose=False, channels_last=True)
+    assert len(history) == 2 and np.isfinite(history.valid_loss).all()
+
+
+def test_step_seconds_times_a_copy_and_leaves_the_weights():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    before = [p.detach().clone() for p in model.parameters()]
+    images, labels = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 0, 1])
+    for options in ({}, {"channels_last": True}, {"autocast_dtype": torch.bfloat16}, {"train": False}):
+        seconds = tt.step_seconds(model, images, labels, "cpu", steps=2, **options)
+        assert 0 < seconds < 10
+    for old, new in zip(before, model.parameters()):
+        assert torch.equal(old, new)
+
+
 def test_grad_scaler_only_on_cuda():
     assert tt.make_grad_scaler(torch.device("cpu")) is None
     assert tt.pick_device("cpu").type == "cpu"

@@ -3,13 +3,17 @@
 The pieces chapter 5 builds its training from, kept small enough to read:
 
 - `center_crop` and `PatchTransform`: the centre of a patch, scaled and normalised the way
-  the backbone's weights expect (a picklable callable, so loader workers can use it);
+  the backbone's weights expect (a picklable callable, so loader workers can use it; its
+  `channel_order="BGR"` reproduces a pipeline that read images with OpenCV and never swapped);
 - `classifier_head`: pooling, then two BatchNorm + Dropout + Linear stages;
 - `train_one_epoch`, `evaluate`, `fit_one_cycle`: the loop. `torch.optim.lr_scheduler.OneCycleLR`
   is stepped once per batch, *after* `optimizer.step()` (stepping it before skips the
   schedule's first value and makes PyTorch warn). On a CUDA device the forward pass runs
   under `torch.autocast` in float16 and the loss is scaled by a `GradScaler`; on a CPU
-  everything stays float32. Progress goes to stderr through tqdm, never as `\\r` prints;
+  everything stays float32. `channels_last=True` keeps the model and every batch in
+  PyTorch's channels-last memory layout (the same numbers, faster convolutions on many
+  CPUs and GPUs; `step_seconds` measures it). Progress goes to stderr through tqdm, never
+  as `\\r` prints;
 - `most_confident_mistakes`: the errors the model was surest of, the ones worth looking at.
 
 Under `torchrun` (WORLD_SIZE > 1) `fit_one_cycle` trains with PyTorch's own engine:
@@ -119,27 +123,37 @@ class PatchTransform:
     Give it to `tl.loaders.TorchImageDataset` as `preprocess`: the dataset has
     already applied the random flips and rotation to the whole patch, so the crop comes
     after them, as in a torchvision pipeline. `mean` and `std` are the backbone's own
-    (`PatchTransform.for_backbone` reads them off its Normalize). Taught in chapter 5.
+    (`PatchTransform.for_backbone` reads them off its Normalize). `channel_order="BGR"`
+    reverses the colour channels first: what a network sees when the patch was read with
+    `cv2.imread` (BGR) and fed on as if it were RGB, as chapter 5's article did; the
+    mean and std stay in the RGB order of the weights. Taught in chapter 5.
     """
 
-    def __init__(self, crop: int | None, mean: Sequence[float], std: Sequence[float]):
+    def __init__(self, crop: int | None, mean: Sequence[float], std: Sequence[float],
+                 channel_order: str = "RGB"):
+        if channel_order not in ("RGB", "BGR"):
+            raise ValueError(f"channel_order must be 'RGB' or 'BGR', not {channel_order!r}")
         self.crop = None if crop is None else int(crop)
         self.mean = np.asarray(mean, dtype=np.float32)
         self.std = np.asarray(std, dtype=np.float32)
+        self.channel_order = channel_order
 
     @classmethod
-    def for_backbone(cls, backbone, crop: int | None) -> "PatchTransform":
+    def for_backbone(cls, backbone, crop: int | None, channel_order: str = "RGB") -> "PatchTransform":
         """The transform for a PyTorch `tl_helpers.backbones.Backbone` (its Normalize's mean/std)."""
         normalize = backbone.preprocess
-        return cls(crop, tuple(normalize.mean), tuple(normalize.std))
+        return cls(crop, tuple(normalize.mean), tuple(normalize.std), channel_order)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         image = center_crop(np.asarray(image, dtype=np.float32), self.crop)
+        if self.channel_order == "BGR":
+            image = image[..., ::-1]
         return (image / 255.0 - self.mean) / self.std
 
     def __repr__(self) -> str:
+        order = "" if self.channel_order == "RGB" else f", channel_order={self.channel_order!r}"
         return (f"PatchTransform(crop={self.crop}, mean={self.mean.round(3).tolist()}, "
-                f"std={self.std.round(3).tolist()})")
+                f"std={self.std.round(3).tolist()}{order})")
 
 
 def classifier_head(in_features: int, hidden: int = 512, classes: int = 2, dropout: float = 0.5):
@@ -189,13 +203,25 @@ def make_grad_scaler(device):
     return torch.amp.GradScaler("cuda") if device.type == "cuda" else None
 
 
+def _batch_to(images, device, channels_last: bool):
+    """A batch on `device`, in channels-last memory layout when asked (4-D batches only)."""
+    import torch
+
+    images = images.to(device, non_blocking=True)
+    if channels_last and images.ndim == 4:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
 def train_one_epoch(model, loader, optimizer, device, scheduler=None, scaler=None,
-                    criterion: Callable | None = None, progress: bool = True, desc: str = "train") -> float:
+                    criterion: Callable | None = None, progress: bool = True, desc: str = "train",
+                    channels_last: bool = False) -> float:
     """One pass over `loader` in train mode; returns the mean training loss per example.
 
     Per batch: forward (autocast on CUDA), loss, backward (scaled when `scaler`), optimiser
     step, then `scheduler.step()` (a per-batch schedule such as OneCycleLR). When `model` is
     wrapped in DistributedDataParallel, the loss is averaged over every process's examples.
+    `channels_last`: batches go in channels-last layout (give the model the same layout).
     Taught in chapter 5.
     """
     import torch
@@ -204,7 +230,7 @@ def train_one_epoch(model, loader, optimizer, device, scheduler=None, scaler=Non
     model.train()
     total, count = 0.0, 0
     for images, labels in _progress(loader, progress, desc):
-        images = images.to(device, non_blocking=True)
+        images = _batch_to(images, device, channels_last)
         labels = labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device):
@@ -229,32 +255,35 @@ def train_one_epoch(model, loader, optimizer, device, scheduler=None, scaler=Non
 
 
 def evaluate(model, loader, device, criterion: Callable | None = None, progress: bool = False,
-             desc: str = "evaluate") -> dict:
-    """Mean loss, accuracy, softmax probabilities (N, K) and labels (N,) over `loader`, in eval mode.
+             desc: str = "evaluate", channels_last: bool = False) -> dict:
+    """Mean loss, accuracy, softmax probabilities (N, K), raw logits (N, K) and labels (N,) over
+    `loader`, in eval mode.
 
     The loader must yield (images, labels) in a fixed order (no shuffling), so that row i of
-    the probabilities belongs to example i of the dataset. Taught in chapter 5.
+    the probabilities belongs to example i of the dataset. `channels_last`: batches go in
+    channels-last layout. Taught in chapter 5.
     """
     import torch
 
     criterion = criterion or torch.nn.CrossEntropyLoss()
     model.eval()
-    probabilities, targets, total = [], [], 0.0
+    probabilities, raw, targets, total = [], [], [], 0.0
     with torch.no_grad():
         for images, labels in _progress(loader, progress, desc):
-            images = images.to(device, non_blocking=True)
+            images = _batch_to(images, device, channels_last)
             labels = labels.to(device, non_blocking=True)
             with _autocast(device):
                 logits = model(images)
             logits = logits.float()
             total += float(criterion(logits, labels)) * len(labels)
             probabilities.append(torch.softmax(logits, dim=1).cpu().numpy())
+            raw.append(logits.cpu().numpy())
             targets.append(labels.cpu().numpy())
     probabilities = np.concatenate(probabilities)
     targets = np.concatenate(targets)
     return {"loss": total / len(targets),
             "accuracy": float((probabilities.argmax(axis=1) == targets).mean()),
-            "probabilities": probabilities, "labels": targets}
+            "probabilities": probabilities, "logits": np.concatenate(raw), "labels": targets}
 
 
 def make_one_cycle(optimizer, max_lr: float, epochs: int, steps_per_epoch: int, **options):
@@ -270,7 +299,7 @@ def make_one_cycle(optimizer, max_lr: float, epochs: int, steps_per_epoch: int, 
 
 def fit_one_cycle(model, train_loader, valid_loader, epochs: int, max_lr: float, momentum: float = 0.9,
                   weight_decay: float = 0.0, device=None, progress: bool = True, verbose: bool = True,
-                  **one_cycle_options) -> pd.DataFrame:
+                  channels_last: bool = False, **one_cycle_options) -> pd.DataFrame:
     """Train `model` with SGD + momentum under a one-cycle learning-rate policy.
 
     The rate rises from max_lr / div_factor to `max_lr` and falls again over all
@@ -285,7 +314,9 @@ def fit_one_cycle(model, train_loader, valid_loader, epochs: int, max_lr: float,
     schedule counts this process's batches, the training loss is averaged over all processes,
     BatchNorm statistics are taken from rank 0 after each epoch, and rank 0 alone evaluates
     `valid_loader` and sends its row to the others: every rank returns the same history and
-    holds the same model. Only rank 0 prints and shows progress bars. Taught in chapter 5.
+    holds the same model. Only rank 0 prints and shows progress bars. With `channels_last`
+    the model is moved to the channels-last memory layout (it stays there) and every batch
+    follows. Taught in chapter 5.
     """
     import torch
     import torch.distributed as dist
@@ -294,6 +325,8 @@ def fit_one_cycle(model, train_loader, valid_loader, epochs: int, max_lr: float,
     rank, world_size, device = distributed_setup(device)
     distributed = world_size > 1
     model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     trained = model
     if distributed:
         trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -313,13 +346,15 @@ def fit_one_cycle(model, train_loader, valid_loader, epochs: int, max_lr: float,
         if distributed:
             train_loader.sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
         train_loss = train_one_epoch(trained, train_loader, optimizer, device, scheduler, scaler,
-                                     progress=progress, desc=f"epoch {epoch + 1}/{epochs}")
+                                     progress=progress, desc=f"epoch {epoch + 1}/{epochs}",
+                                     channels_last=channels_last)
         if distributed:
             for buffer in model.buffers():  # BatchNorm statistics: rank 0's, so every rank holds one model
                 dist.broadcast(buffer, src=0)
         row = None
         if rank == 0:
-            result = evaluate(model, valid_loader, device, progress=progress, desc="validation")
+            result = evaluate(model, valid_loader, device, progress=progress, desc="validation",
+                              channels_last=channels_last)
             row = {"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": result["loss"],
                    "accuracy": result["accuracy"], "seconds": time.perf_counter() - start}
         if distributed:
@@ -331,6 +366,51 @@ def fit_one_cycle(model, train_loader, valid_loader, epochs: int, max_lr: float,
             print(f"{row['epoch']:5d}  {row['train_loss']:10.4f}  {row['valid_loss']:10.4f}  "
                   f"{row['accuracy']:8.3f}  {row['seconds']:7.0f}", flush=True)
     return pd.DataFrame(rows)
+
+
+def step_seconds(model, images, labels, device=None, channels_last: bool = False, autocast_dtype=None,
+                 steps: int = 3, warmup: int = 1, train: bool = True) -> float:
+    """Median seconds of one training step (forward, backward, SGD step) on this batch; or of
+    one forward pass in eval mode when `train=False`.
+
+    Measured on a copy of `model` (its weights stay as they were), after `warmup` untimed
+    steps. `channels_last`: model and batch in channels-last memory layout; `autocast_dtype`:
+    run the forward pass under `torch.autocast` with this dtype (e.g. torch.bfloat16 on a
+    CPU, torch.float16 on a GPU), None for float32. What a setting saves depends on the
+    hardware: measure it on the machine that trains (chapter 5 does). Taught in chapter 5.
+    """
+    import contextlib
+    import copy
+
+    import torch
+
+    device = torch.device(device) if device is not None else pick_device()
+    trial = copy.deepcopy(model).to(device)
+    trial.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    images = _batch_to(torch.as_tensor(images), device, channels_last)
+    labels = torch.as_tensor(labels).to(device)
+    optimizer = torch.optim.SGD(trial.parameters(), lr=1e-4, momentum=0.9)
+    criterion = torch.nn.CrossEntropyLoss()
+    autocast = (torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype is not None
+                else contextlib.nullcontext())
+    trial.train(train)
+    times = []
+    for step in range(warmup + max(1, steps)):
+        start = time.perf_counter()
+        if train:
+            optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                loss = criterion(trial(images).float(), labels)
+            loss.backward()
+            optimizer.step()
+        else:
+            with torch.no_grad(), autocast:
+                trial(images)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if step >= warmup:
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def most_confident_mistakes(y_true, probabilities, k: int = 8) -> np.ndarray:
