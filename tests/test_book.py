@@ -314,3 +314,14 @@ def test_results_page_names_both_metric_definitions_when_they_differ(tmp_path):
     assert "metric: from probabilities <em>vs</em> from raw logits" in text
     plain = book.results_page([card_file], {"02_x": ARTICLE}, figures_dir=tmp_path)
     assert "metric:" not in plain
+
+
+def test_results_page_shows_a_seed_mean_with_its_spread(tmp_path):
+    card = json.loads(json.dumps(CARD))
+    card["metrics"].update({"auc_seed_mean": {"value": 0.95, "split": "test"},
+                            "auc_seed_sd": {"value": 0.012, "split": "test"}})
+    card_file = tmp_path / "02_x.json"
+    card_file.write_text(json.dumps(card))
+    text = book.results_page([card_file], {"02_x": dict(ARTICLE, rows=[{"metric": "auc_seed_mean"}])},
+                             figures_dir=tmp_path)
+    assert "0.950<br><span class=\"tl-ci\">(sd 0.012 over seeds)</span>" in text

@@ -364,6 +364,8 @@ def metric_label(name: str) -> str:
         return METRIC_NAMES[name]
     label = name.replace("domain_b_as_is_", "domain B, model A as is: ").replace("domain_b_retrained_", "domain B, retrained: ")
     label = label.replace("domain_b_scratch_", "domain B, from scratch: ").replace("domain_a_", "domain A: ")
+    label = label.replace("domain_b_fine_tuned_", "domain B, fine-tuned: ").replace("domain_b_frozen_", "domain B, frozen: ")
+    label = label.replace("_seed_mean", ", mean over seeds")
     return label.replace("roc_auc", "ROC AUC").replace("_", " ")
 
 
@@ -388,7 +390,11 @@ def result_rows(card: dict, article: dict) -> list[dict]:
         name = next((n for n in [spec["metric"], *spec.get("aliases", [])] if n in metrics), None)
         if name is None:
             continue
-        rows.append({"metric": name, "label": metric_label(spec["metric"]), "ours": metrics[name],
+        ours = dict(metrics[name])
+        sd = metrics.get(name[:-len("_mean")] + "_sd") if name.endswith("_seed_mean") else None
+        if sd:  # a mean over seeds has no interval; its spread is the seeds' standard deviation
+            ours["sd"] = sd["value"]
+        rows.append({"metric": name, "label": metric_label(spec["metric"]), "ours": ours,
                      "article": spec.get("article"), "article_note": spec.get("article_note", ""),
                      "field": spec.get("field"), "comparable": spec.get("comparable", True), "why": spec.get("why", ""),
                      "definition": spec.get("definition", ""), "article_definition": spec.get("article_definition", "")})
@@ -430,6 +436,8 @@ def results_table(rows: list[dict], facts: dict, article: dict) -> list[str]:
     for row in rows:
         ours = row["ours"]
         ci = f'<br><span class="tl-ci">({ours["ci95"][0]:.3f}-{ours["ci95"][1]:.3f})</span>' if "ci95" in ours else ""
+        if "sd" in ours:
+            ci = f'<br><span class="tl-ci">(sd {ours["sd"]:.3f} over seeds)</span>'
         theirs = (f"{row['article']:.3f}" + (f"<br><small>{esc(row['article_note'])}</small>" if row["article_note"] else "")
                   if row["article"] is not None else "-")
         field = (f"{row['field']['value']:.3f}<br><small>{esc(row['field']['source'])}</small>" if row["field"] else "-")
