@@ -1,8 +1,10 @@
-"""Chapter 4's segmenter on this machine: what sets its pace, the network or the loader?
+"""Chapter 4's segmenters on this machine: what sets their pace, the network or the loader?
 
 Times, on real LGG tumour slices at the chapter's size and batch: the loader alone
-(read, resize, augment image and mask), `fit` on the same batches held in memory, `fit`
-through the loader, and `predict`. One run, in turn. Run it alone on the machine:
+(read, resize, augment image and mask), then for each segmenter (the article's ResUNet
+from scratch; the U-Net on the pretrained Lite0 encoder, frozen and fine-tuned) `fit` on
+the same batches held in memory, `fit` through the loader, and `predict`. One run, in
+turn. Run it alone on the machine:
 
     flock /tmp/tl_cpu.lock .venv/bin/python benchmarks/bench_resunet.py
 """
@@ -50,21 +52,29 @@ def main():
     print(f"loader alone          : {n / (time.perf_counter() - started):7.1f} images/s")
     images, masks = (np.concatenate([b[k] for b in batches]) for k in (0, 1))
 
-    keras.utils.set_random_seed(0)
-    resunet = seg.build_resunet((args.size, args.size, 3))
-    resunet.compile(optimizer=keras.optimizers.Adam(1e-3), loss=seg.focal_tversky_loss(),
-                    metrics=[seg.tversky, seg.dice_coefficient])
-    resunet.fit(images[:2 * args.batch_size], masks[:2 * args.batch_size], batch_size=args.batch_size,
-                epochs=1, verbose=0)  # build and trace outside the timings
-    for label, fit_args in (("fit, arrays in memory", dict(x=images, y=masks, batch_size=args.batch_size)),
-                            ("fit, through loader  ", dict(x=loader))):
+    def lite0_unet(train_encoder):
+        encoder = tl.backbones.get_backbone("efficientnet_lite0", input_shape=(args.size, args.size, 3), pooling=None)
+        return seg.build_pretrained_unet(encoder.model, train_encoder=train_encoder)
+
+    # the loader's images are standardised; the speed of a network does not depend on its input's scale
+    for name, build in (("ResUNet from scratch", lambda: seg.build_resunet((args.size, args.size, 3))),
+                        ("U-Net, Lite0 encoder frozen", lambda: lite0_unet(False)),
+                        ("U-Net, Lite0 encoder fine-tuned", lambda: lite0_unet(True))):
+        keras.utils.set_random_seed(0)
+        model = build()
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=seg.focal_tversky_loss(),
+                      metrics=[seg.tversky, seg.dice_coefficient])
+        model.fit(images[:2 * args.batch_size], masks[:2 * args.batch_size], batch_size=args.batch_size,
+                  epochs=1, verbose=0)  # build and trace outside the timings
+        print(f"{name}: {model.count_params():,} parameters")
+        for label, fit_args in (("fit, arrays in memory", dict(x=images, y=masks, batch_size=args.batch_size)),
+                                ("fit, through loader  ", dict(x=loader))):
+            started = time.perf_counter()
+            model.fit(epochs=args.epochs, verbose=0, **fit_args)
+            print(f"  {label} : {args.epochs * n / (time.perf_counter() - started):7.1f} training images/s")
         started = time.perf_counter()
-        resunet.fit(epochs=args.epochs, verbose=0, **fit_args)
-        print(f"{label} : {args.epochs * n / (time.perf_counter() - started):7.1f} training images/s "
-              f"({resunet.count_params():,} parameters)")
-    started = time.perf_counter()
-    resunet.predict(images, batch_size=args.batch_size, verbose=0)
-    print(f"predict               : {n / (time.perf_counter() - started):7.1f} images/s")
+        model.predict(images, batch_size=args.batch_size, verbose=0)
+        print(f"  predict               : {n / (time.perf_counter() - started):7.1f} images/s")
 
 
 if __name__ == "__main__":

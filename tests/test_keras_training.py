@@ -176,3 +176,23 @@ def test_stop_and_keep_best_stops_after_patience_and_saves_the_best_epoch(tmp_pa
     assert not np.array_equal(snapshots[best][0], snapshots[-1][0])
     for loaded, expected in zip(model.get_weights(), snapshots[best]):
         np.testing.assert_array_equal(loaded, expected)
+
+
+def test_time_budget_stops_training_after_its_seconds():
+    import time
+
+    from tl_helpers.train.keras_training import TimeBudget
+
+    x = np.zeros((8, 2), "float32")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    slow = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: time.sleep(0.2))
+    budget = TimeBudget(0.5, predicted_stop=False)
+    history = model.fit(x, x[:, :1], epochs=50, verbose=0, callbacks=[slow, budget])
+    assert budget.stopped_early and 2 <= len(history.history["loss"]) <= 4
+    predicted = TimeBudget(0.5)  # does not start an epoch that would end past the budget
+    history = model.fit(x, x[:, :1], epochs=50, verbose=0, callbacks=[slow, predicted])
+    assert predicted.stopped_early and len(history.history["loss"]) <= 2
+    roomy = TimeBudget(60)
+    assert len(model.fit(x, x[:, :1], epochs=3, verbose=0, callbacks=[roomy]).history["loss"]) == 3
+    assert not roomy.stopped_early

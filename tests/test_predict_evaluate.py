@@ -181,8 +181,10 @@ def test_evaluate_scores_the_two_stage_pipeline_per_patient(tmp_path, two_stage_
     dice = tl.metrics.dice_scores(truth, run.masks >= 0.5)
     expected = tl.metrics.bootstrap_ci(np.mean, dice, n_boot=200, groups=slices.patient)
     assert report["metrics"]["dice_mean"] == pytest.approx(expected._asdict())
-    assert {"dice_tumour_slices_mean", "dice_per_patient_mean", "stage1_accuracy", "stage1_roc_auc"} <= set(
-        report["metrics"])
+    assert {"dice_tumour_slices_mean", "dice_per_patient_mean", "dice_volumetric_per_patient_mean", "stage1_accuracy",
+            "stage1_roc_auc"} <= set(report["metrics"])
+    volumes = tl.metrics.volumetric_dice(slices.patient, truth, run.masks >= 0.5)
+    assert report["metrics"]["dice_volumetric_per_patient_mean"]["value"] == pytest.approx(volumes.dice.mean())
 
 
 def test_evaluate_reads_the_pcam_layout_and_maps_label_1_to_the_positive_class(tmp_path, classifier_card):

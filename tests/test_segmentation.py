@@ -115,3 +115,40 @@ def test_pooled_flat_features_shrinks_the_pool_for_small_maps():
     inputs = keras.Input((64, 64, 3))
     backbone = keras.Model(inputs, keras.layers.Conv2D(5, 3, strides=8, padding="same")(inputs))  # 8x8x5 map
     assert seg.pooled_flat_features(backbone).output.shape[-1] == 2 * 2 * 5
+
+
+def test_pretrained_unet_takes_skips_from_the_backbone_and_keeps_its_weights():
+    from tl_helpers.train.backbones import get_backbone
+
+    backbone = get_backbone("efficientnet_lite0", input_shape=(64, 64, 3), pooling=None)
+    skips = seg.encoder_skip_layers(backbone.model)
+    sizes = [tuple(backbone.model.get_layer(name).output.shape[1:3]) for name in skips]
+    assert sizes == [(32, 32), (16, 16), (8, 8), (4, 4)]
+    before = {w.path: keras.ops.convert_to_numpy(w) for w in backbone.model.weights}
+    model = seg.build_pretrained_unet(backbone.model)
+    images, masks = tumour_batch(size=64)
+    out = model.predict(backbone.preprocess(images), verbose=0)
+    assert out.shape == (len(images), 64, 64, 1) and ((out >= 0) & (out <= 1)).all()
+    shared = [w for w in model.weights if w.path in before]
+    assert len(shared) == len(before)  # the encoder's ImageNet weights are the U-Net's, not copies
+    assert all(np.array_equal(keras.ops.convert_to_numpy(w), before[w.path]) for w in shared)
+    batchnorms = [layer for layer in backbone.model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert batchnorms and not any(layer.trainable for layer in batchnorms)
+    keras.utils.set_random_seed(0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=seg.focal_tversky_loss())
+    losses = model.fit(backbone.preprocess(images), masks, epochs=8, batch_size=len(images), verbose=0).history["loss"]
+    assert losses[-1] < 0.8 * losses[0]
+    with pytest.raises(ValueError):
+        seg.build_pretrained_unet(get_backbone("efficientnet_lite0", input_shape=(48, 48, 3), pooling=None).model)
+
+
+def test_volumetric_dice_sums_over_a_patients_slices():
+    big, small = square(8, 0, 0, 8), square(8, 0, 0, 2)  # 64 and 4 tumour pixels
+    truth = np.stack([big, small, np.zeros((8, 8)), np.zeros((8, 8))])
+    pred = np.stack([big, np.zeros((8, 8)), np.zeros((8, 8)), np.zeros((8, 8))])
+    table = seg.volumetric_dice(["a", "a", "b", "b"], truth, pred)
+    assert list(table.patient) == ["a", "b"] and list(table.slices) == [2, 2]
+    # a: 2 * 64 / (68 + 64); slice means would give (1 + 0) / 2; b: nothing to find, nothing found
+    np.testing.assert_allclose(table.dice, [128 / 132, 1.0])
+    with pytest.raises(ValueError):
+        seg.volumetric_dice(["a"], truth, pred)

@@ -17,7 +17,9 @@ Metrics, at the card's threshold: binary cards `tl.metrics.binary_report`, multi
 tumour" and the pipeline's Dice (stage 2 on flagged slices, empty masks elsewhere; scored
 at the segmenter's input size, as the chapter does) per slice, on tumour slices and per
 patient, each with a bootstrap that resamples whole patients (`tl.metrics.bootstrap_ci(...,
-groups=patients)`). A segmentation card is scored on every slice the same way, without stage 1.
+groups=patients)`), and per patient the volumetric (3-D) Dice over all its slices
+(`tl.segmentation.volumetric_dice`, Buda et al.'s measure). A segmentation card is scored
+on every slice the same way, without stage 1.
 
 Bad input stops with an `EvaluationError` naming the file or folder: a layout not
 recognised, a label or mask missing, a class the model does not know, a mask whose size
@@ -37,7 +39,7 @@ import pandas as pd
 from ..data.images import ImageReadError, image_info, is_image_file, read_mask
 from ..data.registry import DataError
 from ..data.tables import class_folder_table, is_visible, lgg_slice_table, pcam_table
-from .metrics import binary_report, bootstrap_ci, dice_scores, multiclass_report, report_table
+from .metrics import binary_report, bootstrap_ci, dice_scores, multiclass_report, report_table, volumetric_dice
 from .model_cards import ModelCardError, Predictor, load_model, read_card, to_jsonable
 
 LAYOUTS = ("class_folders", "pcam", "lgg")
@@ -197,6 +199,9 @@ def _segmentation_metrics(predictor: Predictor, table: pd.DataFrame, batch_size:
                                                           groups=patients[has_tumour])
     metrics["dice_per_patient_mean"] = bootstrap_ci(np.mean, per_patient.to_numpy(), n_boot=n_boot, seed=seed,
                                                     groups=per_patient.index.to_numpy())
+    volumes = volumetric_dice(patients, true_masks, masks >= segmenter.mask_threshold)
+    metrics["dice_volumetric_per_patient_mean"] = bootstrap_ci(np.mean, volumes["dice"].to_numpy(), n_boot=n_boot,
+                                                               seed=seed)
     predictions = table.assign(dice=dice, predicted_pixels=(masks >= segmenter.mask_threshold)
                                .sum(axis=(1, 2)))
     if predictor.segmenter is not None:

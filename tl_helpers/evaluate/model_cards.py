@@ -198,12 +198,22 @@ def _check_card(card: dict) -> dict:
 
 
 def _keras_outputs_kind(model) -> str:
-    """'probabilities' when the last layer ends in softmax or sigmoid, else 'logits'."""
+    """'probabilities' when the output comes from a softmax or sigmoid, else 'logits'.
+
+    Looks at the last layer with an activation, passing over the weightless layers that only
+    move or resize values (a U-Net's final bilinear upsampling of its sigmoid mask, say):
+    their output stays a probability."""
     layer = model
     while hasattr(layer, "layers") and layer.layers:
-        layer = layer.layers[-1]
+        layers = [item for item in layer.layers if not _passes_values_on(item)] or layer.layers
+        layer = layers[-1]
     activation = getattr(getattr(layer, "activation", None), "__name__", "")
     return "probabilities" if activation in ("softmax", "sigmoid") else "logits"
+
+
+def _passes_values_on(layer) -> bool:
+    """A weightless layer that resizes, reshapes or crops: probabilities in, probabilities out."""
+    return type(layer).__name__ in ("UpSampling2D", "Resizing", "Reshape", "Flatten", "Cropping2D", "Permute")
 
 
 def _save(model, framework: str, stem: Path, card: dict) -> str:

@@ -145,6 +145,42 @@ def stop_and_keep_best(checkpoint, patience: int) -> list:
                                             save_weights_only=True)]
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training once `seconds` of wall-clock time have passed (checked at each epoch's end).
+
+    Gives two models the same cost rather than the same number of epochs: a model that is
+    slow per epoch gets fewer of them. An epoch that has begun is finished, so a run may
+    overshoot by up to one epoch; `predicted_stop` avoids that by not starting an epoch that
+    the mean epoch time so far says would end past the budget. `stopped_early` says whether
+    the budget (rather than the epoch limit or another callback) ended the run.
+    Taught in chapter 4 (the pretrained U-Net and the from-scratch ResUNet at equal cost).
+    """
+
+    def __init__(self, seconds: float, predicted_stop: bool = True):
+        super().__init__()
+        self.seconds = float(seconds)
+        self.predicted_stop = predicted_stop
+        self.started = None
+        self.epochs = 0
+        self.stopped_early = False
+
+    def on_train_begin(self, logs=None):
+        self.started, self.epochs, self.stopped_early = time.perf_counter(), 0, False
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs += 1
+        elapsed = time.perf_counter() - self.started
+        next_end = elapsed + (elapsed / self.epochs if self.predicted_stop else 0.0)
+        if next_end > self.seconds:
+            self.stopped_early = True
+            self.model.stop_training = True
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since training began (0 before it did)."""
+        return 0.0 if self.started is None else time.perf_counter() - self.started
+
+
 @dataclass
 class TrainingRun:
     """What `fit_keeping_best` did: the Keras History, the best epoch (1-based) and the time."""
