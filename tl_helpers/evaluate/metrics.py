@@ -83,7 +83,8 @@ def bootstrap_ci(metric_fn: Callable, y_true, y_score_or_pred=None, n_boot: int 
 
     Resamples with replacement `n_boot` times: whole `groups` when given (patients, slides:
     the unit that was sampled, so that correlated examples move together), else examples,
-    within each class of y_true when `stratified`. Resamples where the metric is undefined
+    within each class of y_true when `stratified` (labels and scores given; a single array of
+    values is resampled plainly). Resamples where the metric is undefined
     (raises ValueError or gives NaN) are dropped. The value is the metric on the full data.
     With a single second argument left out, `metric_fn` gets one array (e.g. `np.mean` of
     per-slice Dice scores). Taught in chapter 1 (examples) and chapter 4 (patients).
@@ -97,6 +98,9 @@ def bootstrap_ci(metric_fn: Callable, y_true, y_score_or_pred=None, n_boot: int 
         if len(groups) != len(y_true):
             raise ValueError(f"{len(groups)} group labels for {len(y_true)} samples")
     value = float(metric_fn(*arrays))
+    # One array is a sample of values (Dice per slice, per patient), not class labels:
+    # stratifying by its distinct values would resample each value onto itself.
+    stratified = stratified and y_score_or_pred is not None
     rng = np.random.default_rng(seed)
     samples = []
     for _ in range(n_boot):
