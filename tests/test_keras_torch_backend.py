@@ -43,7 +43,9 @@ def stored_card(stem: str) -> tuple[set, dict]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stem", KERAS_CHAPTERS)
-def test_smoke_run_on_the_torch_backend(stem, tmp_path):
+def test_smoke_run_on_the_torch_backend(stem):
+    # kept under runs/smoke-torch/ (ignored by git) so that the torch backend's numbers can be read afterwards
+    tmp_path = ROOT / "runs" / "smoke-torch"
     env = {**os.environ, "KERAS_BACKEND": "torch", "TL_CACHE_DIR": str(ROOT / ".tl_cache")}
     env.pop("TL_PROFILE", None)
     result = subprocess.run([sys.executable, "-m", "tl_helpers.book.runner", "--profile", "smoke", "--out",
@@ -56,7 +58,8 @@ def test_smoke_run_on_the_torch_backend(stem, tmp_path):
     metrics, data = stored_card(stem)
     assert set(card["metrics"]) == metrics
     for name, entry in card["metrics"].items():
-        assert math.isnan(entry["value"]) or 0.0 <= entry["value"] <= 1.0, (name, entry)
+        low = -1.0 if "_minus_" in name else 0.0  # a difference of two scores may be negative
+        assert math.isnan(entry["value"]) or low <= entry["value"] <= 1.0, (name, entry)
     for name, expected in data.items():
         for key, value in expected.items():
             assert card["data"][name][key] == value, (name, key)
