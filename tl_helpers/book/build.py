@@ -356,7 +356,11 @@ METRIC_NAMES = {"roc_auc": "ROC AUC", "macro_f1": "macro F1", "accuracy_dedup": 
                 "dedup_accuracy": "accuracy, near-duplicates removed",
                 "all_test_images_accuracy": "accuracy, near-duplicates included", "dice_mean": "Dice, mean over slices",
                 "dice_per_patient_mean": "Dice, mean of patients", "pipeline_dice_mean": "Dice of the whole pipeline",
-                "stage1_accuracy": "stage 1 accuracy", "stage1_roc_auc": "stage 1 ROC AUC"}
+                "stage1_accuracy": "stage 1 accuracy", "stage1_roc_auc": "stage 1 ROC AUC",
+                "stage1_sensitivity": "stage 1 sensitivity (threshold chosen on validation)",
+                "dice_volumetric_per_patient_mean": "Dice, per-patient 3-D (volumetric), mean of patients",
+                "baseline_dice_mean": "Dice, mean over slices: ResUNet from scratch, same wall clock",
+                "pipeline_dice_volumetric_per_patient_mean": "Dice of the whole pipeline, per-patient 3-D"}
 
 
 def metric_label(name: str) -> str:
