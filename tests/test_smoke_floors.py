@@ -48,9 +48,13 @@ def test_floor_catches_a_pipeline_with_shuffled_labels(tmp_path):
     stem = "01_xception_brain_tumor"
     nb = nbformat.read(REPO / "notebooks" / f"{stem}.ipynb", as_version=4)
     split_cell = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "y_train = " in c.source)
+    # the bug: training and validation labels shuffled in the table (phase 2 reads the table) and the arrays
     nb.cells.insert(split_cell + 1, nbformat.v4.new_code_cell(
         "rng_broken = np.random.default_rng(12345)\n"
-        "y_train, y_val = rng_broken.permutation(y_train), rng_broken.permutation(y_val)  # the bug"))
+        "train = train.assign(label=rng_broken.permutation(train.label.to_numpy()))\n"
+        "val = val.assign(label=rng_broken.permutation(val.label.to_numpy()))\n"
+        "_, y_train = tl.loaders.encode_labels(train.label, CLASSES)\n"
+        "_, y_val = tl.loaders.encode_labels(val.label, CLASSES)"))
     broken = tmp_path / "broken" / f"{stem}.ipynb"
     broken.parent.mkdir()
     nbformat.write(nb, broken)
