@@ -409,6 +409,12 @@ def binarize(masks, threshold: float = 0.5) -> np.ndarray:
     return values > threshold
 
 
+def _dice_from_counts(overlap, sizes, empty_score: float) -> np.ndarray:
+    """2 * overlap / sizes, and `empty_score` where both masks are empty (sizes 0)."""
+    overlap, sizes = np.asarray(overlap), np.asarray(sizes)
+    return np.where(sizes > 0, 2.0 * overlap / np.maximum(sizes, 1), float(empty_score)).astype(np.float64)
+
+
 def dice_scores(true_masks, pred_masks, threshold: float = 0.5, empty_score: float = 1.0) -> np.ndarray:
     """Dice = 2|T and P| / (|T| + |P|) per slice, masks thresholded at `threshold`.
 
@@ -421,9 +427,7 @@ def dice_scores(true_masks, pred_masks, threshold: float = 0.5, empty_score: flo
         raise ValueError(f"true masks {truth.shape} and predictions {predicted.shape} differ in shape")
     overlap = np.logical_and(truth, predicted).sum(axis=(1, 2))
     total = truth.sum(axis=(1, 2)) + predicted.sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scores = np.where(total > 0, 2.0 * overlap / np.maximum(total, 1), float(empty_score))
-    return scores.astype(np.float64)
+    return _dice_from_counts(overlap, total, empty_score)
 
 
 def volumetric_dice(patients: Sequence, true_masks, pred_masks, threshold: float = 0.5,
@@ -447,5 +451,5 @@ def volumetric_dice(patients: Sequence, true_masks, pred_masks, threshold: float
     frame = pd.DataFrame({"patient": patients, "overlap": np.logical_and(truth, predicted).sum(axis=axes),
                           "sizes": truth.sum(axis=axes) + predicted.sum(axis=axes)})
     sums = frame.groupby("patient").agg(slices=("overlap", "size"), overlap=("overlap", "sum"), sizes=("sizes", "sum"))
-    dice = np.where(sums.sizes > 0, 2.0 * sums.overlap / np.maximum(sums.sizes, 1), float(empty_score))
+    dice = _dice_from_counts(sums.overlap, sums.sizes, empty_score)
     return pd.DataFrame({"patient": sums.index, "slices": sums.slices.to_numpy(), "dice": dice}).reset_index(drop=True)
