@@ -21,6 +21,7 @@ from urllib.parse import urljoin, urlparse
 
 import pytest
 
+from conftest import SESSION_STARTED
 from tl_helpers.book import build as book
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,11 +34,31 @@ def _chromium() -> str | None:
     return os.environ.get("TL_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def this_sessions_smoke_runs(folder: Path) -> Path | None:
+    """When this pytest session's nbval run of notebooks/ wrote every chapter's smoke card, a
+    runs folder made of those cards and the notebooks' stored smoke outputs (which nbval has
+    just re-executed and compared): the book is then built without running each notebook a
+    second time. None otherwise."""
+    notebooks = sorted((REPO / "notebooks").glob("[0-9]*.ipynb"))
+    cards = [REPO / "runs" / "smoke" / f"{nb.stem}.json" for nb in notebooks]
+    if not notebooks or not all(c.is_file() and c.stat().st_mtime >= SESSION_STARTED for c in cards):
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    for notebook, card in zip(notebooks, cards):
+        shutil.copy(notebook, folder / notebook.name)
+        shutil.copy(card, folder / card.name)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def built_book(tmp_path_factory) -> Path:
-    """The smoke book, built in a temporary folder; TL_BOOK_NO_RUN=1 builds it from the smoke
-    runs already in runs/smoke/ instead of running every notebook first (minutes)."""
+    """The smoke book, built in a temporary folder: from this session's nbval run when there was
+    one (see `this_sessions_smoke_runs`), else after running every notebook (minutes);
+    TL_BOOK_NO_RUN=1 builds it from the smoke runs already in runs/smoke/."""
     out = tmp_path_factory.mktemp("book")
+    session_runs = this_sessions_smoke_runs(out / "runs")
+    if session_runs is not None:
+        return book.build("smoke", run_first=False, fresh=True, output=out, runs_dir=session_runs)
     return book.build("smoke", run_first=os.environ.get("TL_BOOK_NO_RUN") != "1", fresh=True, output=out)
 
 
@@ -184,6 +205,7 @@ def check_book(html_root: Path, screenshots: Path = SCREENSHOTS) -> dict:
     return {"problems": problems, **found}
 
 
+@pytest.mark.after_notebooks  # builds from what the nbval run of notebooks/ wrote, when it ran
 def test_book_reads_well_on_desktop_and_phone(built_book):
     if _chromium() is None:
         if os.environ.get("CI"):
@@ -198,6 +220,7 @@ def test_book_reads_well_on_desktop_and_phone(built_book):
     assert (SCREENSHOTS / "00_datasets_phone.png").stat().st_size > 10_000
 
 
+@pytest.mark.after_notebooks  # builds from what the nbval run of notebooks/ wrote, when it ran
 def test_tour_page_shows_five_datasets_as_synthetic(built_book):
     text = (built_book.parent / "book" / "generated" / "00_datasets.html").read_text()
     for name in ("brain_mri_yes_no", "brain_tumor_mri_4class", "chest_xray", "lgg_mri_segmentation", "pcam"):
@@ -205,6 +228,7 @@ def test_tour_page_shows_five_datasets_as_synthetic(built_book):
     assert text.count("<img") >= 5
 
 
+@pytest.mark.after_notebooks  # builds from what the nbval run of notebooks/ wrote, when it ran
 def test_chapter_pages_open_with_the_run_and_hide_the_plumbing(built_book):
     html_root = built_book.parent
     page = (html_root / "book" / "generated" / "01_xception_brain_tumor.html").read_text()
@@ -220,6 +244,7 @@ def test_chapter_pages_open_with_the_run_and_hide_the_plumbing(built_book):
     assert all(not c.get("outputs") for c in source["cells"])
 
 
+@pytest.mark.after_notebooks  # builds from what the nbval run of notebooks/ wrote, when it ran
 def test_chapter_pages_leave_progress_bars_out(built_book):
     """Training progress goes to stderr; the stored notebook keeps it, the page does not."""
     notebook = REPO / "notebooks" / "05_pcam_resnet50_pytorch.ipynb"

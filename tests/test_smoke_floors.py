@@ -60,4 +60,7 @@ def test_floor_catches_a_pipeline_with_shuffled_labels(tmp_path):
     nbformat.write(nb, broken)
     runner.run("smoke", [broken], out_dir=tmp_path / "out", progress=False)
     card = json.loads((tmp_path / "out" / f"{stem}.json").read_text())
-    assert below_floor(card), f"shuffled labels still cleared the floor: {card['metrics']}"
+    missed = below_floor(card)
+    print("\n".join(missed))  # the failing output the check gives (pytest -s shows it)
+    # the validation floor, not luck on the test ranking, is what catches it (tests/smoke_floors.yml)
+    assert any(line.startswith(f"{stem}: val_roc_auc = ") for line in missed), card["metrics"]

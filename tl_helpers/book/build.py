@@ -561,13 +561,14 @@ def results_page(cards: list[Path], article_results: dict, figures_dir: Path | N
 
 
 def build(profile: str = "smoke", run_first: bool = True, fresh: bool = False, data_dir: str | None = None,
-          output: Path | None = None) -> Path:
+          output: Path | None = None, runs_dir: Path | None = None) -> Path:
     """Run (optionally) and build the book; return the path of its index.html.
 
+    The executed notebooks and run cards come from `runs_dir` (default runs/<profile>/).
     Used by the book machinery (scripts/build_book.sh, tests).
     """
     root = project_root()
-    runs_dir = root / "runs" / profile
+    runs_dir = Path(runs_dir) if runs_dir else root / "runs" / profile
     if run_first:
         from .runner import run
 

@@ -187,3 +187,56 @@ def finish(card: RunCard, output_dir: str | Path | None = None, overwrite: bool 
         card.show()
     print(f"run card written to {path.name}")
     return path
+
+
+def other_seed_cards(card: RunCard, folders: tuple[str, ...] = ("results", "runs")) -> list[dict]:
+    """Run cards of this chapter's version made with other seeds: the separate seed step.
+
+    Looks for `<folder>/<profile>-seed*/<notebook>.json` under the project (the committed
+    `results/` first, then `runs/`), keeps those made from this very version of the notebook
+    (the same source hash and profile, another seed, one card per seed), and prints which
+    it used and which it left out, and why. Used by chapters 1 and 4 (`spread_over_seeds`).
+    """
+    import json
+
+    from .runcard import notebook_source_hash
+
+    record = card.record
+    source = project_root() / "notebooks" / f"{record['notebook']}.ipynb"
+    source_hash = notebook_source_hash(source) if source.is_file() else None
+    found, seeds = [], {record.get("seed")}
+    for folder in folders:
+        for path in sorted((project_root() / folder).glob(f"{record['profile']}-seed*/{record['notebook']}.json")):
+            other = json.loads(path.read_text())
+            shown = path.relative_to(project_root())
+            if other.get("seed") in seeds:
+                print(f"left out ({'this run' if other.get('seed') == record.get('seed') else 'seed already used'}): "
+                      f"{shown} (seed {other.get('seed')})")
+            elif other.get("source_sha256") != source_hash or other.get("profile") != record["profile"]:
+                print(f"left out (another version of the chapter): {shown} (seed {other.get('seed')})")
+            else:
+                print(f"using: {shown} (seed {other.get('seed')})")
+                found.append(other)
+                seeds.add(other.get("seed"))
+    return found
+
+
+def spread_over_seeds(card: RunCard, names, minimum: int = 2):
+    """Mean and spread over seeds of the metrics `names`: this run and the other seeds' runs.
+
+    The other runs come from `other_seed_cards`; with at least `minimum` of them the table
+    (`tl.metrics.seed_spread`) is returned and its `mean ± sd` column noted on the run card,
+    otherwise None, after saying how to make them. Taught in chapter 1; used by chapter 4.
+    """
+    from ..evaluate.metrics import seed_spread
+
+    others = other_seed_cards(card)
+    if len(others) < minimum:
+        print(f"{len(others)} run(s) of this version of the chapter with other seeds: at least {minimum} are needed "
+              f"for a spread; run the seed step above first (runs/{card.record['profile']}-seed*/)")
+        return None
+    table = seed_spread([card, *others], names=names)
+    card.note(f"spread over seeds {table.seeds.iloc[0]}: "
+              + "; ".join(f"{name} {row['mean ± sd']}" for name, row in table.iterrows()))
+    return table
+
