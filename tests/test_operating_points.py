@@ -139,3 +139,5 @@ def test_spread_over_seeds_reads_only_this_version_of_the_chapter(tmp_path, monk
     assert "left out (seed already used): runs/cpu-seed1/01_x.json" in printed
     assert "left out (this run): runs/cpu-seed0/01_x.json" in printed
     assert card.record["notes"][-1] == "spread over seeds [0, 1, 2]: roc_auc 0.800 ± 0.100"
+    assert card.record["metrics"]["roc_auc_seed_mean"] == {"value": pytest.approx(0.80), "split": "test"}
+    assert card.record["metrics"]["roc_auc_seed_sd"]["value"] == pytest.approx(0.10)

@@ -366,6 +366,8 @@ METRIC_NAMES = {"roc_auc": "ROC AUC", "macro_f1": "macro F1", "accuracy_dedup": 
 def metric_label(name: str) -> str:
     if name in METRIC_NAMES:
         return METRIC_NAMES[name]
+    if name.endswith("_seed_mean") and name.removesuffix("_seed_mean") in METRIC_NAMES:
+        return METRIC_NAMES[name.removesuffix("_seed_mean")] + ", mean over seeds"
     label = name.replace("domain_b_as_is_", "domain B, model A as is: ").replace("domain_b_retrained_", "domain B, retrained: ")
     label = label.replace("domain_b_scratch_", "domain B, from scratch: ").replace("domain_a_", "domain A: ")
     label = label.replace("domain_b_fine_tuned_", "domain B, fine-tuned: ").replace("domain_b_frozen_", "domain B, frozen: ")

@@ -225,8 +225,10 @@ def spread_over_seeds(card: RunCard, names, minimum: int = 2):
     """Mean and spread over seeds of the metrics `names`: this run and the other seeds' runs.
 
     The other runs come from `other_seed_cards`; with at least `minimum` of them the table
-    (`tl.metrics.seed_spread`) is returned and its `mean ± sd` column noted on the run card,
-    otherwise None, after saying how to make them. Taught in chapter 1; used by chapter 4.
+    (`tl.metrics.seed_spread`) is returned, its `mean ± sd` column noted on the run card and
+    each mean and sd recorded as the metrics `<name>_seed_mean` and `<name>_seed_sd` (which
+    the results page shows as a mean with its spread), otherwise None, after saying how to
+    make them. Taught in chapter 1; used by chapter 4.
     """
     from ..evaluate.metrics import seed_spread
 
@@ -236,6 +238,9 @@ def spread_over_seeds(card: RunCard, names, minimum: int = 2):
               f"for a spread; run the seed step above first (runs/{card.record['profile']}-seed*/)")
         return None
     table = seed_spread([card, *others], names=names)
+    for name, row in table.iterrows():
+        card.metric(f"{name}_seed_mean", row["mean"], split=row["split"])
+        card.metric(f"{name}_seed_sd", row["sd"], split=row["split"])
     card.note(f"spread over seeds {table.seeds.iloc[0]}: "
               + "; ".join(f"{name} {row['mean ± sd']}" for name, row in table.iterrows()))
     return table
