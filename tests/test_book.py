@@ -350,3 +350,4 @@ def test_results_page_shows_a_seed_mean_with_its_spread(tmp_path):
     text = book.results_page([card_file], {"02_x": dict(ARTICLE, rows=[{"metric": "auc_seed_mean"}])},
                              figures_dir=tmp_path)
     assert "0.950<br><span class=\"tl-ci\">(sd 0.012 over seeds)</span>" in text
+    assert book.metric_label("roc_auc_seed_sd") == "ROC AUC, sd over seeds"

@@ -79,7 +79,7 @@ def test_second_call_loads_the_cache_without_running_the_backbone(image_files, t
     assert len(description) == 1 and '"shape": [\n  12,\n  16\n ]' in description[0].read_text()
 
 
-def test_key_changes_with_the_files_the_size_the_weights_and_the_preprocessing(image_files, tmp_path):
+def test_key_changes_with_the_files_the_size_the_weights_the_preprocessing_and_the_backend(image_files, tmp_path):
     paths, _ = image_files
     model, preprocess = tiny_backbone(), CountingPreprocess()
     key = lambda **kw: features.feature_cache_key(  # noqa: E731
@@ -91,6 +91,10 @@ def test_key_changes_with_the_files_the_size_the_weights_and_the_preprocessing(i
     assert key(paths=paths[:-1]) != original
     assert key(model=tiny_backbone(seed=1)) != original
     assert key(preprocess=lambda x: x / 255.0) != original
+    with pytest.MonkeyPatch.context() as patch:  # the same files and network on the other Keras backend
+        other = "torch" if keras.backend.backend() != "torch" else "tensorflow"
+        patch.setattr(keras.backend, "backend", lambda: other)
+        assert key() != original
     # The same file name with new content (a re-downloaded dataset) is a new key.
     paths[0].write_bytes(paths[1].read_bytes())
     assert key() != original

@@ -5,6 +5,14 @@ Floats differ between backends, so the checks are what must not: the run finishe
 really ran on torch, the same metrics are recorded as in the stored (TensorFlow) smoke
 outputs, each a proportion, the data counts and split sizes are the same, and the smoke
 model clears the same floor as on TensorFlow (tests/smoke_floors.yml).
+
+The four runs one after another take about 5 minutes on two CPU cores (measured: chapter 1
+47 s, 2 37 s, 3 115 s, 4 87 s; about what TensorFlow takes), more than the suite's 15-minute
+budget holds beside nbval. The default suite runs chapters 1 and 2 on torch (the feature
+cache, the head, fine-tuning and MC dropout on torch); TL_TORCH_BACKEND_ALL=1 adds chapters 3
+and 4 (GPU runners, where Keras runs on torch anyway, and before a release). One run at a
+time: two at once on two cores made every run slower (442 s for the four) and halved the
+wall-clock budget of chapter 4's segmenter, which then missed its floor.
 """
 import ast
 import json
@@ -24,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TORCH_RUNS = ROOT / "runs" / "smoke-torch"
 KERAS_CHAPTERS = ["01_xception_brain_tumor", "02_efficientnet_brain_tumor_4class",
                   "03_xray_perturbation_retraining", "04_resnet_resunet_lgg_segmentation"]
+LONG_ON_TORCH = {"03_xray_perturbation_retraining", "04_resnet_resunet_lgg_segmentation"}
+RUN_ALL = os.environ.get("TL_TORCH_BACKEND_ALL") == "1"
 
 
 # Chapter 3 calibrates the domain-B arm chosen on validation and names its metrics after it; on the
@@ -55,19 +65,22 @@ def stored_card(stem: str) -> tuple[set, dict]:
 
 @pytest.fixture(scope="module")
 def torch_backend_runs() -> subprocess.CompletedProcess:
-    """The four smoke runs on the torch backend, two at a time (`runner --jobs 2`: the small
-    smoke models leave a core idle much of the time, so pairs finish sooner than one by one).
-    Kept under runs/smoke-torch/ (ignored by git) so that the numbers can be read afterwards."""
+    """This session's smoke runs on the torch backend, one after another, kept under
+    runs/smoke-torch/ (ignored by git) so that the numbers can be read afterwards."""
     env = {**os.environ, "KERAS_BACKEND": "torch", "TL_CACHE_DIR": str(ROOT / ".tl_cache")}
     env.pop("TL_PROFILE", None)
+    chosen = [stem for stem in KERAS_CHAPTERS if RUN_ALL or stem not in LONG_ON_TORCH]
     return subprocess.run([sys.executable, "-m", "tl_helpers.book.runner", "--profile", "smoke", "--out", str(TORCH_RUNS),
-                           "--jobs", "2", "--no-progress", *(f"notebooks/{stem}.ipynb" for stem in KERAS_CHAPTERS)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+                           "--no-progress", *(f"notebooks/{stem}.ipynb" for stem in chosen)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stem", KERAS_CHAPTERS)
-def test_smoke_run_on_the_torch_backend(stem, torch_backend_runs):
+def test_smoke_run_on_the_torch_backend(stem, request):
+    if stem in LONG_ON_TORCH and not RUN_ALL:
+        pytest.skip("minutes on two CPU cores with Keras on torch: run with TL_TORCH_BACKEND_ALL=1 (see the module doc)")
+    torch_backend_runs = request.getfixturevalue("torch_backend_runs")
     card_path = TORCH_RUNS / f"{stem}.json"
     assert card_path.is_file() and card_path.stat().st_mtime >= SESSION_STARTED, (
         f"no torch-backend run card for {stem} from this session; runner said:\n{torch_backend_runs.stderr[-3000:]}")

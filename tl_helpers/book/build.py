@@ -366,12 +366,13 @@ METRIC_NAMES = {"roc_auc": "ROC AUC", "macro_f1": "macro F1", "accuracy_dedup": 
 def metric_label(name: str) -> str:
     if name in METRIC_NAMES:
         return METRIC_NAMES[name]
-    if name.endswith("_seed_mean") and name.removesuffix("_seed_mean") in METRIC_NAMES:
-        return METRIC_NAMES[name.removesuffix("_seed_mean")] + ", mean over seeds"
+    for suffix, words in (("_seed_mean", ", mean over seeds"), ("_seed_sd", ", sd over seeds")):
+        if name.endswith(suffix) and name.removesuffix(suffix) in METRIC_NAMES:
+            return METRIC_NAMES[name.removesuffix(suffix)] + words
     label = name.replace("domain_b_as_is_", "domain B, model A as is: ").replace("domain_b_retrained_", "domain B, retrained: ")
     label = label.replace("domain_b_scratch_", "domain B, from scratch: ").replace("domain_a_", "domain A: ")
     label = label.replace("domain_b_fine_tuned_", "domain B, fine-tuned: ").replace("domain_b_frozen_", "domain B, frozen: ")
-    label = label.replace("_seed_mean", ", mean over seeds")
+    label = label.replace("_seed_mean", ", mean over seeds").replace("_seed_sd", ", sd over seeds")
     return label.replace("roc_auc", "ROC AUC").replace("_", " ")
 
 

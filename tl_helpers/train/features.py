@@ -81,6 +81,9 @@ def feature_cache_key(model, preprocess: Callable, paths: Sequence, image_size: 
         "format": CACHE_FORMAT,
         "files": [_file_identity(p) for p in paths],
         "model_name": getattr(model, "name", type(model).__name__),
+        # the same network on TensorFlow and on torch rounds differently: one backend's cached
+        # features must not feed the other's run (a smoke run then called one scan differently)
+        "keras_backend": keras.backend.backend(),
         "weights": weights_fingerprint(model),
         "preprocess": preprocess_fingerprint(preprocess),
         "image_size": list(image_size),
