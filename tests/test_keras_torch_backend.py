@@ -8,11 +8,11 @@ model clears the same floor as on TensorFlow (tests/smoke_floors.yml).
 
 The four runs one after another take about 5 minutes on two CPU cores (measured: chapter 1
 47 s, 2 37 s, 3 115 s, 4 87 s; about what TensorFlow takes), more than the suite's 15-minute
-budget holds beside nbval. The default suite runs chapters 1 and 2 on torch (the feature
-cache, the head, fine-tuning and MC dropout on torch); TL_TORCH_BACKEND_ALL=1 adds chapters 3
-and 4 (GPU runners, where Keras runs on torch anyway, and before a release). One run at a
-time: two at once on two cores made every run slower (442 s for the four) and halved the
-wall-clock budget of chapter 4's segmenter, which then missed its floor.
+budget holds beside nbval. The default suite runs chapter 1 on torch (the feature cache, the
+head, fine-tuning and MC dropout on torch); TL_FULL_CHECKS=1 adds chapters 2 to 4 (GPU
+runners, where Keras runs on torch anyway, and before a release). One run at a time: two at
+once on two cores made every run slower (442 s for the four) and halved the wall-clock
+budget of chapter 4's segmenter, which then missed its floor.
 """
 import ast
 import json
@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TORCH_RUNS = ROOT / "runs" / "smoke-torch"
 KERAS_CHAPTERS = ["01_xception_brain_tumor", "02_efficientnet_brain_tumor_4class",
                   "03_xray_perturbation_retraining", "04_resnet_resunet_lgg_segmentation"]
-LONG_ON_TORCH = {"03_xray_perturbation_retraining", "04_resnet_resunet_lgg_segmentation"}
-RUN_ALL = os.environ.get("TL_TORCH_BACKEND_ALL") == "1"
+LONG_ON_TORCH = {"02_efficientnet_brain_tumor_4class", "03_xray_perturbation_retraining",
+                 "04_resnet_resunet_lgg_segmentation"}
+RUN_ALL = os.environ.get("TL_FULL_CHECKS") == "1"
 
 
 # Chapter 3 calibrates the domain-B arm chosen on validation and names its metrics after it; on the
@@ -79,7 +80,7 @@ def torch_backend_runs() -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("stem", KERAS_CHAPTERS)
 def test_smoke_run_on_the_torch_backend(stem, request):
     if stem in LONG_ON_TORCH and not RUN_ALL:
-        pytest.skip("minutes on two CPU cores with Keras on torch: run with TL_TORCH_BACKEND_ALL=1 (see the module doc)")
+        pytest.skip("minutes on two CPU cores with Keras on torch: run with TL_FULL_CHECKS=1 (see the module doc)")
     torch_backend_runs = request.getfixturevalue("torch_backend_runs")
     card_path = TORCH_RUNS / f"{stem}.json"
     assert card_path.is_file() and card_path.stat().st_mtime >= SESSION_STARTED, (
