@@ -13,6 +13,11 @@ REPO = Path(__file__).resolve().parents[1]
 SESSION_STARTED = time.time()  # run cards older than this were not made by this test session
 
 
+def written_this_session(path: Path) -> bool:
+    """Whether this file exists and was written during this pytest session (a run card of its nbval run, say)."""
+    return path.is_file() and path.stat().st_mtime >= SESSION_STARTED
+
+
 def pytest_collection_modifyitems(session, config, items):
     """Tests marked `after_notebooks` run last: they read what the nbval run of notebooks/ wrote."""
     items.sort(key=lambda item: item.get_closest_marker("after_notebooks") is not None)

@@ -21,7 +21,7 @@ from urllib.parse import urljoin, urlparse
 
 import pytest
 
-from conftest import SESSION_STARTED
+from conftest import written_this_session
 from tl_helpers.book import build as book
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def this_sessions_smoke_runs(folder: Path) -> Path | None:
     second time. None otherwise."""
     notebooks = sorted((REPO / "notebooks").glob("[0-9]*.ipynb"))
     cards = [REPO / "runs" / "smoke" / f"{nb.stem}.json" for nb in notebooks]
-    if not notebooks or not all(c.is_file() and c.stat().st_mtime >= SESSION_STARTED for c in cards):
+    if not notebooks or not all(written_this_session(c) for c in cards):
         return None
     folder.mkdir(parents=True, exist_ok=True)
     for notebook, card in zip(notebooks, cards):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import SESSION_STARTED
+from conftest import written_this_session
 from test_smoke_floors import below_floor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def test_smoke_run_on_the_torch_backend(stem, request):
         pytest.skip("minutes on two CPU cores with Keras on torch: run with TL_FULL_CHECKS=1 (see the module doc)")
     torch_backend_runs = request.getfixturevalue("torch_backend_runs")
     card_path = TORCH_RUNS / f"{stem}.json"
-    assert card_path.is_file() and card_path.stat().st_mtime >= SESSION_STARTED, (
+    assert written_this_session(card_path), (
         f"no torch-backend run card for {stem} from this session; runner said:\n{torch_backend_runs.stderr[-3000:]}")
     card = json.loads(card_path.read_text())
     assert (TORCH_RUNS / f"{stem}.ipynb").is_file()

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import yaml
 
-from conftest import REPO, SESSION_STARTED
+from conftest import REPO, written_this_session
 from tl_helpers.book import runner
 
 FLOORS = yaml.safe_load((REPO / "tests" / "smoke_floors.yml").read_text())
@@ -33,7 +33,7 @@ def below_floor(card: dict) -> list[str]:
 def test_smoke_run_clears_its_floor(stem):
     """Reads the card that this session's nbval run of notebooks/<stem>.ipynb wrote."""
     card_path = REPO / "runs" / "smoke" / f"{stem}.json"
-    if not card_path.is_file() or card_path.stat().st_mtime < SESSION_STARTED:
+    if not written_this_session(card_path):
         if os.environ.get("CI"):
             pytest.fail(f"{card_path} was not written by this test session: run pytest with --nbval over notebooks/")
         pytest.skip("needs the nbval run of notebooks/ in the same pytest session (bash scripts/test.sh)")

@@ -367,12 +367,11 @@ def metric_label(name: str) -> str:
     if name in METRIC_NAMES:
         return METRIC_NAMES[name]
     for suffix, words in (("_seed_mean", ", mean over seeds"), ("_seed_sd", ", sd over seeds")):
-        if name.endswith(suffix) and name.removesuffix(suffix) in METRIC_NAMES:
-            return METRIC_NAMES[name.removesuffix(suffix)] + words
+        if name.endswith(suffix):  # a spread over seeds of a metric: that metric's label, then the words
+            return metric_label(name.removesuffix(suffix)) + words
     label = name.replace("domain_b_as_is_", "domain B, model A as is: ").replace("domain_b_retrained_", "domain B, retrained: ")
     label = label.replace("domain_b_scratch_", "domain B, from scratch: ").replace("domain_a_", "domain A: ")
     label = label.replace("domain_b_fine_tuned_", "domain B, fine-tuned: ").replace("domain_b_frozen_", "domain B, frozen: ")
-    label = label.replace("_seed_mean", ", mean over seeds").replace("_seed_sd", ", sd over seeds")
     return label.replace("roc_auc", "ROC AUC").replace("_", " ")
 
 
