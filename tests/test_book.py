@@ -22,7 +22,7 @@ from urllib.parse import urljoin, urlparse
 import pytest
 
 from conftest import written_this_session
-from tl_helpers.book import build as book
+from tl_helpers.workflow import build as book
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "_build" / "screenshots"

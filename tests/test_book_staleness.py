@@ -3,8 +3,8 @@ import json
 
 import nbformat
 
-from tl_helpers.book import build
-from tl_helpers.book.runcard import notebook_source_hash
+from tl_helpers.workflow import build
+from tl_helpers.workflow.runcard import notebook_source_hash
 
 
 def _notebook(path, code):

@@ -15,8 +15,8 @@ import numpy as np
 import papermill
 import pytest
 
-from tl_helpers.book import runcard, runner
-from tl_helpers.book.runcard import RunCard
+from tl_helpers.workflow import runcard, runner
+from tl_helpers.workflow.runcard import RunCard
 from tl_helpers.data import images
 from tl_helpers.data.images import ImageReadError, decode_native, read_image
 from tl_helpers.data.registry import DATASETS, DataError, DatasetNotFoundError, locate

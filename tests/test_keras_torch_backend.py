@@ -71,7 +71,7 @@ def torch_backend_runs() -> subprocess.CompletedProcess:
     env = {**os.environ, "KERAS_BACKEND": "torch", "TL_CACHE_DIR": str(ROOT / ".tl_cache")}
     env.pop("TL_PROFILE", None)
     chosen = [stem for stem in KERAS_CHAPTERS if RUN_ALL or stem not in LONG_ON_TORCH]
-    return subprocess.run([sys.executable, "-m", "tl_helpers.book.runner", "--profile", "smoke", "--out", str(TORCH_RUNS),
+    return subprocess.run([sys.executable, "-m", "tl_helpers.workflow.runner", "--profile", "smoke", "--out", str(TORCH_RUNS),
                            "--no-progress", *(f"notebooks/{stem}.ipynb" for stem in chosen)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
 

@@ -98,9 +98,9 @@ def test_the_resolver_reads_relative_and_absolute_imports():
     assert resolve("data.registry", parse("from . import synthetic as synth")) == ["data.synthetic"]
     assert resolve("data", parse("from .registry import dataset_root")) == ["data.registry"]
     assert resolve("data", parse("from . import load")) == ["data"]  # a name, not a module
-    assert resolve("book.build", parse("from tl_helpers.evaluate import metrics")) == ["evaluate.metrics"]
-    assert resolve("book.build", parse("import tl_helpers.train.loaders as loaders")) == ["train.loaders"]
-    assert resolve("book.build", parse("import numpy, os")) == []
+    assert resolve("workflow.build", parse("from tl_helpers.evaluate import metrics")) == ["evaluate.metrics"]
+    assert resolve("workflow.build", parse("import tl_helpers.train.loaders as loaders")) == ["train.loaders"]
+    assert resolve("workflow.build", parse("import numpy, os")) == []
 
 
 # --- (a) every module has a short name --------------------------------------------------------
@@ -154,13 +154,22 @@ def test_an_unknown_short_name_lists_the_known_ones():
 
 def test_no_module_imports_from_a_room_below_it():
     order = {name: index for index, name in enumerate(tl_helpers.ROOMS)}
-    assert list(order) == ["paths", "data", "train", "evaluate", "techniques", "book"]
+    assert list(order) == ["paths", "data", "train", "evaluate", "techniques", "serve", "workflow"]
     wrong = []
     for name in MODULES:
         for target in imports(name, module_level_only=False):
             if target and order[room(target)] > order[room(name)]:
                 wrong.append(f"{name} ({room(name)}) imports {target} ({room(target)})")
     assert not wrong, "imports from a lower room:\n  " + "\n  ".join(wrong)
+
+
+def test_evaluation_needs_no_training_code():
+    """Scoring predictions never loads a model: `evaluate` imports only `paths` and `data`
+    (loading exported models is `serve`'s job)."""
+    wrong = sorted(f"{name} imports {target}" for name in MODULES if room(name) == "evaluate"
+                   for target in imports(name, module_level_only=False)
+                   if target and room(target) not in ("paths", "data", "evaluate"))
+    assert not wrong, wrong
 
 
 def test_the_room_rule_sees_imports_inside_functions(tmp_path, monkeypatch):

@@ -210,11 +210,11 @@ def test_the_preprocessing_comes_back_by_name_alone():
 def test_a_sigmoid_mask_upsampled_after_its_activation_counts_as_probabilities():
     import keras
 
-    from tl_helpers.evaluate.model_cards import _keras_outputs_kind
+    from tl_helpers.evaluate.explain import keras_output_kind
 
     inputs = keras.Input((8, 8, 3))
     half = keras.layers.Conv2D(1, 1, activation="sigmoid")(keras.layers.MaxPooling2D(2)(inputs))
     upsampled = keras.Model(inputs, keras.layers.UpSampling2D(2, interpolation="bilinear")(half))
-    assert _keras_outputs_kind(upsampled) == "probabilities"  # chapter 4's U-Net: sigmoid, then bilinear x2
+    assert keras_output_kind(upsampled) == "probabilities"  # chapter 4's U-Net: sigmoid, then bilinear x2
     logits = keras.Model(inputs, keras.layers.UpSampling2D(2)(keras.layers.Conv2D(1, 1)(keras.layers.MaxPooling2D(2)(inputs))))
-    assert _keras_outputs_kind(logits) == "logits"
+    assert keras_output_kind(logits) == "logits"

@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tl_helpers.techniques import near_duplicates as nd
+from tl_helpers.evaluate import near_duplicates as nd
 from tl_helpers.data.images import read_image
 from tests.conftest import shared_data_dir
 

@@ -106,8 +106,8 @@ def test_seed_spread_over_run_cards(tmp_path):
 
 def test_spread_over_seeds_reads_only_this_version_of_the_chapter(tmp_path, monkeypatch, capsys):
     """The seed step's cards: same source hash and profile count, one per seed; others are named and left out."""
-    from tl_helpers.book.notebook import spread_over_seeds
-    from tl_helpers.book.runcard import RunCard, notebook_source_hash
+    from tl_helpers.workflow.notebook import spread_over_seeds
+    from tl_helpers.workflow.runcard import RunCard, notebook_source_hash
 
     monkeypatch.setenv("TL_PROJECT_ROOT", str(tmp_path))
     (tmp_path / "_toc.yml").write_text("root: index\n")

@@ -93,7 +93,7 @@ def mixed_folder(tmp_path_factory, yes_no) -> Path:
 
 def test_predict_writes_probabilities_and_labels_at_the_cards_threshold(tmp_path, classifier_card, mixed_folder):
     out = tmp_path / "preds.csv"
-    done = run_cli("tl_helpers.evaluate.predict", classifier_card, mixed_folder, "--out", out)
+    done = run_cli("tl_helpers.serve.predict", classifier_card, mixed_folder, "--out", out)
     assert done.returncode == 0, done.stderr[-3000:]
     table = pd.read_csv(out)
     files = sorted(str(f) for f in mixed_folder.rglob("*")
@@ -123,7 +123,7 @@ def test_predict_stops_on_an_unreadable_file_with_one_line_naming_it(tmp_path, c
 
 
 def test_a_missing_card_is_one_line_naming_it(tmp_path):
-    done = run_cli("tl_helpers.evaluate.predict", tmp_path / "gone.card.json", tmp_path, "--out", tmp_path / "p.csv")
+    done = run_cli("tl_helpers.serve.predict", tmp_path / "gone.card.json", tmp_path, "--out", tmp_path / "p.csv")
     assert done.returncode == 1
     assert done.stderr.strip() == f"error: model card not found: {tmp_path / 'gone.card.json'}"
 

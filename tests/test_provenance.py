@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from tl_helpers.book.runcard import RunCard, git_provenance
+from tl_helpers.workflow.runcard import RunCard, git_provenance
 
 DATE = "2024-03-05T10:20:30+00:00"
 

@@ -4,11 +4,11 @@ import sys
 
 import numpy as np
 
-from tl_helpers.book.repro import seed_everything
+from tl_helpers.workflow.repro import seed_everything
 
 TRAIN_TWICE = """
 import numpy as np, keras, torch
-from tl_helpers.book.repro import seed_everything
+from tl_helpers.workflow.repro import seed_everything
 def train():
     seed_everything(5)
     x = np.random.rand(64, 8).astype('float32'); y = (x.sum(1) > 4).astype('float32')

@@ -8,8 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tl_helpers.book import profiles, runner
-from tl_helpers.book.runcard import ResultOverwriteError, RunCard, guard_overwrite
+from tl_helpers.workflow import profiles, runner
+from tl_helpers.workflow.runcard import ResultOverwriteError, RunCard, guard_overwrite
 
 
 def _notebook(path: Path, *sources: str, parameters: str = "PROFILE = 'smoke'\nOUTPUT_DIR = None") -> Path:

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from tl_helpers.data.images import read_image
-from tl_helpers.techniques import shortcuts
+from tl_helpers.evaluate import shortcuts
 
 
 def write_images(folder, specs, seed=0):

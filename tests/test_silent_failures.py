@@ -19,8 +19,8 @@ import pytest
 
 from conftest import shared_data_dir
 from tl_helpers import data
-from tl_helpers.book import profiles, runcard, runner
-from tl_helpers.book.runcard import ResultOverwriteError, RunCard, guard_overwrite
+from tl_helpers.workflow import profiles, runcard, runner
+from tl_helpers.workflow.runcard import ResultOverwriteError, RunCard, guard_overwrite
 from tl_helpers.data import synthetic
 from tl_helpers.paths import project_root
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import REPO, written_this_session
-from tl_helpers.book import runner
+from tl_helpers.workflow import runner
 
 FLOORS = yaml.safe_load((REPO / "tests" / "smoke_floors.yml").read_text())
 

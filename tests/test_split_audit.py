@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageEnhance
 
-from tl_helpers.techniques import near_duplicates as nd
+from tl_helpers.evaluate import near_duplicates as nd
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,10 @@ from rooms above it in this list, never from one below:
 | `paths` | | project root, run folders, caches |
 | `data/` | `tl.data` (registry, tables, integrity, downloads), `images`, `synthetic`, `splits` | the five datasets: where, what, intact?, tables of files, decoding, look-alikes, splits |
 | `train/` | `augment`, `loaders`, `weights`, `lite0`, `backbones`, `features`, `partial_finetune`, `keras_training`, `torch_training` | turning images into a trained model, in Keras and PyTorch |
-| `evaluate/` | `metrics`, `uncertainty`, `plotting`, `calibration`, `explain`, `model_cards`, `predict`, `external` | numbers with intervals (Dice, bootstraps), MC dropout, figures, calibration, Grad-CAM; exported models: model cards, prediction and evaluation on any folder |
-| `techniques/` | `cropping`, `near_duplicates`, `oversampling`, `imbalance`, `domains`, `segmentation`, `shortcuts` | what one chapter teaches |
-| `book/` | `notebook`, `runcard`, `repro`, `profiles`, `runner`, `build` | running chapters and building the book |
+| `evaluate/` | `metrics`, `uncertainty`, `plotting`, `calibration`, `explain`, `near_duplicates`, `shortcuts` | numbers with intervals (Dice, bootstraps), MC dropout, figures, calibration, Grad-CAM, leakage and shortcut audits |
+| `techniques/` | `cropping`, `oversampling`, `imbalance`, `domains`, `segmentation` | what one chapter teaches |
+| `serve/` | `model_cards`, `predict`, `external` | the trained model outside the notebook: model cards, prediction and evaluation on any folder |
+| `workflow/` | `notebook`, `runcard`, `repro`, `profiles`, `runner`, `build` | running chapters and building the book |
 
 Modules are imported on first use, so `import tl_helpers as tl` stays fast and pulls in
 neither TensorFlow nor PyTorch until a chapter needs one; the PyTorch path (`loaders`,
@@ -32,16 +33,16 @@ MODULES = {
     "backbones": "train.backbones", "features": "train.features", "partial_finetune": "train.partial_finetune",
     "keras_training": "train.keras_training", "torch_training": "train.torch_training",
     "metrics": "evaluate.metrics", "uncertainty": "evaluate.uncertainty", "plotting": "evaluate.plotting",
-    "calibration": "evaluate.calibration", "explain": "evaluate.explain", "model_cards": "evaluate.model_cards",
-    "predict": "evaluate.predict", "external": "evaluate.external",
-    "cropping": "techniques.cropping", "near_duplicates": "techniques.near_duplicates",
-    "oversampling": "techniques.oversampling", "imbalance": "techniques.imbalance",
-    "domains": "techniques.domains", "segmentation": "techniques.segmentation",
-    "shortcuts": "techniques.shortcuts",
-    "notebook": "book.notebook", "runcard": "book.runcard", "repro": "book.repro", "profiles": "book.profiles",
-    "runner": "book.runner", "build": "book.build",
+    "calibration": "evaluate.calibration", "explain": "evaluate.explain",
+    "near_duplicates": "evaluate.near_duplicates", "shortcuts": "evaluate.shortcuts",
+    "cropping": "techniques.cropping", "oversampling": "techniques.oversampling",
+    "imbalance": "techniques.imbalance", "domains": "techniques.domains",
+    "segmentation": "techniques.segmentation",
+    "model_cards": "serve.model_cards", "predict": "serve.predict", "external": "serve.external",
+    "notebook": "workflow.notebook", "runcard": "workflow.runcard", "repro": "workflow.repro",
+    "profiles": "workflow.profiles", "runner": "workflow.runner", "build": "workflow.build",
 }
-ROOMS = ("paths", "data", "train", "evaluate", "techniques", "book")  # lowest first
+ROOMS = ("paths", "data", "train", "evaluate", "techniques", "serve", "workflow")  # lowest first
 
 
 def _import_triton_before_tensorflow() -> None:

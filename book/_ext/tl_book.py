@@ -4,7 +4,7 @@ A chapter page is built from a staged copy in book/generated/, so the theme's Co
 would point there; it is pointed at the chapter's notebook in notebooks/ instead. The
 download menu gains the source notebook without outputs (written to `_notebooks/` of the
 HTML), beside the theme's `.ipynb` of the run the page shows. Figures are numbered per chapter in
-their captions (tl_helpers.book.build), so Sphinx's book-wide "Fig. N" numbers (which
+their captions (tl_helpers.workflow.build), so Sphinx's book-wide "Fig. N" numbers (which
 sphinx-jupyterbook-latex switches on) are switched off. Used by the book machinery.
 """
 from __future__ import annotations

@@ -28,7 +28,6 @@ from typing import Sequence
 import numpy as np
 
 from ..data.images import resize_image
-from .model_cards import Predictor, _keras_outputs_kind, keras_to_numpy
 
 
 # --- regions and the share of heat inside them ------------------------------------------------
@@ -91,6 +90,40 @@ def _scale_and_resize(cams: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         cam = cam / (1e-7 + cam.max())
         out.append(resize_image(cam.astype(np.float32), size))
     return np.stack(out).astype(np.float32)
+
+
+def keras_to_numpy(tensor) -> np.ndarray:
+    """`keras.ops.convert_to_numpy`, without the DeprecationWarning TensorFlow's tensors raise under NumPy 2.
+
+    Used by tl.explain and tl.model_cards (exported Keras models).
+    """
+    import warnings
+
+    import keras
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # EagerTensor.__array__ takes no `copy`
+        return np.asarray(keras.ops.convert_to_numpy(tensor))
+
+
+def keras_output_kind(model) -> str:
+    """'probabilities' when the output comes from a softmax or sigmoid, else 'logits'.
+
+    Looks at the last layer with an activation, passing over the weightless layers that only
+    move or resize values (a U-Net's final bilinear upsampling of its sigmoid mask, say):
+    their output stays a probability. Used by tl.explain and tl.model_cards (exported Keras models).
+    """
+    layer = model
+    while hasattr(layer, "layers") and layer.layers:
+        layers = [item for item in layer.layers if not _passes_values_on(item)] or layer.layers
+        layer = layers[-1]
+    activation = getattr(getattr(layer, "activation", None), "__name__", "")
+    return "probabilities" if activation in ("softmax", "sigmoid") else "logits"
+
+
+def _passes_values_on(layer) -> bool:
+    """A weightless layer that resizes, reshapes or crops: probabilities in, probabilities out."""
+    return type(layer).__name__ in ("UpSampling2D", "Resizing", "Reshape", "Flatten", "Cropping2D", "Permute")
 
 
 def _class_targets(class_index, count: int, scores: np.ndarray) -> np.ndarray:
@@ -202,7 +235,7 @@ def _grad_cam_keras(model, batch, class_index, layer_name) -> np.ndarray:
 
     batch = np.asarray(batch, dtype=np.float32)
     layer = _keras_feature_layer(model, layer_name)
-    probabilities = _keras_outputs_kind(model) == "probabilities"
+    probabilities = keras_output_kind(model) == "probabilities"
     try:  # the layer's output is a tensor of the model's own graph: one model gives both, input watched
         both = keras.Model(model.inputs, [layer.output, model.outputs[0]])
 
@@ -263,7 +296,7 @@ def grad_cam(model, images, class_index: int | Sequence[int] | None = None, laye
     batch_size: images per forward and backward pass.
     Used by chapters 4 and 5 (and any exported classifier).
     """
-    if isinstance(model, Predictor):
+    if hasattr(model, "prepare") and hasattr(model, "framework"):  # a Predictor from tl.model_cards.load_model
         network, framework, prepare = model.model, model.framework, model.prepare
     else:
         network, prepare = model, (lambda batch: batch)

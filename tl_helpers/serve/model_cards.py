@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import __version__, paths
 from ..data.images import convert_channels, resize_image, to_channels
+from ..evaluate.explain import keras_output_kind, keras_to_numpy
 from ..train.backbones import TORCH_BACKBONES, get_preprocess
 from ..train.loaders import load_examples
 from ..train.torch_training import PatchTransform, center_crop, classifier_head, pick_device
@@ -197,31 +198,12 @@ def _check_card(card: dict) -> dict:
     return card
 
 
-def _keras_outputs_kind(model) -> str:
-    """'probabilities' when the output comes from a softmax or sigmoid, else 'logits'.
-
-    Looks at the last layer with an activation, passing over the weightless layers that only
-    move or resize values (a U-Net's final bilinear upsampling of its sigmoid mask, say):
-    their output stays a probability."""
-    layer = model
-    while hasattr(layer, "layers") and layer.layers:
-        layers = [item for item in layer.layers if not _passes_values_on(item)] or layer.layers
-        layer = layers[-1]
-    activation = getattr(getattr(layer, "activation", None), "__name__", "")
-    return "probabilities" if activation in ("softmax", "sigmoid") else "logits"
-
-
-def _passes_values_on(layer) -> bool:
-    """A weightless layer that resizes, reshapes or crops: probabilities in, probabilities out."""
-    return type(layer).__name__ in ("UpSampling2D", "Resizing", "Reshape", "Flatten", "Cropping2D", "Permute")
-
-
 def _save(model, framework: str, stem: Path, card: dict) -> str:
     """Write the model file; returns its name (beside the card)."""
     if framework == "keras":
         path = stem.with_suffix(".keras")
         model.save(path)
-        card.setdefault("outputs", _keras_outputs_kind(model))
+        card.setdefault("outputs", keras_output_kind(model))
         return path.name
     import torch
 
@@ -383,7 +365,7 @@ def _load_file(card: dict, card_path: Path, device):
     if card["framework"] == "keras":
         import keras
 
-        from . import uncertainty  # noqa: F401 - registers MCDropout, which chapter 1's heads use
+        from ..evaluate import uncertainty  # noqa: F401 - registers MCDropout, which chapter 1's heads use
 
         try:
             return keras.saving.load_model(file, compile=False)
@@ -399,20 +381,6 @@ def _load_file(card: dict, card_path: Path, device):
         raise ModelCardError(f"cannot load the state dict {file} into {card.get('architecture')!r}: "
                              f"{str(error)[:500]}") from None
     return model.to(device).eval()
-
-
-def keras_to_numpy(tensor) -> np.ndarray:
-    """`keras.ops.convert_to_numpy`, without the DeprecationWarning TensorFlow's tensors raise under NumPy 2.
-
-    Used by tl.model_cards and tl.explain (exported Keras models).
-    """
-    import warnings
-
-    import keras
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # EagerTensor.__array__ takes no `copy`
-        return np.asarray(keras.ops.convert_to_numpy(tensor))
 
 
 def _keras_inference(model, batch):

@@ -1,6 +1,6 @@
 """Predictions of an exported model on image files or folders, from Python or a shell.
 
-    python -m tl_helpers.evaluate.predict MODEL_CARD PATHS... --out preds.csv
+    python -m tl_helpers.serve.predict MODEL_CARD PATHS... --out preds.csv
         [--masks-dir DIR] [--batch-size 32] [--device cuda|cpu] [--skip-unreadable]
 
 PATHS are image files or folders, searched recursively for every format the datasets use
@@ -197,10 +197,10 @@ def _one_line(error: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line (see the module's description); 0 on success, 1 on bad input.
 
-    Used by `python -m tl_helpers.evaluate.predict`.
+    Used by `python -m tl_helpers.serve.predict`.
     """
     parser = argparse.ArgumentParser(
-        prog="python -m tl_helpers.evaluate.predict",
+        prog="python -m tl_helpers.serve.predict",
         description="Predict with an exported model (tl.model_cards) on image files or folders.")
     parser.add_argument("card", help="the model card (<name>.card.json) written by tl.model_cards.export_model")
     parser.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")

@@ -1,8 +1,8 @@
 """Build the jupyter-book from executed notebooks and the pages in `book/`.
 
-    python -m tl_helpers.book.build              # run the smoke profile, then build
-    python -m tl_helpers.book.build --profile cpu --data-dir ../shared/data
-    python -m tl_helpers.book.build --no-run     # build from the runs already in runs/<profile>/
+    python -m tl_helpers.workflow.build              # run the smoke profile, then build
+    python -m tl_helpers.workflow.build --profile cpu --data-dir ../shared/data
+    python -m tl_helpers.workflow.build --no-run     # build from the runs already in runs/<profile>/
 
 The book never executes notebooks itself (execution is off in `_config.yml`): the runner
 has run them. For each chapter the book shows the committed reference run in
@@ -53,7 +53,7 @@ def stage_notebooks(runs_dir: Path, fresh: bool = False, article_results: dict |
         source = next((c for c in candidates if c.is_file()), None)
         if source is None:
             raise FileNotFoundError(f"no executed copy of {notebook.name} in {runs_dir} or results/; "
-                                    "run `python -m tl_helpers.book.runner` first")
+                                    "run `python -m tl_helpers.workflow.runner` first")
         card_file = source.with_suffix(".json")
         card = json.loads(card_file.read_text()) if card_file.is_file() else None
         page = prepare_page(json.loads(source.read_text()), notebook.stem, card,
@@ -591,11 +591,11 @@ def build(profile: str = "smoke", run_first: bool = True, fresh: bool = False, d
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line `python -m tl_helpers.book.build` (see the module doc).
+    """The command line `python -m tl_helpers.workflow.build` (see the module doc).
 
     Used by the book machinery (scripts/build_book.sh).
     """
-    parser = argparse.ArgumentParser(prog="python -m tl_helpers.book.build", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tl_helpers.workflow.build", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--data-dir", help="data directory for the run (default $TL_DATA_DIR, else data/)")

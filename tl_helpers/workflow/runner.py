@@ -1,8 +1,8 @@
 """Run chapter notebooks headless with papermill, for a profile.
 
-    python -m tl_helpers.book.runner --profile smoke                 # every notebook
-    python -m tl_helpers.book.runner --profile cpu --data-dir ../shared/data notebooks/00_datasets.ipynb
-    python -m tl_helpers.book.runner --refresh-sources   # update the outputs stored in notebooks/
+    python -m tl_helpers.workflow.runner --profile smoke                 # every notebook
+    python -m tl_helpers.workflow.runner --profile cpu --data-dir ../shared/data notebooks/00_datasets.ipynb
+    python -m tl_helpers.workflow.runner --refresh-sources   # update the outputs stored in notebooks/
 
 Each executed notebook and its run card (`<stem>.json`, written by the notebook) go to an
 output folder (default `runs/<profile>/`), never to `notebooks/`. A notebook runs in a
@@ -291,7 +291,7 @@ def _run_in_parallel(profile, planned, out_dir, data_dir, overrides, overwrite, 
 
     def one(slot_and_notebook):
         slot, notebook = slot_and_notebook
-        command = [sys.executable, "-m", "tl_helpers.book.runner", "--profile", profile, "--out", str(out_dir),
+        command = [sys.executable, "-m", "tl_helpers.workflow.runner", "--profile", profile, "--out", str(out_dir),
                    "--no-progress", str(notebook)]
         command += ["--data-dir", str(data_dir)] if data_dir else []
         command += ["--overwrite"] if overwrite else []
@@ -373,11 +373,11 @@ def refresh_sources(notebooks: list[Path] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line `python -m tl_helpers.book.runner` (see the module doc).
+    """The command line `python -m tl_helpers.workflow.runner` (see the module doc).
 
     Used by the book machinery (runner, build).
     """
-    parser = argparse.ArgumentParser(prog="python -m tl_helpers.book.runner", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tl_helpers.workflow.runner", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: all)")
     parser.add_argument("--profile", default="smoke", help=f"one of {', '.join(available_profiles())}")

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..evaluate.metrics import Estimate, bootstrap_ci
+from .metrics import Estimate, bootstrap_ci
 
 NUMERIC = ("width", "height", "aspect", "file_bytes", "bytes_per_pixel", "bit_depth")
 CATEGORICAL = ("mode", "format", "extension")

@@ -39,7 +39,7 @@ import pandas as pd
 from ..data.images import ImageReadError, image_info, is_image_file, read_mask
 from ..data.registry import DataError
 from ..data.tables import class_folder_table, is_visible, lgg_slice_table, pcam_table
-from .metrics import binary_report, bootstrap_ci, dice_scores, multiclass_report, report_table, volumetric_dice
+from ..evaluate.metrics import binary_report, bootstrap_ci, dice_scores, multiclass_report, report_table, volumetric_dice
 from .model_cards import ModelCardError, Predictor, load_model, read_card, to_jsonable
 
 LAYOUTS = ("class_folders", "pcam", "lgg")
