@@ -9,10 +9,10 @@ from rooms above it in this list, never from one below:
 | `paths` | | project root, run folders, caches |
 | `data/` | `tl.data` (registry, tables, integrity, downloads), `images`, `synthetic`, `splits` | the five datasets: where, what, intact?, tables of files, decoding, look-alikes, splits |
 | `train/` | `augment`, `loaders`, `weights`, `lite0`, `backbones`, `features`, `partial_finetune`, `keras_training`, `torch_training` | turning images into a trained model, in Keras and PyTorch |
-| `evaluate/` | `metrics`, `uncertainty`, `plotting`, `calibration`, `explain`, `near_duplicates`, `shortcuts` | numbers with intervals (Dice, bootstraps), MC dropout, figures, calibration, Grad-CAM, leakage and shortcut audits |
+| `evaluate/` | `metrics`, `uncertainty`, `plotting`, `calibration`, `explain`, `near_duplicates`, `shortcuts`, `protocol` | the evaluation protocol (threshold and temperature on validation, the test split once, calibration, Grad-CAM cases); numbers with intervals (Dice, bootstraps), MC dropout, figures, calibration, Grad-CAM, leakage and shortcut audits |
 | `techniques/` | `cropping`, `oversampling`, `imbalance`, `domains`, `segmentation` | what one chapter teaches |
-| `serve/` | `model_cards`, `predict`, `external` | the trained model outside the notebook: model cards, prediction and evaluation on any folder |
-| `workflow/` | `notebook`, `runcard`, `repro`, `profiles`, `runner`, `build` | running chapters and building the book |
+| `serve/` | `model_cards`, `exports`, `predict`, `external` | the trained model outside the notebook: model cards, export with a reload check, prediction and evaluation on any folder |
+| `workflow/` | `notebook`, `runcard`, `timing`, `repro`, `profiles`, `runner`, `build` | running chapters (one stopwatch for where the time went) and building the book |
 
 Modules are imported on first use, so `import tl_helpers as tl` stays fast and pulls in
 neither TensorFlow nor PyTorch until a chapter needs one; the PyTorch path (`loaders`,
@@ -38,9 +38,12 @@ MODULES = {
     "cropping": "techniques.cropping", "oversampling": "techniques.oversampling",
     "imbalance": "techniques.imbalance", "domains": "techniques.domains",
     "segmentation": "techniques.segmentation",
-    "model_cards": "serve.model_cards", "predict": "serve.predict", "external": "serve.external",
+    "protocol": "evaluate.protocol",
+    "model_cards": "serve.model_cards", "exports": "serve.exports", "predict": "serve.predict",
+    "external": "serve.external",
     "notebook": "workflow.notebook", "runcard": "workflow.runcard", "repro": "workflow.repro",
     "profiles": "workflow.profiles", "runner": "workflow.runner", "build": "workflow.build",
+    "timing": "workflow.timing",
 }
 ROOMS = ("paths", "data", "train", "evaluate", "techniques", "serve", "workflow")  # lowest first
 

@@ -66,3 +66,15 @@ def ask_git(*args: str, cwd: str | Path | None = None, timeout: float = 20) -> s
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
+
+
+def relative_to_project(path: str | Path) -> str:
+    """`path` relative to the project when it lies inside it, else as given: what a chapter
+    prints and records (a run card must not carry the machine's folders).
+
+    Used by every chapter (exports) and the book machinery.
+    """
+    path = Path(path)
+    root = project_root()
+    resolved = path.resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)

@@ -31,6 +31,16 @@ class Estimate(NamedTuple):
     low: float
     high: float
 
+    def __format__(self, spec: str) -> str:
+        """`f"{e}"` gives `0.945 (0.924-0.960)`; `f"{e:.1%}"` formats all three numbers alike."""
+        spec = spec or ".3f"
+        if np.isnan(self.low) and np.isnan(self.high):
+            return f"{self.value:{spec}}"
+        return f"{self.value:{spec}} ({self.low:{spec}}-{self.high:{spec}})"
+
+    def __str__(self) -> str:
+        return format(self)
+
 
 def _z(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2)
@@ -216,7 +226,7 @@ def _sensitivity_at_specificity(y_true, p_positive, specificity: float) -> float
 
 
 def sensitivity_at_specificity(y_true, p_positive, specificity: float = 0.90, n_boot: int = 1000,
-                               seed: int = 0) -> Estimate:
+                               seed: int = 0, groups=None) -> Estimate:
     """Sensitivity where the ROC curve reaches `specificity`, with a bootstrap interval.
 
     The threshold is the lowest that keeps at least that share of negatives negative on these
@@ -230,11 +240,17 @@ def sensitivity_at_specificity(y_true, p_positive, specificity: float = 0.90, n_
     if not ((y_true == 1).any() and (y_true == 0).any()):
         return Estimate(float("nan"), float("nan"), float("nan"))
     return bootstrap_ci(lambda t, p: _sensitivity_at_specificity(t, p, specificity), y_true, p_positive,
-                        n_boot=n_boot, seed=seed)
+                        n_boot=n_boot, seed=seed, groups=groups)
+
+
+def _share_called(y_true, y_pred, label: int) -> float:
+    """The share of the samples of class `label` called `label` (sensitivity, specificity)."""
+    members = y_true == label
+    return float((y_pred[members] == label).mean()) if members.any() else float("nan")
 
 
 def binary_report(y_true, p_positive, threshold: float | OperatingPoint = 0.5, n_boot: int = 1000,
-                  seed: int = 0, at_specificity: float | None = None) -> dict[str, Estimate]:
+                  seed: int = 0, at_specificity: float | None = None, groups=None) -> dict[str, Estimate]:
     """Accuracy, sensitivity, specificity (Wilson), balanced accuracy and ROC AUC (bootstrap).
 
     `y_true` is 0/1 with 1 the positive (diseased) class; `p_positive` is P(positive); a
@@ -242,7 +258,9 @@ def binary_report(y_true, p_positive, threshold: float | OperatingPoint = 0.5, n
     OperatingPoint from `choose_threshold` on validation (its threshold is used). With
     `at_specificity` (e.g. 0.9) the report adds `sensitivity_at_specificity_90`
     (tl.metrics.sensitivity_at_specificity). Undefined entries (a class absent) are NaN.
-    Used by chapters 1, 3, 4 and 5.
+    With `groups` (a patient id per sample) every interval, proportions included, resamples
+    whole groups: slices of one patient are not independent draws. Used by chapters 1, 3, 4
+    and 5 (through tl.protocol).
     """
     if isinstance(threshold, OperatingPoint):
         threshold = threshold.threshold
@@ -252,6 +270,19 @@ def binary_report(y_true, p_positive, threshold: float | OperatingPoint = 0.5, n
     positives, negatives = y_true == 1, y_true == 0
     both_classes = positives.any() and negatives.any()
     nan = Estimate(float("nan"), float("nan"), float("nan"))
+    if groups is not None:
+        grouped = dict(n_boot=n_boot, seed=seed, groups=groups)
+        report = {
+            "accuracy": bootstrap_ci(lambda t, p: float((t == p).mean()), y_true, y_pred, **grouped),
+            "sensitivity": bootstrap_ci(lambda t, p: _share_called(t, p, 1), y_true, y_pred, **grouped),
+            "specificity": bootstrap_ci(lambda t, p: _share_called(t, p, 0), y_true, y_pred, **grouped),
+            "balanced_accuracy": bootstrap_ci(_balanced_accuracy, y_true, y_pred, **grouped) if both_classes else nan,
+            "roc_auc": bootstrap_ci(_roc_auc, y_true, p_positive, **grouped) if both_classes else nan,
+        }
+        if at_specificity is not None:
+            report[f"sensitivity_at_specificity_{100 * at_specificity:g}"] = sensitivity_at_specificity(
+                y_true, p_positive, at_specificity, **grouped)
+        return report
     report = {
         "accuracy": proportion(int((y_pred == y_true).sum()), len(y_true)),
         "sensitivity": proportion(int(y_pred[positives].sum()), int(positives.sum())),

@@ -133,15 +133,22 @@ class AdaptiveLearningRate(keras.callbacks.Callback):
                       f"{self.monitor} {self.best_value:.4f}")
 
 
-def stop_and_keep_best(checkpoint, patience: int) -> list:
-    """EarlyStopping on the validation loss, and a checkpoint of the best epoch's weights.
+def stop_and_keep_best(checkpoint, patience: int, monitor: str = "val_loss", mode: str = "min",
+                       stop_monitor: str | None = None, min_delta: float = 0.0) -> list:
+    """EarlyStopping, and a checkpoint of the best epoch's weights.
 
-    Training stops after `patience` epochs without a lower `val_loss`; the weights of the
-    epoch with the lowest one are saved to `checkpoint` (a path ending in `.weights.h5`), so
-    `model.load_weights(checkpoint)` after `fit` gives the best epoch rather than the last.
+    The checkpoint keeps the epoch with the best `monitor` (lowest for mode "min", highest for
+    "max") in `checkpoint` (a path ending in `.weights.h5`), so `model.load_weights(checkpoint)`
+    after `fit` gives the best epoch rather than the last. Training stops after `patience`
+    epochs without improvement of `stop_monitor` (default: `monitor`; chapter 3 keeps the best
+    validation ROC AUC and stops on the validation loss). Used by tl.keras_training.fit_keeping_best.
     """
-    return [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
-            keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True,
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', not {mode!r}")
+    stop_monitor = stop_monitor or monitor
+    stop_mode = mode if stop_monitor == monitor else ("min" if stop_monitor.endswith("loss") else "max")
+    return [keras.callbacks.EarlyStopping(monitor=stop_monitor, mode=stop_mode, patience=patience, min_delta=min_delta),
+            keras.callbacks.ModelCheckpoint(str(checkpoint), monitor=monitor, mode=mode, save_best_only=True,
                                             save_weights_only=True)]
 
 
@@ -192,15 +199,18 @@ class TrainingRun:
 
 
 def fit_keeping_best(model, checkpoint, patience: int, name: str = "training", fit: Callable | None = None,
-                     extra_callbacks: Sequence = (), **fit_arguments) -> TrainingRun:
-    """Fit, restore the best epoch (lowest val_loss), time it, and print one line saying so.
+                     extra_callbacks: Sequence = (), monitor: str = "val_loss", mode: str = "min",
+                     stop_monitor: str | None = None, min_delta: float = 0.0, quiet: bool = False,
+                     **fit_arguments) -> TrainingRun:
+    """Fit, restore the best epoch (of `monitor`, `mode` "min" or "max"), time it, say so in one line.
 
     By default it calls `model.fit(**fit_arguments, verbose=0)` with `stop_and_keep_best`'s
     callbacks (plus `extra_callbacks`); pass `fit=lambda callbacks: ...` to train another way
     (a head on cached features, say) with those callbacks. Afterwards the model holds the
-    weights of its best epoch, not of its last. Taught in chapters 1 and 4.
+    weights of its best epoch, not of its last. The one way to keep the best Keras epoch:
+    taught in chapters 1 and 4, used by chapters 2 and 3.
     """
-    callbacks = [*stop_and_keep_best(checkpoint, patience), *extra_callbacks]
+    callbacks = [*stop_and_keep_best(checkpoint, patience, monitor, mode, stop_monitor, min_delta), *extra_callbacks]
     started = time.perf_counter()
     if fit is None:
         history = model.fit(**{"verbose": 0, **fit_arguments}, callbacks=callbacks)
@@ -209,8 +219,9 @@ def fit_keeping_best(model, checkpoint, patience: int, name: str = "training", f
     model.load_weights(str(checkpoint))
     seconds = time.perf_counter() - started
     values = history.history
-    best = int(np.argmin(values["val_loss"]))
+    best = int(np.argmin(values[monitor]) if mode == "min" else np.argmax(values[monitor]))
     epochs_run = len(values["loss"])
     shown = ", ".join(f"{key} {values[key][best]:.3f}" for key in values if key.startswith("val_"))
-    print(f"{name}: {epochs_run} epochs in {seconds:.0f} s; best epoch {best + 1}: {shown}")
+    if not quiet:
+        print(f"{name}: {epochs_run} epochs in {seconds:.0f} s; best epoch {best + 1}: {shown}")
     return TrainingRun(history, best + 1, epochs_run, seconds)

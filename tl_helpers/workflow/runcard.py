@@ -258,8 +258,13 @@ class RunCard:
         self.record["model"].update(details)
         return self
 
-    def metric(self, name: str, value: float, ci: tuple[float, float] | None = None, split: str = "test") -> "RunCard":
-        """Record one metric, with its 95% confidence interval when there is one. Used by every chapter."""
+    def metric(self, name: str, value, ci: tuple[float, float] | None = None, split: str = "test") -> "RunCard":
+        """Record one metric: a number (with `ci` when it has an interval) or an Estimate, whose
+        interval comes with it. Used by every chapter."""
+        if isinstance(value, tuple) and len(value) == 3:  # an Estimate (value, low, high)
+            if ci is not None:
+                raise ValueError(f"{name}: an Estimate carries its own interval; do not pass ci= too")
+            value, ci = value[0], (value[1], value[2])
         entry = {"value": float(value), "split": split}
         if ci is not None:
             entry["ci95"] = [float(ci[0]), float(ci[1])]
@@ -274,11 +279,7 @@ class RunCard:
         """
         for name in (names if names is not None else report):
             value = report[name]
-            key = f"{prefix}_{name}" if prefix else name
-            if isinstance(value, tuple) and len(value) == 3:  # an Estimate (value, low, high)
-                self.metric(key, value[0], ci=(value[1], value[2]), split=split)
-            else:
-                self.metric(key, value, split=split)
+            self.metric(f"{prefix}_{name}" if prefix else name, value, split=split)
         return self
 
     def note(self, text: str) -> "RunCard":

@@ -1,0 +1,112 @@
+"""The evaluation protocol (tl.protocol), Estimate formatting, the run card taking an
+Estimate, and the one stopwatch (tl.timing)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tl_helpers as tl
+from tl_helpers.evaluate.metrics import Estimate
+from tl_helpers.workflow.runcard import RunCard
+
+
+def predictions(seed=0, n=120):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    p = np.clip(0.5 * y + rng.normal(0.25, 0.2, n), 0, 1)
+    return y, p
+
+
+def test_an_estimate_formats_itself():
+    e = Estimate(0.9449, 0.92401, 0.96)
+    assert f"{e}" == "0.945 (0.924-0.960)"
+    assert str(e) == "0.945 (0.924-0.960)"
+    assert f"{e:.1%}" == "94.5% (92.4%-96.0%)"
+    assert f"{Estimate(0.5, float('nan'), float('nan'))}" == "0.500"
+
+
+def test_the_run_card_takes_an_estimate_with_its_interval():
+    card = RunCard("nb", "smoke")
+    card.metric("roc_auc", Estimate(0.9, 0.8, 0.95), split="test")
+    assert card.record["metrics"]["roc_auc"] == {"value": 0.9, "split": "test", "ci95": [0.8, 0.95]}
+    with pytest.raises(ValueError, match="carries its own interval"):
+        card.metric("roc_auc", Estimate(0.9, 0.8, 0.95), ci=(0, 1))
+
+
+def test_the_protocol_chooses_on_validation_and_scores_the_test_split_once():
+    y_val, p_val = predictions(1)
+    y_test, p_test = predictions(2)
+    protocol = tl.protocol.BinaryProtocol(("sensitivity", 0.95), seed=3, at_specificity=0.9)
+    with pytest.raises(RuntimeError, match="choose_on_validation comes first"):
+        protocol.score_test(y_test, p_test)
+    protocol.choose_on_validation(y_val, p_val)
+    assert protocol.point == tl.metrics.choose_threshold(y_val, p_val, ("sensitivity", 0.95))
+    assert protocol.temperature == tl.calibration.fit_temperature(p_val, y_val)
+    scores = protocol.score_test(y_test, p_test)
+    assert scores.at_point == tl.metrics.binary_report(y_test, p_test, threshold=protocol.point, seed=3,
+                                                       at_specificity=0.9)
+    assert scores.at_half == tl.metrics.binary_report(y_test, p_test, seed=3, at_specificity=0.9)
+    with pytest.raises(tl.protocol.SecondLookError):
+        protocol.score_test(y_test, p_test)
+    assert protocol.score_test(y_test, p_test, second_look=True).count == len(y_test)
+    table = scores.table()
+    assert table.loc["roc_auc", "threshold 0.5"] == format(scores.at_half["roc_auc"])
+    assert table.loc["roc_auc"].iloc[1] == ""  # threshold-free: shown once
+
+
+def test_scores_go_on_the_card_under_the_chapter_names():
+    y, p = predictions(4)
+    protocol = tl.protocol.BinaryProtocol("youden").choose_on_validation(y, p)
+    card = RunCard("nb", "smoke")
+    protocol.score_test(y, p).record(card, main="point", prefix="stage1", other_prefix="stage1_at_half",
+                                     other_names=["sensitivity", "specificity"])
+    assert list(card.record["metrics"]) == ["stage1_accuracy", "stage1_sensitivity", "stage1_specificity",
+                                            "stage1_balanced_accuracy", "stage1_roc_auc",
+                                            "stage1_at_half_sensitivity", "stage1_at_half_specificity"]
+
+
+def test_groups_make_the_intervals_resample_whole_patients():
+    """Ten patients whose slices all share one label and one score: 200 slices carry the
+    information of 10 draws, and only a grouped interval is as wide as that."""
+    rng = np.random.default_rng(0)
+    patient_label = np.array([0, 1] * 5)
+    patient_score = np.clip(patient_label * 0.3 + rng.normal(0.35, 0.2, 10), 0, 1)
+    groups = np.repeat(np.arange(10), 20)
+    y, p = patient_label[groups], patient_score[groups]
+    plain = tl.metrics.binary_report(y, p, seed=0)
+    grouped = tl.metrics.binary_report(y, p, seed=0, groups=groups)
+    for name in ("accuracy", "roc_auc"):
+        assert grouped[name].value == pytest.approx(plain[name].value)
+        assert grouped[name].high - grouped[name].low > 2 * (plain[name].high - plain[name].low)
+
+
+def test_gradcam_cases_draw_right_answers_and_take_the_first_wrong_ones(capsys):
+    correct = np.array([True, True, False, True, False, True, True, False])
+    shown = tl.protocol.gradcam_cases(correct, 2, rng=0)
+    assert len(shown) == 4 and all(correct[shown[:2]]) and shown[2:] == [2, 4]
+    assert shown == tl.protocol.gradcam_cases(correct, 2, rng=np.random.default_rng(0))
+    assert "shown: 2 of 5 correct cases, 2 of 3 mistakes" in capsys.readouterr().out
+
+
+def test_compare_calibration_records_each_version(tmp_path):
+    y, p = predictions(5)
+    card = RunCard("nb", "smoke")
+    reports = tl.protocol.compare_calibration(y, {"raw": ("softmax", p), "scaled": ("temperature_scaled", p ** 2)},
+                                              card=card, n_boot=50, plot=False)
+    assert set(card.record["metrics"]) == {"softmax_ece", "softmax_brier", "temperature_scaled_ece",
+                                           "temperature_scaled_brier"}
+    assert reports["raw"]["brier"].value == pytest.approx(tl.calibration.brier_score(y, p))
+
+
+def test_the_stopwatch_adds_up_stages_on_an_injected_clock():
+    ticks = iter([0.0, 2.0, 10.0, 13.5])
+    clock = tl.timing.Stopwatch(clock=lambda: next(ticks))
+    with clock("phase 1"):
+        pass
+    with clock("phase 1"):
+        pass
+    clock.add("training", 4.0)
+    assert clock == {"phase 1": 5.5, "training": 4.0}
+    table = clock.table(sort=True)
+    assert list(table.index) == ["phase 1", "training", "total of these"]
+    assert table.loc["total of these", "seconds"] == 9.5

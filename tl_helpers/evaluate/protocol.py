@@ -1,0 +1,176 @@
+"""The evaluation protocol every chapter follows, in one place.
+
+1. **Choose on validation**: the decision threshold for a stated goal (e.g. sensitivity >=
+   0.95) and the temperature that calibrates the probabilities. The test split plays no part.
+2. **Score the test split once**, at the usual 0.5 and at the chosen threshold, every number
+   with its 95% interval (resampling whole groups, e.g. patients, when `groups` are given).
+   A second call is refused unless it says it is a second look.
+3. **Calibration before and after** the temperature: ECE, Brier score, reliability diagram.
+4. **Cases for Grad-CAM**: a few right and a few wrong answers, drawn reproducibly.
+5. Exporting the model with its card and checking the reload is serving's job
+   (`tl.model_cards.export_and_check`), fed by `BinaryProtocol.card_fields()`.
+
+Chapter 1 teaches each step in the open; chapters 2 to 5 call them, a step a line or two.
+Everything here works on predictions (arrays), so it needs no framework.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .calibration import apply_temperature, calibration_report, fit_temperature, plot_reliability_diagram
+from .metrics import Estimate, OperatingPoint, binary_report, choose_threshold
+
+
+class SecondLookError(RuntimeError):
+    """The test split was scored already: settings must not be tuned on it.
+
+    Used by tl.protocol.BinaryProtocol.score_test (every binary chapter).
+    """
+
+
+@dataclass
+class TestScores:
+    """The test split scored at 0.5 and at the threshold chosen on validation.
+
+    `at_half` and `at_point` are reports of tl.metrics.binary_report (the threshold-free
+    entries, ROC AUC and sensitivity at a fixed specificity, are the same in both).
+    Used by chapters 1, 3, 4 and 5 (tl.protocol.BinaryProtocol.score_test).
+    """
+
+    at_half: dict[str, Estimate]
+    at_point: dict[str, Estimate]
+    point: OperatingPoint
+    count: int
+
+    def table(self):
+        """Both reports side by side, every entry as `value (low-high)`: a DataFrame to display."""
+        import pandas as pd
+
+        chosen = f"threshold {self.point.threshold:.3f} (chosen on validation)"
+        threshold_free = ("roc_auc",) + tuple(name for name in self.at_half if name.startswith("sensitivity_at_"))
+        return pd.DataFrame({
+            "threshold 0.5": {name: format(value) for name, value in self.at_half.items()},
+            chosen: {name: "" if name in threshold_free else format(value) for name, value in self.at_point.items()},
+        })
+
+    def record(self, card, main: str = "half", prefix: str = "", other_prefix: str = "operating_point",
+               other_names: Sequence[str] = ("accuracy", "sensitivity", "specificity"), split: str = "test"):
+        """Write the scores on the run card: the `main` report ("half" or "point") whole under
+        `prefix`, and `other_names` of the other report under `other_prefix`."""
+        first, second = (self.at_half, self.at_point) if main == "half" else (self.at_point, self.at_half)
+        card.metrics(first, prefix=prefix, split=split)
+        card.metrics(second, prefix=other_prefix, split=split, names=list(other_names))
+        return self
+
+
+@dataclass
+class BinaryProtocol:
+    """The protocol for a yes/no model, one step per method.
+
+    goal: what the threshold is chosen for on validation: ("sensitivity", 0.95),
+        ("specificity", 0.9) or "youden" (tl.metrics.choose_threshold).
+    at_specificity: also report the sensitivity where the test ROC curve reaches it.
+    Taught in chapter 1; used by chapters 3, 4 and 5.
+    """
+
+    goal: tuple | str
+    seed: int = 0
+    at_specificity: float | None = None
+    n_boot: int = 1000
+    point: OperatingPoint | None = None
+    temperature: float | None = None
+    scores: TestScores | None = field(default=None, repr=False)
+
+    # --- step 1: choices made on validation ------------------------------------------------
+    def choose_on_validation(self, y_val, p_val) -> "BinaryProtocol":
+        """Fix the threshold (for `goal`) and the temperature from validation predictions."""
+        y_val = np.asarray(y_val).astype(int)
+        self.point = choose_threshold(y_val, p_val, tuple(self.goal) if not isinstance(self.goal, str) else self.goal)
+        self.temperature = fit_temperature(p_val, y_val)
+        return self
+
+    def describe_choice(self, positive: str = "positive") -> str:
+        """Two lines: the threshold with what it gave on validation, and the temperature."""
+        point = self._chosen()
+        return (f"threshold for {point.goal}: P({positive}) >= {point.threshold:.3f} (on validation: sensitivity "
+                f"{point.sensitivity:.3f}, specificity {point.specificity:.3f})\n"
+                f"temperature fitted on validation: {self.temperature:.3f}")
+
+    # --- step 2: the test split, once -------------------------------------------------------
+    def score_test(self, y_test, p_test, groups=None, second_look: bool = False) -> TestScores:
+        """Score the test split at 0.5 and at the chosen threshold, with 95% intervals.
+
+        `groups` (patients, slides) make every interval resample whole groups. A second call
+        raises SecondLookError unless `second_look=True` (then label what it gives as such).
+        """
+        point = self._chosen()
+        if self.scores is not None and not second_look:
+            raise SecondLookError("the test split was scored already; choose settings on validation, or pass "
+                                  "second_look=True and report the result as a second look")
+        options = dict(n_boot=self.n_boot, seed=self.seed, at_specificity=self.at_specificity, groups=groups)
+        at_half = binary_report(y_test, p_test, threshold=0.5, **options)
+        at_point = binary_report(y_test, p_test, threshold=point, **options)
+        self.scores = TestScores(at_half, at_point, point, len(np.asarray(y_test)))
+        return self.scores
+
+    # --- step 3: calibration -----------------------------------------------------------------
+    def calibrated(self, p) -> np.ndarray:
+        """P(positive) after the temperature fitted on validation."""
+        return apply_temperature(p, self._chosen_temperature())
+
+    def _chosen(self) -> OperatingPoint:
+        if self.point is None:
+            raise RuntimeError("choose_on_validation comes first: the threshold is not chosen yet")
+        return self.point
+
+    def _chosen_temperature(self) -> float:
+        self._chosen()
+        return self.temperature
+
+    # --- step 5: what the model card says about it ----------------------------------------
+    def card_fields(self, report: Mapping | None = None) -> dict:
+        """Threshold, its goal and the temperature, for tl.model_cards.export_model."""
+        point = self._chosen()
+        return {"threshold": point.threshold, "threshold_goal": point.goal, "temperature": self.temperature,
+                **({"metrics": dict(report)} if report is not None else {})}
+
+
+def compare_calibration(y_true, versions: Mapping[str, tuple[str, np.ndarray]], card=None, seed: int = 0,
+                        n_boot: int = 1000, split: str = "test", plot: bool = True) -> dict[str, dict]:
+    """ECE and Brier score of several versions of the same predictions, and their reliability diagram.
+
+    versions: {label: (card prefix, probabilities)}, e.g. {"as trained": ("softmax", p),
+        "temperature 1.30": ("temperature_scaled", calibrated)}; probabilities are 1-D P(positive)
+        or (N, K). Prints one line per version, records each on `card` under its prefix.
+    Taught in chapter 1; used by chapters 2 to 5.
+    """
+    reports = {}
+    for label, (prefix, p) in versions.items():
+        reports[label] = calibration_report(y_true, p, n_boot=n_boot, seed=seed)
+        if card is not None:
+            card.metrics(reports[label], prefix=prefix, split=split)
+    width = max(len(label) for label in versions)
+    for label, report in reports.items():
+        print(f"{label:{width}s}  ECE {report['ece']}  Brier {report['brier']}")
+    if plot:
+        plot_reliability_diagram({label: (y_true, p) for label, (_, p) in versions.items()})
+    return reports
+
+
+def gradcam_cases(correct, count: int, rng: int | np.random.Generator = 0,
+                  what: str = "cases") -> list[int]:
+    """Up to `count` right answers drawn at random and the first `count` wrong ones (indices).
+
+    rng: a seed, or a Generator the chapter goes on using. Prints how many of each were shown.
+    Taught in chapter 1; used by chapters 2, 4 and 5.
+    """
+    correct = np.asarray(correct, dtype=bool)
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    right, wrong = np.flatnonzero(correct), np.flatnonzero(~correct)
+    shown = [*rng.choice(right, min(count, len(right)), replace=False), *wrong[:count]]
+    print(f"shown: {min(count, len(right))} of {len(right)} correct {what}, {min(count, len(wrong))} of "
+          f"{len(wrong)} mistakes")
+    return [int(i) for i in shown]

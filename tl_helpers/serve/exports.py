@@ -1,0 +1,44 @@
+"""A chapter's model leaves the notebook: export it with its card, read it back, compare.
+
+The last step of the evaluation protocol (tl.protocol): the exported files must give the
+notebook's own predictions, or the card's numbers would describe another model.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..paths import relative_to_project, runs_dir
+from .model_cards import export_model, load_model
+
+
+def model_folder(model_dir: str | Path | None, profile: str) -> Path:
+    """Where a chapter exports its models: MODEL_DIR when set, else `runs/<profile>/models/`.
+
+    Used by every chapter (through tl.exports.export_and_check).
+    """
+    return Path(model_dir) if model_dir else runs_dir(profile) / "models"
+
+
+def export_and_check(model, card: dict, model_dir: str | Path | None, files: Sequence,
+                     expected: np.ndarray, columns=None, segmenter=None, device: str | None = None,
+                     what: str = "test files"):
+    """Export `model` with its model card, load it back from the files, and print the largest
+    difference between its predictions on `files` and the notebook's own (`expected`).
+
+    card: the model card's fields (tl.model_cards.export_model; `profile` is required).
+    columns: which columns of predict_proba to compare (e.g. the positive class), default all.
+    Returns (card path, the loaded predictor). Taught in chapter 1; used by chapters 2 to 5.
+    """
+    card_path = export_model(model, model_folder(model_dir, card["profile"]), card, segmenter=segmenter)
+    predictor = load_model(card_path, device=device)
+    again = predictor.predict_proba(list(files))
+    if columns is not None:
+        again = again[:, columns]
+    difference = float(np.abs(np.asarray(again) - np.asarray(expected)).max())
+    print(f"model card: {relative_to_project(card_path)}")
+    print(f"loaded back from the files, on {len(files)} {what}: largest difference from the notebook's own "
+          f"prediction {difference:.1e}")
+    return card_path, predictor
