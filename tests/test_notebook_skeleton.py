@@ -95,3 +95,49 @@ def test_notebook_defaults_are_the_smoke_profile(notebook):
                 if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
     assert defaults["PROFILE"] == "smoke"
     assert {key: defaults.get(key) for key in wanted} == wanted
+
+
+# --- the protocol, called not rewritten; cells a reader can read --------------------------
+
+# What each chapter must call of the evaluation protocol (tl.protocol, tl.exports): chapter 1
+# teaches the steps, chapters 2-5 call them. Chapter 2 is multiclass (no threshold to choose)
+# and chapter 3 shows no Grad-CAM.
+PROTOCOL_CALLS = {
+    "01": ["tl.protocol.BinaryProtocol(", ".score_test(", "tl.protocol.compare_calibration(",
+           "tl.protocol.gradcam_cases(", "tl.exports.export_and_check("],
+    "02": ["tl.protocol.compare_calibration(", "tl.protocol.gradcam_cases(", "tl.exports.export_and_check("],
+    "03": ["tl.protocol.BinaryProtocol(", ".score_test(", "tl.protocol.compare_calibration(",
+           "tl.exports.export_and_check("],
+    "04": ["tl.protocol.BinaryProtocol(", ".score_test(", "tl.protocol.compare_calibration(",
+           "tl.protocol.gradcam_cases(", "tl.exports.export_and_check("],
+    "05": ["tl.protocol.BinaryProtocol(", ".score_test(", "tl.protocol.compare_calibration(",
+           "tl.protocol.gradcam_cases(", "tl.exports.export_and_check("],
+}
+MAX_LINE = 88  # characters a code line may have: the book's code blocks do not wrap mid-word
+MAX_CHAPTER_LINES, MAX_BOOK_LINES = 320, 1450  # non-blank code lines, setup cell included
+
+
+def code_lines(nb) -> list[str]:
+    return [line for cell in code_cells(nb) for line in cell.source.splitlines()]
+
+
+def test_each_chapter_calls_the_protocol_instead_of_writing_it(notebook):
+    path, nb = notebook
+    code = "\n".join(cell.source for cell in code_cells(nb))
+    missing = [call for call in PROTOCOL_CALLS.get(path.stem[:2], []) if call not in code]
+    assert not missing, f"{path.name} does not call {missing}"
+    assert "def with_ci" not in code, "an Estimate formats itself: f'{estimate}'"
+    assert "ci=(" not in code, "card.metric takes an Estimate with its interval"
+
+
+def test_code_lines_fit_the_page(notebook):
+    path, nb = notebook
+    long = [line for line in code_lines(nb) if len(line) > MAX_LINE]
+    assert not long, f"{path.name}: {len(long)} code lines over {MAX_LINE} characters, e.g. {long[0]!r}"
+
+
+def test_chapters_stay_short_enough_to_read():
+    counts = {path.stem[:2]: sum(1 for line in code_lines(nbformat.read(path, as_version=4)) if line.strip())
+              for path in NOTEBOOKS}
+    assert max(counts.values()) <= MAX_CHAPTER_LINES, counts
+    assert sum(counts.values()) <= MAX_BOOK_LINES, counts

@@ -98,3 +98,35 @@ def test_plot_mc_predictions_marks_wrong_calls():
     right, wrong = fig.axes[0].collections
     assert len(right.get_offsets()) == 2 and len(wrong.get_offsets()) == 1
     assert fig.axes[0].get_legend().get_texts()[1].get_text() == "wrong (1)"
+
+
+def test_without_mc_dropout_shares_the_trained_layers_and_answers_the_same_every_time():
+    import keras
+
+    from tl_helpers.evaluate import uncertainty
+
+    keras.utils.set_random_seed(0)
+    head = uncertainty.mc_dropout_head(6, 2, rate=0.5, seed=0)
+    plain = uncertainty.without_mc_dropout(head)
+    x = np.random.default_rng(0).normal(size=(8, 6)).astype("float32")
+    once, again = plain.predict(x, verbose=0), plain.predict(x, verbose=0)
+    assert np.array_equal(once, again)  # deterministic
+    assert not np.array_equal(head.predict(x, verbose=0), head.predict(x, verbose=0))  # MC: not
+    head.layers[-1].set_weights([w * 0 for w in head.layers[-1].get_weights()])
+    assert np.allclose(plain.predict(x, verbose=0), 0.5)  # the same layer object, not a copy
+    with pytest.raises(ValueError, match="expected MCDropout"):
+        uncertainty.without_mc_dropout(plain)
+
+
+def test_live_hidden_units_finds_a_dead_head():
+    import keras
+
+    from tl_helpers.evaluate import uncertainty
+
+    head = uncertainty.mc_dropout_head(3, 2, seed=0)
+    x = np.abs(np.random.default_rng(1).normal(size=(5, 3))).astype("float32")
+    weights, bias = head.layers[2].get_weights()
+    head.layers[2].set_weights([np.abs(weights), np.zeros_like(bias)])
+    assert uncertainty.live_hidden_units(head, x).all()
+    head.layers[2].set_weights([-np.abs(weights), bias - 1])  # every input positive: all off
+    assert not uncertainty.live_hidden_units(head, x).any()

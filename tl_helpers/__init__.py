@@ -12,7 +12,7 @@ from rooms above it in this list, never from one below:
 | `evaluate/` | `metrics`, `uncertainty`, `plotting`, `calibration`, `explain`, `near_duplicates`, `shortcuts`, `protocol` | the evaluation protocol (threshold and temperature on validation, the test split once, calibration, Grad-CAM cases); numbers with intervals (Dice, bootstraps), MC dropout, figures, calibration, Grad-CAM, leakage and shortcut audits |
 | `techniques/` | `cropping`, `oversampling`, `imbalance`, `domains`, `segmentation` | what one chapter teaches |
 | `serve/` | `model_cards`, `exports`, `predict`, `external` | the trained model outside the notebook: model cards, export with a reload check, prediction and evaluation on any folder |
-| `workflow/` | `notebook`, `runcard`, `timing`, `repro`, `profiles`, `runner`, `build` | running chapters (one stopwatch for where the time went) and building the book |
+| `workflow/` | `notebook`, `runcard`, `timing`, `repro`, `profiles`, `runner`, `build`, `backlinks` | running chapters (one stopwatch for where the time went) and building the book (with back-links from helpers to the chapters that call them) |
 
 Modules are imported on first use, so `import tl_helpers as tl` stays fast and pulls in
 neither TensorFlow nor PyTorch until a chapter needs one; the PyTorch path (`loaders`,
@@ -43,7 +43,7 @@ MODULES = {
     "external": "serve.external",
     "notebook": "workflow.notebook", "runcard": "workflow.runcard", "repro": "workflow.repro",
     "profiles": "workflow.profiles", "runner": "workflow.runner", "build": "workflow.build",
-    "timing": "workflow.timing",
+    "timing": "workflow.timing", "backlinks": "workflow.backlinks",
 }
 ROOMS = ("paths", "data", "train", "evaluate", "techniques", "serve", "workflow")  # lowest first
 

@@ -47,6 +47,35 @@ def mc_dropout_head(feature_dim: int, n_classes: int, rate: float = 0.2, hidden_
     return keras.Model(inputs, outputs, name=name)
 
 
+def without_mc_dropout(head: keras.Model, name: str = "head_without_mc_dropout") -> keras.Model:
+    """The head of `mc_dropout_head` with plain Dropout (off when predicting) in place of
+    MCDropout; the trained Dense layers are shared, not copied.
+
+    It gives one deterministic pass: what an exported model can carry (a file that answers
+    differently each time cannot be checked or used as a plain classifier). Taught in chapter 1.
+    """
+    dropout = head.layers[1]
+    if not isinstance(dropout, MCDropout):
+        raise ValueError(f"{head.name}: expected MCDropout after the input (tl.uncertainty.mc_dropout_head), "
+                         f"found {type(dropout).__name__}")
+    inputs = keras.Input((head.inputs[0].shape[-1],), name="features")
+    x = keras.layers.Dropout(dropout.rate, name="dropout")(inputs)
+    for layer in head.layers[2:]:  # the dense layers, weights and all
+        x = layer(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def live_hidden_units(head: keras.Model, features) -> np.ndarray:
+    """For each hidden ReLU unit of a `mc_dropout_head`, whether any of `features` switches it on.
+
+    A unit whose input stays negative outputs zero and gets no gradient, so it cannot
+    recover; a head with none left gives every image the same probability (a collapsed
+    run). Taught in chapter 1.
+    """
+    weights, bias = head.layers[2].get_weights()  # the Dense ReLU layer after the dropout
+    return (np.asarray(features) @ weights + bias > 0).any(axis=0)
+
+
 def mc_predict(model, inputs, passes: int = 30, batch_size: int = 256) -> np.ndarray:
     """`passes` stochastic predictions of `inputs` by a model with MC dropout: (passes, N, ...).
 

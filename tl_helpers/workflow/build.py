@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from ..paths import ask_git, project_root
+from .backlinks import helpers_page
 from .runcard import notebook_source_hash, scrub_paths
 
 GENERATED = Path("book") / "generated"
@@ -343,7 +344,8 @@ def write_toc(root: Path) -> Path:
     """
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     exists = lambda entry: any((root / (entry["file"] + ext)).is_file() for ext in (".md", ".ipynb"))  # noqa: E731
-    toc["chapters"] = [c for c in toc["chapters"] if exists(c) or c["file"].endswith("/results")]
+    always = ("/results", "/helpers")  # written by every build
+    toc["chapters"] = [c for c in toc["chapters"] if exists(c) or c["file"].endswith(always)]
     path = root / GENERATED / "_toc.yml"
     path.write_text(yaml.safe_dump(toc, sort_keys=False))
     return path
@@ -580,6 +582,7 @@ def build(profile: str = "smoke", run_first: bool = True, fresh: bool = False, d
     chosen = stage_notebooks(runs_dir, fresh=fresh, article_results=article)
     cards = [source.with_suffix(".json") for source in chosen.values() if source.with_suffix(".json").is_file()]
     (root / GENERATED / "results.md").write_text(results_page(cards, article))
+    (root / GENERATED / "helpers.md").write_text(helpers_page())
     output = Path(output or root).resolve()  # jupyter-book writes <output>/_build/html
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
     command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", str(root),
