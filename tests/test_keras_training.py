@@ -178,6 +178,32 @@ def test_stop_and_keep_best_stops_after_patience_and_saves_the_best_epoch(tmp_pa
         np.testing.assert_array_equal(loaded, expected)
 
 
+def test_fit_keeping_best_keeps_the_highest_auc_stops_on_the_loss_and_logs_each_epoch(tmp_path, capsys):
+    """Chapter 3's rule through the one helper: the best validation ROC AUC is kept (mode max),
+    training stops on the validation loss, and every epoch prints one line."""
+    from tl_helpers.train.keras_training import fit_keeping_best
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(96, 4)).astype("float32")
+    y = (x[:, 0] + 0.5 * rng.normal(size=96) > 0).astype("float32")
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=keras.optimizers.SGD(0.3), loss="binary_crossentropy",
+                  metrics=[keras.metrics.AUC(name="auc")])
+    snapshots = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: snapshots.append(model.get_weights()))
+    run = fit_keeping_best(model, tmp_path / "best.weights.h5", patience=3, name="probe", monitor="val_auc",
+                           mode="max", stop_monitor="val_loss", extra_callbacks=[record], x=x, y=y,
+                           validation_data=(x[:32], y[:32]), epochs=12)
+    auc = run.history.history["val_auc"]
+    assert run.best_epoch == int(np.argmax(auc)) + 1
+    for loaded, expected in zip(model.get_weights(), snapshots[run.best_epoch - 1]):
+        np.testing.assert_array_equal(loaded, expected)
+    printed = capsys.readouterr().out
+    assert printed.count("probe: epoch ") == run.epochs_run
+    assert f"probe: epoch 1/12 " in printed and "val_auc" in printed
+
+
 def test_time_budget_stops_training_after_its_seconds():
     import time
 

@@ -30,7 +30,7 @@ def profiles_dir() -> Path:
 
 
 def available_profiles() -> list[str]:
-    """The names of the profiles there (smoke, cpu, paper). Used by the book machinery (runner)."""
+    """The names of the profiles there (smoke, cpu, gpu, paper). Used by the book machinery (runner)."""
     return sorted(p.stem for p in profiles_dir().glob("*.yml"))
 
 
