@@ -220,6 +220,12 @@ class TrainingRun:
     epochs_run: int
     seconds: float
 
+    def best_and_last(self, metric: str = "val_loss") -> tuple[float, float]:
+        """`metric` at the best epoch (the model kept) and at the last one (the model a
+        plain `fit` leaves). Taught in chapter 1."""
+        values = self.history.history[metric]
+        return float(values[self.best_epoch - 1]), float(values[-1])
+
 
 def fit_keeping_best(model, checkpoint, patience: int, name: str = "training", fit: Callable | None = None,
                      extra_callbacks: Sequence = (), monitor: str = "val_loss", mode: str = "min",
