@@ -11,8 +11,8 @@ from rooms above it in this list, never from one below:
 | `train/` | `augment`, `loaders`, `weights`, `lite0`, `backbones`, `features`, `partial_finetune`, `keras_training`, `torch_training` | turning images into a trained model, in Keras and PyTorch |
 | `evaluate/` | `metrics`, `uncertainty`, `plotting`, `calibration`, `explain`, `near_duplicates`, `shortcuts` | numbers with intervals (Dice, bootstraps), MC dropout, figures, calibration, Grad-CAM, leakage and shortcut audits |
 | `techniques/` | `cropping`, `oversampling`, `imbalance`, `domains`, `segmentation` | what one chapter teaches |
-| `serve/` | `model_cards`, `predict`, `external` | the trained model outside the notebook: model cards, prediction and evaluation on any folder |
-| `workflow/` | `notebook`, `runcard`, `repro`, `profiles`, `runner`, `build` | running chapters and building the book |
+| `serve/` | `model_cards`, `card_schema`, `hub_readme`, `predict`, `onnx_predict`, `external` | the trained model outside the notebook: model cards (checked, with a Hugging Face README), prediction (also with ONNX Runtime alone) and evaluation on any folder |
+| `workflow/` | `notebook`, `runcard`, `repro`, `profiles`, `runner`, `build`, `cli` | running chapters and building the book; the `tl` command |
 
 Modules are imported on first use, so `import tl_helpers as tl` stays fast and pulls in
 neither TensorFlow nor PyTorch until a chapter needs one; the PyTorch path (`loaders`,
@@ -39,8 +39,10 @@ MODULES = {
     "imbalance": "techniques.imbalance", "domains": "techniques.domains",
     "segmentation": "techniques.segmentation",
     "model_cards": "serve.model_cards", "predict": "serve.predict", "external": "serve.external",
+    "card_schema": "serve.card_schema", "onnx_predict": "serve.onnx_predict", "hub_readme": "serve.hub_readme",
     "notebook": "workflow.notebook", "runcard": "workflow.runcard", "repro": "workflow.repro",
     "profiles": "workflow.profiles", "runner": "workflow.runner", "build": "workflow.build",
+    "cli": "workflow.cli",
 }
 ROOMS = ("paths", "data", "train", "evaluate", "techniques", "serve", "workflow")  # lowest first
 
