@@ -122,7 +122,8 @@ def test_a_pytorch_model_comes_back_from_its_state_dict_and_architecture(tmp_pat
             "architecture_options": {"hidden": 16, "dropout": 0.5}, "threshold": 0.5}
     card_path = tl.model_cards.export_model(model, tmp_path, card)
     assert model.training
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pcam_lite0.card.json", "pcam_lite0.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "pcam_lite0.card.json", "pcam_lite0.onnx",
+                                                        "pcam_lite0.safetensors"]
     written = json.loads(card_path.read_text())
     assert written["framework"] == "torch" and written["outputs"] == "logits" and written["crop"] == 48
 
@@ -167,7 +168,8 @@ def test_export_refuses_what_would_not_come_back(tmp_path):
     pooled = keras.layers.GlobalAveragePooling2D()(inputs)
     three = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(pooled))
     keras_card = {"task": "binary", "classes": ["a", "b"], "input_size": 16, "preprocessing": "xception"}
-    with pytest.raises(tl.model_cards.ModelCardError, match="names 2 classes"):
+    with pytest.raises(tl.model_cards.ModelCardError,
+                       match=r"`classes` is \[.a., .b.\]; expected 3 classes: the model has 3 outputs"):
         tl.model_cards.export_model(three, tmp_path / "d", keras_card)
     noisy = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(tl.uncertainty.MCDropout(0.5)(pooled)))
     with pytest.raises(tl.model_cards.ModelCardError, match="predicts differently"):

@@ -99,7 +99,7 @@ def test_predict_writes_probabilities_and_labels_at_the_cards_threshold(tmp_path
     files = sorted(str(f) for f in mixed_folder.rglob("*")
                    if tl.images.is_image_file(f) and not f.name.startswith("."))
     assert sorted(table["file"]) == files and len(files) == len(list((mixed_folder / "ward_a").iterdir())) + 3
-    assert list(table.columns) == ["file", "p_no", "p_yes", "predicted"]
+    assert list(table.columns) == ["file", "p_no", "p_yes", "predicted", "temperature"]
     expected = tl.model_cards.load_model(classifier_card).predict_proba(table["file"].tolist())
     np.testing.assert_allclose(table[["p_no", "p_yes"]].to_numpy(), expected, atol=1e-5)
     assert (table["predicted"] == np.where(table["p_yes"] >= 0.45, "yes", "no")).all()

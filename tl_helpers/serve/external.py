@@ -1,7 +1,7 @@
 """An exported model on any labelled folder: the chapter's metrics, with 95% intervals.
 
-    python -m tl_helpers.evaluate MODEL_CARD DATA_DIR [--out report.json] [--split NAME]
-        [--n-boot 1000] [--seed 0] [--batch-size 32] [--device cuda|cpu]
+    tl evaluate MODEL_CARD DATA_DIR [--out report.json] [--split NAME]    (or python -m tl_helpers.serve)
+        [--n-boot 1000] [--seed 0] [--batch-size 32] [--device cuda|cpu] [--quiet]
 
 The folder keeps its dataset's own layout, found with the tl.data tables:
 
@@ -43,6 +43,9 @@ from ..evaluate.metrics import binary_report, bootstrap_ci, dice_scores, multicl
 from .model_cards import ModelCardError, Predictor, load_model, read_card, to_jsonable
 
 LAYOUTS = ("class_folders", "pcam", "lgg")
+OUTPUT_HELP = ("\n\nOutput: the metrics with 95% intervals printed as a table, and a JSON report (--out) with "
+               "card, data_dir, layout, task, examples, counts, threshold and metrics ({value, low, high} each). "
+               "Probabilities are the model's own (the card's threshold was chosen on them).")
 LAYOUT_HELP = ("class folders (<class>/<image>, optionally under split folders), PCam (train/ + train_labels.csv) "
                "or LGG (kaggle_3m/TCGA_*/ with *_mask.tif masks)")
 
@@ -273,8 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Used by `python -m tl_helpers.evaluate`.
     """
-    parser = argparse.ArgumentParser(prog="python -m tl_helpers.evaluate",
-                                     description="Evaluate an exported model (tl.model_cards) on a labelled folder.")
+    parser = argparse.ArgumentParser(
+        prog="tl evaluate", description=__doc__.split("\n\n", 1)[1] + OUTPUT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: tl evaluate runs/cpu/models/02_efficientnet_brain_tumor_4class_efficientnet_lite0_seed0"
+               ".card.json data/brain_tumor_mri_4class --split Testing --out testing.json")
     parser.add_argument("card", help="the model card (<name>.card.json)")
     parser.add_argument("data_dir", help="a labelled folder: " + LAYOUT_HELP)
     parser.add_argument("--out", default=None, help="JSON report to write (default: <card name>_on_<folder>.json)")
@@ -284,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default=None, help="PyTorch device (default: cuda if available, else cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)  # old spelling
     args = parser.parse_args(argv)
     try:
         result = evaluate_folder(args.card, args.data_dir, args.split, args.n_boot, args.seed, args.batch_size,

@@ -2,18 +2,25 @@
 
 `export_model(model, folder, card)` writes
 
-- the model: a Keras model as `<name>.keras`; a PyTorch model as its state dict `<name>.pt`
-  plus, in the card, the name of a registered architecture (`"efficientnet_lite0+classifier_head"`)
-  whose builder makes the same network again, so loading needs no notebook code;
+- the model: a Keras model as `<name>.keras`; a PyTorch model as its weights
+  `<name>.safetensors` (no pickle) plus, in the card, the name of a registered architecture
+  (`"efficientnet_lite0+classifier_head"`) whose builder makes the same network again, so
+  loading needs no notebook code (old `<name>.pt` state dicts still load, weights only);
+- `<name>.onnx`, the same network for ONNX Runtime (tl_helpers/serve/onnx_predict.py runs
+  it with numpy and Pillow alone; left out, with a warning, where onnx / tf2onnx are missing);
 - for the two-stage LGG pipeline, the segmenter as `<name>_segmenter.keras`;
-- `<name>.card.json`, the model card: task, classes in order, input size and channels, the
-  preprocessing by name (a backbone's, re-created by `tl.backbones.get_preprocess`), the
-  decision threshold chosen on validation, the metrics, data source, profile and git commit.
+- `<name>.card.json`, the model card (its keys: tl_helpers/serve/card_schema.py): task,
+  classes in order, input size and channels, the preprocessing by name and as numbers
+  (`input`), the decision threshold chosen on validation, the temperature, the metrics,
+  data source, profile, git commit and a sha256 per model file;
+- `README.md`, the card in the Hugging Face format (YAML header, intended use, limitations,
+  the dataset's licence and citation).
 
-`load_model(card_path)` reads the card and returns a `Predictor`: `.predict_proba(images)`
-takes image files or arrays (any size, gray, RGB or RGBA) and does the resizing and the
-preprocessing itself. A `.keras` file loads with every Keras backend (TensorFlow, torch).
-After writing, `export_model` loads the files back and checks that they predict what the
+`load_model(card_path)` checks the card (tl.card_schema), the files' sha256 and the network's
+shapes against the card, and returns a `Predictor`: `.predict_proba(images)` takes image
+files or arrays (any size, gray, RGB or RGBA) and applies the card's numbers itself. A
+`.keras` file loads with every Keras backend (TensorFlow, torch). After writing,
+`export_model` loads the files back (the ONNX one too) and checks that they predict what the
 model in memory predicts, so a model that would not travel fails at export, not later.
 
 Neither Keras nor PyTorch is imported until a model of that framework is saved or loaded.
@@ -25,6 +32,7 @@ import json
 import math
 import platform
 import sys
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -33,23 +41,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import __version__, paths
-from ..data.images import convert_channels, resize_image, to_channels
+from ..data.images import convert_channels, read_image, resize_image, to_channels
 from ..evaluate.explain import keras_output_kind, keras_to_numpy
-from ..train.backbones import TORCH_BACKBONES, get_preprocess
+from ..train.backbones import TORCH_BACKBONES
 from ..train.loaders import load_examples
-from ..train.torch_training import PatchTransform, center_crop, classifier_head, pick_device
+from ..train.torch_training import classifier_head, pick_device
+from .card_schema import (CARD_SUFFIX, TASKS, ModelCardError, check_card, check_model_shapes,  # noqa: F401
+                          input_steps)
+from .onnx_predict import center_crop_pixels, normalize_pixels, probabilities, sha256_of
 
-CARD_SUFFIX = ".card.json"
-CARD_VERSION = 1
-TASKS = ("binary", "multiclass", "segmentation", "two_stage")
+CARD_VERSION = 2  # 2: input numbers, class_index, sha256, onnx_file, temperature, safetensors
 EQUALITY_TOLERANCE = 1e-5  # export's check: the loaded files predict what the model in memory does
-
-
-class ModelCardError(ValueError):
-    """A model card that cannot be used: missing, unreadable or incomplete; the message names the file.
-
-    Used by chapters 1 to 5 (raised by tl.model_cards.export_model and load_model).
-    """
+ONNX_TOLERANCE = 1e-4  # export's check of the ONNX file against the model in memory (probabilities)
 
 
 # --- architectures: how a PyTorch state dict becomes a network again ---------------------
@@ -134,15 +137,6 @@ def to_jsonable(value):
     return value
 
 
-def _size(value, what: str) -> list[int]:
-    if value is None:
-        raise ModelCardError(f"the card needs {what} (pixels: one number, or [height, width])")
-    size = [int(value), int(value)] if np.isscalar(value) else [int(v) for v in value]
-    if len(size) != 2 or min(size) < 1:
-        raise ModelCardError(f"{what} must be one number or [height, width], not {value!r}")
-    return size
-
-
 def _framework(model) -> str:
     """"keras" or "torch" (a Keras model is also a torch Module on the torch backend: Keras first)."""
     keras = sys.modules.get("keras")
@@ -152,50 +146,6 @@ def _framework(model) -> str:
     if torch is not None and isinstance(model, torch.nn.Module):
         return "torch"
     raise ModelCardError(f"cannot export a {type(model).__name__}: give a keras.Model or a torch.nn.Module")
-
-
-def _check_card(card: dict) -> dict:
-    """The card the chapter gave, completed with defaults and checked; raises ModelCardError."""
-    card = dict(card)
-    task = card.get("task")
-    if task not in TASKS:
-        raise ModelCardError(f"card task must be one of {TASKS}, not {task!r}")
-    card["name"] = str(card.get("name") or "model")
-    if "/" in card["name"] or card["name"].startswith("."):
-        raise ModelCardError(f"card name {card['name']!r} must be a plain file name")
-    card["input_size"] = _size(card.get("input_size"), "input_size")
-    card["channels"] = int(card.get("channels", 3))
-    if card["channels"] not in (1, 3):
-        raise ModelCardError(f"channels must be 1 or 3, not {card['channels']}")
-    if not card.get("preprocessing"):
-        raise ModelCardError("the card needs `preprocessing`: the backbone's name (e.g. 'efficientnet_lite0'), "
-                             "or 'standardize' for a segmenter")
-    card.setdefault("crop", None)
-    if task == "segmentation":
-        card.setdefault("classes", ["background", "tumour"])
-        card.setdefault("mask_threshold", 0.5)
-    classes = [str(c) for c in card.get("classes") or []]
-    if task in ("binary", "two_stage") and len(classes) != 2:
-        raise ModelCardError(f"a {task} card needs two classes (negative first, positive second), got {classes}")
-    if task == "multiclass" and len(classes) < 2:
-        raise ModelCardError(f"a multiclass card needs the classes in the model's output order, got {classes}")
-    card["classes"] = classes
-    if task in ("binary", "two_stage"):
-        card["threshold"] = float(card.get("threshold", 0.5))
-        card.setdefault("positive_class", classes[1])
-    else:
-        card.setdefault("threshold", None)
-    if task == "two_stage":
-        card["stage1_threshold"] = float(card.get("stage1_threshold", card["threshold"]))
-        segmenter = dict(card.get("segmenter") or {})
-        segmenter["input_size"] = _size(segmenter.get("input_size"), "segmenter input_size")
-        segmenter.setdefault("channels", 3)
-        segmenter.setdefault("preprocessing", "standardize")
-        segmenter.setdefault("mask_threshold", 0.5)
-        card["segmenter"] = segmenter
-    for key in ("metrics", "data_source", "profile"):
-        card.setdefault(key, None)
-    return card
 
 
 def _save(model, framework: str, stem: Path, card: dict) -> str:
@@ -220,8 +170,38 @@ def _save(model, framework: str, stem: Path, card: dict) -> str:
     except RuntimeError as error:
         raise ModelCardError(f"the model does not fit architecture {architecture!r} "
                              f"(options {card['architecture_options']}): {str(error)[:500]}") from None
-    path = stem.with_suffix(".pt")
-    torch.save(state, path)
+    from safetensors.torch import save_file
+
+    path = stem.with_suffix(".safetensors")
+    save_file({key: value.contiguous() for key, value in state.items()}, str(path))
+    return path.name
+
+
+def _export_onnx(model, framework: str, path: Path, card: dict) -> str | None:
+    """The network as ONNX (batch size free); None, with a warning, where the exporter is not installed."""
+    height, width = [card["crop"]] * 2 if card.get("crop") else card["input_size"]
+    shape = (1, height, width, card["channels"])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if framework == "keras":
+                _keras_inference(model, np.zeros(shape, np.float32))  # Keras exports only a model already called
+                model.export(str(path), format="onnx", verbose=False)
+            else:
+                import torch
+
+                was_training = model.training
+                device = next(model.parameters()).device
+                model.eval()
+                try:
+                    torch.onnx.export(model, (torch.zeros((1, shape[3], height, width), device=device),), str(path),
+                                      input_names=["input"], output_names=["output"], dynamo=False,
+                                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+                finally:
+                    model.train(was_training)
+    except ImportError as error:  # onnx, onnxruntime, tf2onnx: requirements.txt; not on every Colab
+        warnings.warn(f"no ONNX export for {path.name}: {error} (pip install -r requirements.txt)")
+        return None
     return path.name
 
 
@@ -235,18 +215,24 @@ def export_model(model, folder: str | Path, card: dict, segmenter=None, verify: 
         preprocessing: the backbone's name (`tl.backbones.get_preprocess`), or "standardize";
         crop: centre crop after resizing (chapter 5), default none; threshold: P(positive)
         at or above which a case is called positive, chosen on validation (default 0.5);
-        metrics (a tl.metrics report is fine), data_source, profile: recorded as given.
+        head_crop: {"size": pixels} where the chapter cut each scan to the head first
+        (chapter 2: tl.cropping.crop_to_brain at CROP_SIZE), default none; temperature:
+        fitted on validation (tl.calibration), default none; dataset: its tl.data name
+        (for the README); metrics (a tl.metrics report is fine), metrics_on (the test set,
+        in words), data_source, profile: recorded as given.
         PyTorch: architecture (a registered name, e.g. "efficientnet_lite0+classifier_head")
         and architecture_options (e.g. {"hidden": 512, "dropout": 0.5}).
         two_stage: the stage-1 classifier is `model`, the segmenter `segmenter` (Keras), with
         card["segmenter"] = {"input_size", "preprocessing" ("standardize"), "mask_threshold"}
         and stage1_threshold (default: threshold).
-    The card written adds the framework, the files, the time, versions and the git commit.
-    With `verify`, the saved files are loaded back and must predict what `model` does (to
-    1e-5) on two noise images; if not, the files are removed and ModelCardError says why.
+    The card (checked by tl.card_schema) written adds the framework, the files and their
+    sha256, the preprocessing as numbers (`input`), class_index, the time, versions and the
+    git commit; README.md is written beside it. With `verify`, the saved files are loaded
+    back and must predict what `model` does (to 1e-5; the ONNX file through onnxruntime to
+    1e-4) on two noise images; if not, the files are removed and ModelCardError says why.
     Used by chapters 1 to 5 (the last step of a chapter).
     """
-    card = _check_card(card)
+    card = check_card(card, "the card given to export_model")
     if (card["task"] == "two_stage") != (segmenter is not None):
         raise ModelCardError("a two_stage card needs `segmenter=` (the stage-2 model), and only it takes one")
     folder = Path(folder)
@@ -261,6 +247,12 @@ def export_model(model, folder: str | Path, card: dict, segmenter=None, verify: 
         card["segmenter"]["framework"] = seg_framework
         card["segmenter"]["model_file"] = _save(segmenter, seg_framework, folder / f"{card['name']}_segmenter",
                                                 card["segmenter"])
+    card["input"] = input_steps(card, card["framework"])
+    if segmenter is not None:
+        card["segmenter"]["input"] = input_steps(card["segmenter"], "keras")
+    card["onnx_file"] = _export_onnx(model, card["framework"], stem.with_suffix(".onnx"), card)
+    files = [card["model_file"], card["onnx_file"], (card.get("segmenter") or {}).get("model_file")]
+    card["sha256"] = {name: sha256_of(folder / name) for name in files if name}
     versions = {"python": platform.python_version(), "tl_helpers": __version__}
     for package in (("keras",) if card["framework"] == "keras" else ("torch", "timm")):
         try:
@@ -275,10 +267,12 @@ def export_model(model, folder: str | Path, card: dict, segmenter=None, verify: 
         try:
             _verify_export(model, segmenter, card_path)
         except ModelCardError:  # a card that does not give the model back must not be left to be used
-            for name in (card_path.name, card["model_file"], (card.get("segmenter") or {}).get("model_file")):
-                if name:
-                    (folder / name).unlink(missing_ok=True)
+            for name in (card_path.name, *card["sha256"]):
+                (folder / name).unlink(missing_ok=True)
             raise
+    from .hub_readme import write_readme
+
+    write_readme(card_path)
     return card_path
 
 
@@ -302,6 +296,21 @@ def _verify_export(model, segmenter, card_path: Path) -> None:
                                  f"memory ({gap}); a layer may not save its weights or configuration, or the model "
                                  "has randomness at inference")
         _check_outputs(predictor, again)
+    if loaded.card.get("onnx_file"):
+        _verify_onnx(loaded, images)
+
+
+def _verify_onnx(loaded: "Predictor", images: list) -> None:
+    """The ONNX file, run by onnxruntime from the card's numbers, must give the framework's probabilities."""
+    from .onnx_predict import OnnxPredictor
+
+    expected = loaded._forward(loaded.prepare(images, head_crop=False))  # the ONNX predictor takes crops as given
+    found = OnnxPredictor(loaded.card_path).predict_proba(images, calibrated=False)
+    if found.shape != expected.shape or not np.allclose(found, expected, atol=ONNX_TOLERANCE, rtol=0):
+        gap = f"largest difference {np.abs(found - expected).max():.3g}" if found.shape == expected.shape else \
+            f"output shapes {found.shape} and {expected.shape}"
+        raise ModelCardError(f"{loaded.card_path}: the ONNX file {loaded.card['onnx_file']} predicts differently from "
+                             f"the {loaded.framework} model ({gap}, allowed {ONNX_TOLERANCE})")
 
 
 def _check_outputs(predictor: "Predictor", outputs: np.ndarray) -> None:
@@ -335,11 +344,31 @@ def read_card(card_path: str | Path) -> tuple[dict, Path]:
         card = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelCardError(f"cannot read model card {path}: {error}") from None
+    if not isinstance(card, dict):
+        raise ModelCardError(f"model card {path} is not a JSON object; was it written by tl.model_cards.export_model?")
     missing = [key for key in ("task", "framework", "model_file", "classes", "input_size", "preprocessing")
                if key not in card]
     if missing:
         raise ModelCardError(f"model card {path} lacks {missing}; was it written by tl.model_cards.export_model?")
+    card = check_card(card, path, loading=True)
+    if card["task"] == "two_stage" and "input" not in card["segmenter"]:  # an old card: numbers from the name
+        card["segmenter"]["input"] = input_steps(card["segmenter"], card["segmenter"].get("framework", "keras"), path)
     return card, path
+
+
+def check_files(card: dict, card_path: Path) -> None:
+    """Every model file the card names: present, and with the sha256 written at export (when the card has them).
+
+    Used by tl.model_cards.load_model.
+    """
+    for name, expected in (card.get("sha256") or {}).items():
+        file = card_path.parent / name
+        if not file.is_file():
+            raise ModelCardError(f"model file not found: {file} (named by the card {card_path})")
+        found = sha256_of(file)
+        if found != expected:
+            raise ModelCardError(f"{card_path}: `sha256` of {name} is {expected} in the card, but the file's is "
+                                 f"{found}: the file was changed or replaced after export; export the model again")
 
 
 def load_model(card_path: str | Path, device: str | None = None) -> "Predictor":
@@ -351,11 +380,33 @@ def load_model(card_path: str | Path, device: str | None = None) -> "Predictor":
     command lines.
     """
     card, path = read_card(card_path)
+    check_files(card, path)
     predictor = Predictor(card, path, device)
+    _check_shapes(predictor)
     if card["task"] == "two_stage":
         stage2 = dict(card["segmenter"], task="segmentation", classes=["background", "tumour"])
         predictor.segmenter = Predictor(stage2, path, device)
+        _check_shapes(predictor.segmenter)
     return predictor
+
+
+def _check_shapes(predictor: "Predictor") -> None:
+    """The loaded network's input and output shapes against its card (tl.card_schema.check_model_shapes)."""
+    model, card = predictor.model, predictor.card
+    if predictor.framework == "keras":
+        check_model_shapes(card, predictor.card_path, tuple(model.input_shape), tuple(model.output_shape))
+        return
+    import torch
+
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    channels = convs[0].in_channels if convs else None
+    if channels is not None and channels != card["channels"]:
+        check_model_shapes(card, predictor.card_path, (None, channels, None, None), (None, len(card["classes"])))
+    size = [card["crop"]] * 2 if card.get("crop") else card["input_size"]
+    batch = torch.zeros((1, card["channels"], *size), device=predictor.device)
+    with torch.no_grad():
+        output = model(batch)
+    check_model_shapes(card, predictor.card_path, (None, card["channels"], *size), (None, *output.shape[1:]))
 
 
 def _load_file(card: dict, card_path: Path, device):
@@ -376,8 +427,14 @@ def _load_file(card: dict, card_path: Path, device):
     options = {**card.get("architecture_options", {}), "classes": len(card["classes"])}
     model = build_architecture(card.get("architecture"), options)
     try:
-        model.load_state_dict(torch.load(file, map_location="cpu", weights_only=True), strict=True)
-    except (RuntimeError, OSError, EOFError) as error:
+        if file.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(file), device="cpu")
+        else:  # an old export: a pickled state dict, read as tensors only
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, OSError, EOFError, ValueError) as error:
         raise ModelCardError(f"cannot load the state dict {file} into {card.get('architecture')!r}: "
                              f"{str(error)[:500]}") from None
     return model.to(device).eval()
@@ -412,9 +469,11 @@ class Predictor:
     """A loaded model with its card: predictions from image files or arrays, preprocessing included.
 
     Attributes: card, card_path, framework, model, classes, input_size (height, width),
-    channels, threshold, segmenter (the stage-2 Predictor of a two-stage card, else None).
+    channels, threshold, temperature (None: the card has none), steps (the card's `input`
+    numbers), segmenter (the stage-2 Predictor of a two-stage card, else None).
     Images: paths (read with tl.images, any format) or arrays (HxW, HxWx3, HxWx4; uint8 or
-    0..255 floats), each resized to the input size as in training.
+    0..255 floats), each cut to the head first where the card says so (`head_crop`), resized
+    to the input size as in training, centre-cropped and normalised with the card's numbers.
     Used by chapters 1 to 5 and the tl.predict / tl.external command lines.
     """
 
@@ -427,16 +486,10 @@ class Predictor:
         self.channels = int(card.get("channels", 3))
         self.crop = card.get("crop")
         self.threshold = card.get("threshold")
+        self.temperature = card.get("temperature")
+        self.steps = card["input"]
         self.segmenter: Predictor | None = None
-        self.device = None
-        if self.framework == "torch":
-            self.device = pick_device(device)
-            normalize = get_preprocess(card["preprocessing"], "torch")
-            self._transform = PatchTransform(self.crop, tuple(normalize.mean), tuple(normalize.std))
-        elif self.framework == "keras":
-            self._preprocess = get_preprocess(card["preprocessing"], "keras")
-        else:
-            raise ModelCardError(f"{card_path}: unknown framework {self.framework!r}")
+        self.device = pick_device(device) if self.framework == "torch" else None
         self.model = _load_file(card, self.card_path, self.device)
 
     def __repr__(self) -> str:
@@ -444,9 +497,14 @@ class Predictor:
                 f"classes={self.classes}, input={self.input_size}, threshold={self.threshold})")
 
     # images -> model-ready batch
-    def load_images(self, images: Sequence) -> np.ndarray:
-        """float32 (N, H, W, C) pixels 0..255 at the input size, before preprocessing."""
+    def load_images(self, images: Sequence, head_crop: bool = True) -> np.ndarray:
+        """float32 (N, H, W, C) pixels 0..255 at the input size, before preprocessing.
+
+        `head_crop=False` leaves out the card's crop to the head (images already cropped).
+        """
         images = list(images)
+        if head_crop and self.steps.get("head_crop"):
+            images = [self._head_crop(item) for item in images]
         paths = [i for i, item in enumerate(images) if isinstance(item, (str, Path))]
         loaded = dict(zip(paths, load_examples([images[i] for i in paths], self.input_size, self.channels)))
         out = []
@@ -460,17 +518,26 @@ class Predictor:
             raise ValueError("no images given")
         return np.stack(out)
 
-    def prepare(self, images: Sequence):
+    def _head_crop(self, item) -> np.ndarray:
+        """Chapter 2's crop to the head (tl.cropping.crop_to_brain at the card's size), before resizing."""
+        from ..techniques.cropping import crop_to_brain
+
+        options = dict(self.steps["head_crop"])
+        size = int(options.pop("size"))
+        image = read_image(item, channels=None) if isinstance(item, (str, Path)) else to_channels(np.asarray(item), None)
+        return crop_to_brain(image, size=size, **options)
+
+    def prepare(self, images: Sequence, head_crop: bool = True):
         """The model's input for `images`: Keras NHWC float32 numpy; PyTorch an NCHW tensor."""
-        pixels = self.load_images(images)
-        if self.framework == "torch":
+        pixels = self.load_images(images, head_crop)
+        if self.crop:
+            pixels = np.stack([center_crop_pixels(image, self.crop) for image in pixels])
+        batch = normalize_pixels(pixels, self.steps)
+        if self.steps.get("layout") == "NCHW":
             import torch
 
-            batch = np.stack([self._transform(image) for image in pixels]).transpose(0, 3, 1, 2)
-            return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-        if self.crop:
-            pixels = np.stack([center_crop(image, self.crop) for image in pixels])
-        return np.asarray(self._preprocess(pixels), dtype=np.float32)
+            return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+        return batch
 
     def _forward(self, batch, model=None) -> np.ndarray:
         """Probabilities (N, K), or masks (N, H, W) for a segmenter, from a prepared batch."""
@@ -504,12 +571,23 @@ class Predictor:
         return output
 
     # predictions
-    def predict_proba(self, images: Sequence, batch_size: int = 32) -> np.ndarray:
-        """(N, K) class probabilities in the card's class order; a segmenter: (N, H, W) masks."""
+    def predict_proba(self, images: Sequence, batch_size: int = 32, calibrated: bool = False) -> np.ndarray:
+        """(N, K) class probabilities in the card's class order; a segmenter: (N, H, W) masks.
+
+        `calibrated`: with the card's temperature applied (`calibrate`); the default gives the
+        model's own probabilities, the ones the card's threshold was chosen on.
+        """
         images = list(images)
         parts = [self._forward(self.prepare(images[start:start + batch_size]))
                  for start in range(0, len(images), batch_size)]
-        return np.concatenate(parts)
+        output = np.concatenate(parts)
+        return self.calibrate(output) if calibrated else output
+
+    def calibrate(self, probabilities_: np.ndarray) -> np.ndarray:
+        """Probabilities with the logits divided by the card's temperature (unchanged when it has none)."""
+        if self.temperature is None or self.card["task"] == "segmentation":
+            return probabilities_
+        return probabilities(probabilities_, "probabilities", self.temperature)
 
     def labels_from_proba(self, probabilities: np.ndarray) -> list[str]:
         """Class names: P(positive) >= the card's threshold for binary cards, else the most probable class."""

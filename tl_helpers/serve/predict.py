@@ -1,15 +1,18 @@
 """Predictions of an exported model on image files or folders, from Python or a shell.
 
-    python -m tl_helpers.serve.predict MODEL_CARD PATHS... --out preds.csv
-        [--masks-dir DIR] [--batch-size 32] [--device cuda|cpu] [--skip-unreadable]
+    tl predict MODEL_CARD PATHS... --out preds.csv      (or python -m tl_helpers.serve.predict)
+        [--masks-dir DIR] [--batch-size 32] [--device cuda|cpu] [--skip-unreadable] [--uncalibrated] [--quiet]
 
 PATHS are image files or folders, searched recursively for every format the datasets use
 (JPEG, PNG, TIFF, BMP in any letter case; gray, RGB, RGBA, palette; 8- or 16-bit: all read
 by tl.images). Hidden files and LGG mask files (`*_mask.*`) found in folders are skipped.
 
 - A classifier's card (binary, multiclass) gives a CSV: `file`, one `p_<class>` column per
-  class in the card's order, and `predicted`, the class at the card's threshold (binary:
-  P(positive) >= threshold; multiclass: the most probable class).
+  class in the card's order, `predicted`, the class at the card's threshold (binary:
+  P(positive) >= threshold; multiclass: the most probable class), and `temperature`: the
+  card's temperature (fitted on validation) that calibrated the `p_` columns, empty where
+  the card has none or `--uncalibrated` asked for the model's own probabilities. The
+  threshold applies to the model's own probabilities, whichever the columns show.
 - A two-stage card (chapter 4) runs stage 1 on every image and the segmenter on the
   flagged ones, and writes, per image, a mask PNG (0/255, the image's own size) and an
   overlay PNG (the mask in red on the image) into the masks folder, plus a CSV: `file`,
@@ -139,13 +142,14 @@ def _write_masks(predictor: Predictor, files, names, masks, masks_dir: Path) -> 
 
 def predict_files(model: str | Path | Predictor, paths: Sequence[str | Path], out_csv: str | Path | None = None,
                   masks_dir: str | Path | None = None, batch_size: int = 32, device: str | None = None,
-                  skip_unreadable: bool = False, progress: bool = True) -> pd.DataFrame:
+                  skip_unreadable: bool = False, progress: bool = True, calibrated: bool = True) -> pd.DataFrame:
     """Predict on the images under `paths` with an exported model; the table (also written to `out_csv`).
 
     `model`: a card path (or a loaded Predictor). Segmentation and two-stage cards write
     mask and overlay PNGs into `masks_dir` (default: `<out_csv stem>_masks/` beside the
-    CSV). See the module's description for the columns. Used by chapters 1 to 5 (exported
-    models) and the command line.
+    CSV). `calibrated`: the classifier's probabilities with the card's temperature (when it
+    has one). See the module's description for the columns. Used by chapters 1 to 5
+    (exported models) and the command line.
     """
     from tqdm import tqdm
 
@@ -171,9 +175,11 @@ def predict_files(model: str | Path | Predictor, paths: Sequence[str | Path], ou
             continue
         if not segmenting:
             labels = predictor.labels_from_proba(outputs)
-            for file, p, label in zip(files, outputs, labels):
+            temperature = predictor.temperature if calibrated else None
+            shown = predictor.calibrate(outputs) if temperature is not None else outputs
+            for file, p, label in zip(files, shown, labels):
                 rows.append({"file": str(file), **{f"p_{c}": float(v) for c, v in zip(predictor.classes, p)},
-                             "predicted": label})
+                             "predicted": label, "temperature": temperature})
             continue
         if predictor.segmenter is not None:
             masks, extra = outputs.masks, [{f"p_{predictor.classes[1]}": float(p), "flagged": bool(f)}
@@ -200,8 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Used by `python -m tl_helpers.serve.predict`.
     """
     parser = argparse.ArgumentParser(
-        prog="python -m tl_helpers.serve.predict",
-        description="Predict with an exported model (tl.model_cards) on image files or folders.")
+        prog="tl predict", description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: tl predict runs/cpu/models/05_pcam_efficientnet_lite0_seed0.card.json patches/ --out p.csv")
     parser.add_argument("card", help="the model card (<name>.card.json) written by tl.model_cards.export_model")
     parser.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
     parser.add_argument("--out", required=True, help="the CSV of predictions to write")
@@ -210,15 +216,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default=None, help="PyTorch device (default: cuda if available, else cpu)")
     parser.add_argument("--skip-unreadable", action="store_true", help="warn about unreadable files and go on")
+    parser.add_argument("--uncalibrated", action="store_true",
+                        help="the model's own probabilities, without the card's temperature")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)  # old spelling
     args = parser.parse_args(argv)
     try:
         table = predict_files(args.card, args.paths, args.out, args.masks_dir, args.batch_size, args.device,
-                              args.skip_unreadable, progress=not args.quiet)
+                              args.skip_unreadable, progress=not args.quiet, calibrated=not args.uncalibrated)
     except (ModelCardError, PredictError, ImageReadError) as error:
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return 1
     print(f"{len(table)} images -> {args.out}")
+    if "temperature" in table and table["temperature"].notna().any():
+        print(f"probabilities calibrated with the card's temperature {table['temperature'].iloc[0]:.4g} "
+              "(fitted on validation); --uncalibrated for the model's own")
+    elif "temperature" in table:
+        print("probabilities: the model's own (uncalibrated: " +
+              ("--uncalibrated" if args.uncalibrated else "the card has no temperature") + ")")
     return 0
 
 
