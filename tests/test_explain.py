@@ -153,3 +153,22 @@ def test_grad_cam_takes_a_loaded_predictor_and_its_image_files(tmp_path, keras_m
     maps = tl.explain.grad_cam(tl.model_cards.load_model(card), files, class_index=1)
     direct = tl.explain.grad_cam(model, np.round(TEST_IMAGES[np.flatnonzero(POSITIVE)[:4]]), class_index=1)
     np.testing.assert_allclose(maps, direct, atol=1e-4)
+
+
+# --- chapter 2: the heat inside a region, in words ---------------------------------------
+
+def test_describe_heat_share_summarises_the_maps_with_heat():
+    regions = np.zeros((4, 4, 4), dtype=bool)
+    regions[:, :2, :] = True  # the top half of each map
+    heat = np.zeros((4, 4, 4))
+    heat[0, :2] = 1.0                      # all heat inside: 1.0
+    heat[1] = 1.0                          # spread evenly: 0.5
+    heat[2, 3] = 1.0                       # all outside: 0.0
+    share = tl.explain.heat_share_inside(heat, regions)  # the fourth map has no heat: NaN
+    text = tl.explain.describe_heat_share(share, regions, region="the head", unit="scans")
+    assert text == ("share of the Grad-CAM heat inside the head: median 0.50 (quartiles 0.25 to 0.75) "
+                    "over 3 scans, where the head covers a median 0.50 of the image; below half on 1 scans")
+    cold = tl.explain.describe_heat_share([np.nan], regions[:1], unit="scans")
+    assert cold.startswith("no Grad-CAM map of the 1 scans has any heat")
+    with pytest.raises(ValueError, match="expected one H x W mask per share"):
+        tl.explain.describe_heat_share(share, regions[0])

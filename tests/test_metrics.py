@@ -1,7 +1,7 @@
 """Confidence intervals: known answers from the literature, and agreement with sklearn."""
 import numpy as np
 import pytest
-from sklearn.metrics import balanced_accuracy_score, f1_score, recall_score, roc_auc_score
+from sklearn.metrics import balanced_accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
 from tl_helpers.evaluate import metrics
 
@@ -215,3 +215,60 @@ def test_bootstrap_of_one_array_of_values_has_a_real_interval():
     estimate = metrics.bootstrap_ci(np.mean, values, seed=0)
     assert estimate.low < estimate.value < estimate.high
     assert estimate.low >= values.min() and estimate.high <= values.max()
+
+
+# --- chapter 2: ROC AUC of a multiclass model, overall and per class --------------------------
+
+def four_class_predictions(seed=7, n=300):
+    """Labels, calls and probabilities of a fair four-class model: the true class gets a boost."""
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, 4, n)
+    logits = rng.normal(size=(n, 4))
+    logits[np.arange(n), y_true] += 1.5
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return y_true, probabilities.argmax(1), probabilities
+
+
+def test_multiclass_report_adds_the_macro_roc_auc_of_sklearn_with_probabilities():
+    names = ["glioma", "meningioma", "notumor", "pituitary"]
+    y_true, y_pred, probabilities = four_class_predictions()
+    report = metrics.multiclass_report(y_true, y_pred, names, n_boot=200, probabilities=probabilities)
+    expected = roc_auc_score(y_true, probabilities, multi_class="ovr", average="macro")
+    assert report["roc_auc"].value == pytest.approx(expected)
+    assert report["roc_auc"].low < expected < report["roc_auc"].high
+    # the same bootstrap as writing it out with bootstrap_ci, resample for resample
+    assert report["roc_auc"] == metrics.bootstrap_ci(metrics.macro_roc_auc, y_true, probabilities, n_boot=200)
+    assert "roc_auc" not in metrics.multiclass_report(y_true, y_pred, names, n_boot=20)
+
+
+def test_multiclass_report_refuses_probabilities_of_the_wrong_shape():
+    y_true, y_pred, probabilities = four_class_predictions()
+    with pytest.raises(ValueError, match=r"expected one row per label and one column per class, \(300, 4\)"):
+        metrics.multiclass_report(y_true, y_pred, list("abcd"), n_boot=20, probabilities=probabilities[:, :3])
+
+
+def test_per_class_report_agrees_with_sklearn_class_by_class():
+    names = ["glioma", "meningioma", "notumor", "pituitary"]
+    y_true, y_pred, probabilities = four_class_predictions()
+    report = metrics.per_class_report([names[i] for i in y_true], y_pred, probabilities, names, n_boot=200)
+    assert list(report) == ["sensitivity", "precision", "roc_auc_ovr"]
+    sensitivity = recall_score(y_true, y_pred, average=None)
+    precision = precision_score(y_true, y_pred, average=None)
+    for k, name in enumerate(names):
+        auc = roc_auc_score(y_true == k, probabilities[:, k])
+        for measure, expected in (("sensitivity", sensitivity[k]), ("precision", precision[k]),
+                                  ("roc_auc_ovr", auc)):
+            estimate = report[measure][name]
+            assert estimate.value == pytest.approx(expected)
+            assert estimate.low < expected < estimate.high, (measure, name)
+
+
+def test_per_class_report_gives_nan_where_a_class_is_never_called_or_absent():
+    y_true = np.array([0, 0, 1, 1, 0, 1])
+    y_pred = np.array([0, 1, 1, 1, 0, 0])  # class 2 is never called and never true
+    probabilities = np.full((6, 3), 1 / 3)
+    report = metrics.per_class_report(y_true, y_pred, probabilities, ["a", "b", "c"], n_boot=20)
+    assert np.isnan(report["precision"]["c"].value) and np.isnan(report["sensitivity"]["c"].value)
+    assert np.isnan(report["roc_auc_ovr"]["c"].value)
+    assert report["roc_auc_ovr"]["a"].value == pytest.approx(0.5)  # equal probabilities: chance
+    assert report["sensitivity"]["b"].value == pytest.approx(2 / 3)

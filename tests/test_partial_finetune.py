@@ -38,3 +38,17 @@ def test_cut_across_a_skip_connection_is_refused(lite0):
         split_functional_model(lite0, "block3_1_expand_relu6")
     with pytest.raises(ValueError, match="no layer named"):
         split_functional_model(lite0, "nope")
+
+
+# --- chapter 2: BatchNorm keeps what ImageNet taught it -------------------------------------
+
+def test_freeze_batch_norm_freezes_only_the_batch_norm_layers(lite0):
+    from tl_helpers.train.partial_finetune import freeze_batch_norm
+
+    _, upper = split_functional_model(lite0, "block4_2_add")
+    norms = [layer for layer in upper.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    others = [layer for layer in upper.layers if layer.weights and layer not in norms]
+    assert freeze_batch_norm(upper) == len(norms) > 0
+    assert not any(layer.trainable for layer in norms)
+    assert all(layer.trainable for layer in others)
+    assert not any(any(w is v for v in upper.trainable_weights) for layer in norms for w in layer.weights)

@@ -79,3 +79,30 @@ def test_too_few_rows_or_one_class_is_an_error(tmp_path):
         shortcuts.shortcut_check(table)
     with pytest.raises(ValueError, match="two classes"):
         shortcuts.shortcut_check(table.assign(label="a"))
+
+
+# --- chapter 2: what a shortcut check found, in words ------------------------------------
+
+def test_describe_says_what_the_check_found(tmp_path):
+    rng = np.random.default_rng(3)
+    specs = [(label, int(rng.integers(60, 120)), int(rng.integers(60, 120)), "RGB", str(rng.choice(["png", "jpg"])))
+             for label in ("a", "b") for _ in range(25)]
+    specs += [("c", 100, 100, "L", "png") for _ in range(25)]
+    check = shortcuts.shortcut_check(write_images(tmp_path, specs), n_folds=4, n_boot=100, n_boot_features=50)
+    lines = shortcuts.describe(check, unit="scans").splitlines()
+    auc = check.report["roc_auc"]
+    assert lines[0].startswith(f"the class from the files' metadata alone (4-fold cross-validated, 75 scans): "
+                               f"macro one-vs-rest ROC AUC {auc.value:.3f} ({auc.low:.3f}-{auc.high:.3f})")
+    assert lines[1].startswith(f"the best single field: {check.best_feature}, ROC AUC")
+    c = check.per_class.loc["c", "value"]
+    assert lines[2].startswith("each class against the rest: a ") and lines[2].endswith(f"c {c:.3f}")
+    assert lines[3].startswith("-> better than chance") and len(lines) == 4
+
+
+def test_describe_of_two_classes_at_chance(tmp_path):
+    rng = np.random.default_rng(2)
+    specs = [(str(rng.choice(["tumour", "normal"])), int(rng.integers(40, 90)), int(rng.integers(40, 90)),
+              str(rng.choice(["L", "RGB"])), str(rng.choice(["png", "jpg"]))) for _ in range(120)]
+    lines = shortcuts.describe(shortcuts.shortcut_check(write_images(tmp_path, specs), n_boot=100)).splitlines()
+    assert "(5-fold cross-validated, 120 files): ROC AUC" in lines[0] and "macro" not in lines[0]
+    assert len(lines) == 3 and lines[2].startswith("-> not distinguishable from chance")

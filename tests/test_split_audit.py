@@ -78,3 +78,31 @@ def test_exclude_self_ignores_a_rows_own_hash():
     pairs = nd.near_duplicate_pairs(hashes, hashes, max_distance=2, exclude_self=True)
     assert sorted(zip(pairs["query"], pairs["reference"])) == [(0, 2), (2, 0)]
     assert len(nd.near_duplicate_pairs(hashes, hashes, max_distance=2)) == 3  # each finds itself
+
+
+# --- chapter 2: the leaked images beside their twins ---------------------------------------
+
+def test_plot_twins_shows_each_leaked_image_beside_its_partner(split_table, capsys):
+    table = split_table.assign(label=[f"label {i}" for i in range(len(split_table))])
+    audit = nd.audit_splits(table, max_distance=4)
+    fig = nd.plot_twins(audit, table, split="test", what="slices")
+    # one test image (r11, the resized copy of r2) has a twin in an earlier split; r12's is within test
+    distance = audit.pairs.set_index("row").loc["r11", "distance"]
+    titles = [" ".join(ax.get_title().split()) for ax in fig.axes]  # titles wrap at spaces
+    assert titles == ["test: label 11", f"train: label 2 ({distance} bits)"]
+    assert fig.axes[0].images[0].get_array().shape[:2] == (150, 150)  # the copy itself, read from its file
+    assert "Test slices and their nearest twin" in fig._suptitle.get_text()
+    assert " ".join(nd.plot_twins(audit, table, split="val").axes[1].get_title().split()) == "train: label 0 (0 bits)"
+    assert nd.plot_twins(audit, table, split="train") is None
+    assert "no train image has a near-duplicate" in capsys.readouterr().out
+
+
+def test_describe_leaks_counts_each_later_split_and_the_relabelled_pairs(split_table):
+    labels = ["a"] * len(split_table)
+    labels[10] = "b"  # r10, the val copy of r0, carries another label
+    table = split_table.assign(label=labels)
+    audit = nd.audit_splits(table, max_distance=4)
+    assert nd.describe_leaks(audit, table, what="slices") == (
+        "validation slices with a near-duplicate in training: 1 of 4 (25.0%); "
+        "test slices with a near-duplicate in training or validation: 1 of 5 (20.0%); "
+        "1 of the 2 cross-split pairs carry different labels")

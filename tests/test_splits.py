@@ -43,3 +43,33 @@ def test_describe_catches_a_leak():
 def test_bad_fractions():
     with pytest.raises(ValueError):
         split_table(pd.DataFrame({"label": [0, 1]}), fractions=(0.5, 0.2, 0.2))
+
+
+# --- chapter 2: a dataset that may bring its own test folder -------------------------------
+
+def folder_table(with_testing: bool) -> pd.DataFrame:
+    rows = [("Training", f"{label}_{i}.png", label) for label in ("a", "b") for i in range(20)]
+    rows += [("Testing", f"{label}_t{i}.png", label) for label in ("a", "b") for i in range(5)] if with_testing else []
+    return pd.DataFrame(rows, columns=["split", "path", "label"])
+
+
+def test_the_test_folder_stays_the_test_split():
+    from tl_helpers.data.splits import split_with_test_folder
+
+    table = folder_table(with_testing=True)
+    out = split_with_test_folder(table, val_fraction=0.2, seed=3)
+    assert set(out[out.split == "test"].path) == set(table[table.split == "Testing"].path)
+    assert out[out.split == "val"].label.value_counts().to_dict() == {"a": 4, "b": 4}
+    assert set(out[out.split != "test"].path) == set(table[table.split == "Training"].path)
+    again = split_table(table[table.split == "Training"].drop(columns="split"), "label", (0.8, 0.2),
+                        ("train", "val"), seed=3)
+    assert set(out[out.split == "val"].path) == set(again[again.split == "val"].path)  # split_table's draw
+
+
+def test_without_a_test_folder_all_three_are_carved():
+    from tl_helpers.data.splits import split_with_test_folder
+
+    out = split_with_test_folder(folder_table(with_testing=False), val_fraction=0.2, fractions=(0.5, 0.25, 0.25))
+    assert out.split.value_counts().to_dict() == {"train": 20, "val": 10, "test": 10}
+    with pytest.raises(ValueError, match="needs a 'split' column"):
+        split_with_test_folder(out.drop(columns="split"), val_fraction=0.2)

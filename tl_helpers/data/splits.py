@@ -130,3 +130,28 @@ def grouped_kfold(table: pd.DataFrame, group_col: str, n_folds: int = 5, label_c
             train, val = pool.index.to_numpy(), np.zeros(0, dtype=int)
         folds.append({"train": np.sort(train), "val": np.sort(val), "test": np.flatnonzero(fold_of == k)})
     return folds
+
+
+# --- chapter 2: a dataset that may bring its own test folder -------------------------------
+
+def split_with_test_folder(table: pd.DataFrame, val_fraction: float, fractions=(0.7, 0.15, 0.15),
+                           test_folder: str = "Testing", train_folder: str = "Training",
+                           label_col: str = "label", seed: int = 0) -> pd.DataFrame:
+    """train / val / test splits of a table whose `split` column names the dataset's folders.
+
+    When rows sit in `test_folder`, they are the test split, untouched, and a stratified
+    `val_fraction` of the `train_folder` rows becomes validation. Without such rows, train,
+    validation and test are carved from every row in `fractions`, stratified by `label_col`
+    (split_table). Returns a new table with `split` set to train, val or test.
+    Taught in chapter 2.
+    """
+    if "split" not in table.columns:
+        raise ValueError("the table needs a 'split' column naming each file's folder "
+                         "(tl.data.class_folder_table gives one)")
+    rows = table.drop(columns="split")
+    if not (table["split"] == test_folder).any():
+        return split_table(rows, label_col, fractions, ("train", "val", "test"), seed=seed)
+    training = split_table(rows[table["split"] == train_folder], label_col, (1 - val_fraction, val_fraction),
+                           ("train", "val"), seed=seed)
+    testing = rows[table["split"] == test_folder].assign(split="test")
+    return pd.concat([training, testing], ignore_index=True)

@@ -312,3 +312,29 @@ def grad_cam(model, images, class_index: int | Sequence[int] | None = None, laye
                 class_index if targets is None else targets[start:start + batch_size], layer)
             for start in range(0, count, batch_size)]
     return np.concatenate(maps)
+
+
+# --- chapter 2: the heat inside a region, in words ---------------------------------------
+
+def describe_heat_share(share, regions, region: str = "the region", unit: str = "images") -> str:
+    """One line on where the Grad-CAM heat falls: the median share inside `region` and its
+    quartiles over the maps with any heat, beside the median share of the image the region
+    covers (what heat spread evenly would give), and on how many maps less than half is inside.
+
+    share: tl.explain.heat_share_inside's output, one per map (NaN: a map without heat, left
+    out); regions: the masks it was measured with (N x H x W). Taught in chapter 2.
+    """
+    share = np.asarray(share, dtype=np.float64)
+    regions = np.asarray(regions)
+    if regions.ndim != 3 or len(regions) != len(share):
+        raise ValueError(f"{len(share)} shares but regions of shape {regions.shape}: expected one "
+                         "H x W mask per share")
+    area = np.median((regions > 0).mean(axis=(1, 2)))
+    heated = share[~np.isnan(share)]
+    if not len(heated):
+        return (f"no Grad-CAM map of the {len(share)} {unit} has any heat (no positive evidence "
+                f"for the called class anywhere); {region} covers a median {area:.2f} of the image")
+    low, median, high = np.quantile(heated, [0.25, 0.5, 0.75])
+    return (f"share of the Grad-CAM heat inside {region}: median {median:.2f} (quartiles {low:.2f} "
+            f"to {high:.2f}) over {len(heated)} {unit}, where {region} covers a median {area:.2f} of "
+            f"the image; below half on {int((heated < 0.5).sum())} {unit}")

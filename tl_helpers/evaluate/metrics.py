@@ -318,11 +318,13 @@ def class_indices(values, class_names: Sequence[str]) -> np.ndarray:
 
 
 def multiclass_report(y_true, y_pred, class_names: Sequence[str], n_boot: int = 1000,
-                      seed: int = 0) -> dict:
-    """Accuracy (Wilson), macro-F1 (bootstrap) and each class's recall (Wilson).
+                      seed: int = 0, probabilities=None) -> dict:
+    """Accuracy (Wilson), macro-F1 (bootstrap) and each class's recall (Wilson); with
+    `probabilities` (N, classes) also the macro one-vs-rest ROC AUC (stratified bootstrap).
 
     Labels are class indices or names. Macro-F1 averages over the classes present in
-    y_true. Returns {"accuracy": Estimate, "macro_f1": Estimate, "recall": {name: Estimate}}.
+    y_true. Returns {"accuracy": Estimate, "macro_f1": Estimate, "recall": {name: Estimate}},
+    plus "roc_auc" (tl.metrics.macro_roc_auc) when probabilities are given.
     Taught in chapter 2.
     """
     y_true = class_indices(y_true, class_names)
@@ -331,11 +333,15 @@ def multiclass_report(y_true, y_pred, class_names: Sequence[str], n_boot: int = 
     for index, name in enumerate(class_names):
         members = y_true == index
         recall[str(name)] = proportion(int((y_pred[members] == index).sum()), int(members.sum()))
-    return {
+    report = {
         "accuracy": proportion(int((y_true == y_pred).sum()), len(y_true)),
         "macro_f1": bootstrap_ci(_macro_f1, y_true, y_pred, n_boot=n_boot, seed=seed),
         "recall": recall,
     }
+    if probabilities is not None:
+        probabilities = _class_probabilities(probabilities, y_true, class_names)
+        report["roc_auc"] = bootstrap_ci(macro_roc_auc, y_true, probabilities, n_boot=n_boot, seed=seed)
+    return report
 
 
 def report_table(report: dict):
@@ -484,3 +490,56 @@ def volumetric_dice(patients: Sequence, true_masks, pred_masks, threshold: float
     sums = frame.groupby("patient").agg(slices=("overlap", "size"), overlap=("overlap", "sum"), sizes=("sizes", "sum"))
     dice = _dice_from_counts(sums.overlap, sums.sizes, empty_score)
     return pd.DataFrame({"patient": sums.index, "slices": sums.slices.to_numpy(), "dice": dice}).reset_index(drop=True)
+
+
+# --- chapter 2: ROC AUC of a multiclass model, overall and per class ----------------------
+
+def _class_probabilities(probabilities, y_true: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
+    """`probabilities` as an (N, classes) array, or a one-line error saying what is wrong."""
+    probabilities = np.asarray(probabilities)
+    if probabilities.shape != (len(y_true), len(class_names)):
+        raise ValueError(f"probabilities have shape {probabilities.shape}; expected one row per label and "
+                         f"one column per class, ({len(y_true)}, {len(class_names)}), in class_names' order")
+    return probabilities
+
+
+def macro_roc_auc(y_true, probabilities) -> float:
+    """The mean over the classes of each class's ROC AUC against the rest (one-vs-rest, macro).
+
+    y_true: class indices; probabilities: (N, classes), one column per class. 0.5 is chance.
+    Used by tl.metrics.multiclass_report (chapter 2) and tl.shortcuts (chapters 1 and 2).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    probabilities = np.asarray(probabilities)
+    return float(roc_auc_score(y_true, probabilities, multi_class="ovr", average="macro",
+                               labels=np.arange(probabilities.shape[1])))
+
+
+def per_class_report(y_true, y_pred, probabilities, class_names: Sequence[str], n_boot: int = 1000,
+                     seed: int = 0) -> dict[str, dict[str, Estimate]]:
+    """Per class: sensitivity and precision (Wilson), one-vs-rest ROC AUC (bootstrap).
+
+    Of the examples of a class, the share called that class (sensitivity, or recall); of the
+    examples called it, the share that are (precision); how well its column of
+    `probabilities` separates it from the other classes over every threshold (ROC AUC, the
+    bootstrap stratified by the class against the rest). Labels are class indices or names.
+    Returns {"sensitivity": {name: Estimate}, "precision": {...}, "roc_auc_ovr": {...}}, ready
+    for `card.metrics(report[measure], prefix=measure)`. A class never called has NaN
+    precision; a class absent from (or alone in) y_true has NaN sensitivity or ROC AUC.
+    Taught in chapter 2.
+    """
+    y_true = class_indices(y_true, class_names)
+    y_pred = class_indices(y_pred, class_names)
+    probabilities = _class_probabilities(probabilities, y_true, class_names)
+    nan = Estimate(float("nan"), float("nan"), float("nan"))
+    report = {"sensitivity": {}, "precision": {}, "roc_auc_ovr": {}}
+    for index, name in enumerate(class_names):
+        truly, called = y_true == index, y_pred == index
+        hits = int((truly & called).sum())
+        report["sensitivity"][str(name)] = proportion(hits, int(truly.sum()))
+        report["precision"][str(name)] = proportion(hits, int(called.sum()))
+        report["roc_auc_ovr"][str(name)] = (
+            bootstrap_ci(_roc_auc, truly.astype(int), probabilities[:, index], n_boot=n_boot, seed=seed)
+            if truly.any() and not truly.all() else nan)
+    return report

@@ -157,3 +157,51 @@ def audit_splits(table: pd.DataFrame, split_col: str = "split", path_col: str = 
     leaked = pd.Series(False, index=table.index, name="leaked")
     leaked.loc[pairs.loc[~pairs["within"], "row"].unique()] = True
     return SplitAudit(counts=pd.DataFrame(counts), pairs=pairs, leaked=leaked)
+
+
+# --- chapter 2: the leaked images beside their twins ---------------------------------------
+
+def plot_twins(audit: SplitAudit, table: pd.DataFrame, split: str = "test", count: int = 4,
+               label_col: str = "label", path_col: str = "path", what: str = "images"):
+    """Up to `count` images of `split` that have a near-duplicate in an earlier split, each beside
+    that twin, titled with split, label and distance in bits (two pairs a row). `table` is the
+    one the audit ran on. Returns the figure, or None (and prints a line saying so) when no image
+    of `split` has a twin in an earlier split. Taught in chapter 2.
+    """
+    from .plotting import plot_image_grid
+
+    twins = audit.pairs[(audit.pairs["split"] == split) & ~audit.pairs["within"]].head(count)
+    if twins.empty:
+        print(f"no {split} image has a near-duplicate in an earlier split at this distance")
+        return None
+    images, titles = [], []
+    for twin in twins.itertuples(index=False):
+        images += [read_image(table.loc[twin.row, path_col]), read_image(table.loc[twin.partner, path_col])]
+        titles += [f"{split}: {table.loc[twin.row, label_col]}",
+                   f"{twin.partner_split}: {table.loc[twin.partner, label_col]} ({twin.distance} bits)"]
+    return plot_image_grid(images, ncols=4, titles=titles,
+                           suptitle=f"{split.capitalize()} {what} and their nearest twin in an earlier split")
+
+
+SPLIT_WORDS = {"train": "training", "val": "validation", "test": "test"}
+
+
+def describe_leaks(audit: SplitAudit, table: pd.DataFrame, split_col: str = "split",
+                   label_col: str = "label", what: str = "images") -> str:
+    """One line on what `audit_splits` found: for each split after the first, how many of its
+    images have a near-duplicate in an earlier split (count and share), and how many of the
+    cross-split pairs carry different labels. `table` is the one the audit ran on.
+    Taught in chapter 2.
+    """
+    order = list(dict.fromkeys(audit.counts["query"]))
+    words = [SPLIT_WORDS.get(name, name) for name in order]
+    parts = []
+    for position, name in enumerate(order[1:], start=1):
+        leaked = audit.leaked[table[split_col].astype(str) == name].to_numpy()
+        if len(leaked):
+            parts.append(f"{words[position]} {what} with a near-duplicate in {' or '.join(words[:position])}: "
+                         f"{leaked.sum()} of {len(leaked)} ({leaked.mean():.1%})")
+    cross = audit.pairs[~audit.pairs["within"]]
+    relabelled = (table.loc[cross["row"], label_col].to_numpy() != table.loc[cross["partner"], label_col].to_numpy())
+    parts.append(f"{int(relabelled.sum())} of the {len(cross)} cross-split pairs carry different labels")
+    return "; ".join(parts)

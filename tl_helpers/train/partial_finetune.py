@@ -67,3 +67,15 @@ def join_models(lower: keras.Model, upper: keras.Model, name: str = "model") -> 
     """
     return keras.Model(lower.input, upper(lower.output), name=name)
 
+
+# --- chapter 2: BatchNorm keeps what ImageNet taught it -------------------------------------
+
+def freeze_batch_norm(model: keras.Model) -> int:
+    """Make every BatchNormalization layer of `model` non-trainable, so that fine-tuning keeps
+    its ImageNet statistics and scales (the usual advice with small batches). Returns how many
+    layers it froze. Taught in chapter 2.
+    """
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.trainable = False
+    return len(layers)
