@@ -123,19 +123,6 @@ class ShortcutCheck:
         """The single metadata field whose check scored the highest ROC AUC."""
         return str(self.per_feature.index[0])
 
-    def summary(self) -> str:
-        """Three lines for a reader: the metadata-only ROC AUC, the best single field, and
-        whether the files give the label away (the interval's lower end above chance)."""
-        auc, best = self.report["roc_auc"], self.per_feature.iloc[0]
-        verdict = ("-> better than chance: the files carry part of the label, so a score on these images "
-                   "may partly measure the source of a file rather than what the scan shows"
-                   if auc.low > 0.5 else
-                   "-> not distinguishable from chance: the metadata does not give the label away")
-        return (f"the label from the files' metadata alone ({len(self.metadata)} files, cross-validated): "
-                f"ROC AUC {auc}; chance 0.5\n"
-                f"the best single field: {self.best_feature}, ROC AUC {best.roc_auc_value:.3f} "
-                f"({best.roc_auc_low:.3f}-{best.roc_auc_high:.3f})\n{verdict}")
-
 
 def metadata_by_label(metadata: pd.DataFrame, labels: Sequence) -> pd.DataFrame:
     """Per class: files, median width, height and file size, and the share of each mode, format
