@@ -95,3 +95,9 @@ def test_notebook_defaults_are_the_smoke_profile(notebook):
                 if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
     assert defaults["PROFILE"] == "smoke"
     assert {key: defaults.get(key) for key in wanted} == wanted
+    # tl.profiles.apply_profile tells a value edited by hand from smoke.yml's: it must list
+    # every parameter another profile sets, or an edit of that one would be overwritten.
+    for other in sorted((path.parents[1] / "profiles").glob("*.yml")):
+        spec = yaml.safe_load(other.read_text())
+        sets = {**(spec.get("defaults") or {}), **((spec.get("notebooks") or {}).get(path.stem) or {})}
+        assert not set(sets) - set(wanted), f"{other.name} sets {sorted(set(sets) - set(wanted))}: add them to smoke.yml"

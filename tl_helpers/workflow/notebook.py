@@ -6,8 +6,8 @@
     tl.notebook.finish(card, OUTPUT_DIR, OVERWRITE)
 
 `setup` makes a Colab runtime ready (the setup cell clones the book first); `start`
-silences framework log noise, imports the chapter's frameworks, applies a profile named by
-$TL_PROFILE (when set), seeds every generator, makes figures display compactly, and opens
+silences framework log noise, imports the chapter's frameworks, applies the profile the
+parameters cell names (or $TL_PROFILE; a value edited by hand wins), seeds every generator, makes figures display compactly, and opens
 the run card. `finish` writes the card as JSON (default `runs/<profile>/<notebook>.json`)
 and prints it. The setup cell and the Colab badge are generated from the one repository
 URL in `_config.yml` (`setup_cell_source`, `colab_url`; `scripts/notebook_setup.py`).
@@ -159,8 +159,10 @@ def show_figures_compactly() -> None:
 
 
 def start(namespace: dict, notebook: str, frameworks: tuple[str, ...] = ()) -> RunCard:
-    """Quiet logs, import `frameworks` ("keras", "torch"), apply $TL_PROFILE, seed everything
-    from SEED (frameworks included), set up figures; return the run card. Used by every chapter."""
+    """Quiet logs, import `frameworks` ("keras", "torch"), apply the profile (`PROFILE` as the
+    parameters cell sets it, or $TL_PROFILE; values edited by hand win: `profiles.apply_profile`),
+    seed everything from SEED (frameworks included), set up figures; return the run card, which
+    records every parameter in effect. Used by every chapter."""
     quiet_framework_logs()
     for framework in frameworks:
         import_module(framework)
@@ -171,7 +173,8 @@ def start(namespace: dict, notebook: str, frameworks: tuple[str, ...] = ()) -> R
     show_figures_compactly()
     print(f"{notebook}: profile {namespace.get('PROFILE')}, seed {seed}, "
           f"synthetic data: {namespace.get('SYNTHETIC')}")
-    return RunCard(notebook, namespace.get("PROFILE", "?"), seed=seed)
+    return RunCard(notebook, namespace.get("PROFILE", "?"), seed=seed,
+                   parameters=profiles.parameters_in_effect(namespace, notebook))
 
 
 def finish(card: RunCard, output_dir: str | Path | None = None, overwrite: bool = False) -> Path:
