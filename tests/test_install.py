@@ -2,7 +2,7 @@
 
 The cheap test reads every import of `tl_helpers` (ast) and checks pyproject.toml declares the
 distribution that provides it. The slow one (TL_FULL_CHECKS=1: a clean virtual environment,
-a few hundred MB from the package indexes) installs `.[torch]` into a fresh venv and runs
+about 700 MB of wheels from the package indexes, or from $TL_WHEELHOUSE) installs `.[torch]` into a fresh venv and runs
 `python -m tl_helpers.serve.predict` there on a chapter-5-style export made here.
 """
 from __future__ import annotations
@@ -110,13 +110,18 @@ def test_clean_venv_with_the_torch_extra_runs_predict_on_a_chapter_5_export(tmp_
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     # The CPU wheels of torch (PyPI's default ones carry ~4 GB of CUDA libraries); PyPI for the rest.
+    # $TL_WHEELHOUSE: a folder of wheels made beforehand (`pip download -d DIR --extra-index-url
+    # <cpu index> ".[torch]"`), installed from offline, so the timed run measures no downloads.
+    # TL_TORCH_INDEX="" installs PyPI's own torch (where PyTorch's index cannot be reached).
     index = os.environ.get("TL_TORCH_INDEX", CPU_TORCH_INDEX)
+    sources = ["--extra-index-url", index] if index else []
+    if os.environ.get("TL_WHEELHOUSE"):
+        sources = ["--no-index", "--find-links", os.environ["TL_WHEELHOUSE"]]
     source = tmp_path / "book"  # a copy: pip builds in the source folder (build/, *.egg-info)
     source.mkdir()
     shutil.copy(REPO / "pyproject.toml", source)
     shutil.copytree(REPO / "tl_helpers", source / "tl_helpers", ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--extra-index-url", index, f"{source}[torch]"],
-                   check=True, cwd=tmp_path)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *sources, f"{source}[torch]"], check=True, cwd=tmp_path)
     out = tmp_path / "preds.csv"
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "TL_PROJECT_ROOT")}
     result = subprocess.run([str(python), "-m", "tl_helpers.serve.predict", str(card), *map(str, patches),
