@@ -77,7 +77,7 @@ def test_setup_cell_in_simulated_colab(tmp_path, published):
     first = run_cell(book_dir, env)
     commands = [" ".join(c) for c in first["calls"]]
     assert any(c.startswith("git clone") and tl.notebook.repository_url() in c for c in commands)
-    assert f"--branch {tl.notebook.book_ref()}" in next(c for c in commands if c.startswith("git clone"))
+    assert f"-b {tl.notebook.book_ref()}" in next(c for c in commands if c.startswith("git clone"))
     assert git("rev-parse", "HEAD", cwd=book_dir) == git("rev-parse", tl.notebook.book_ref(), cwd=origin)
     assert (book_dir / "_toc.yml").is_file() and (book_dir / "tl_helpers" / "__init__.py").is_file()
     assert first["tl_helpers"] == str(book_dir / "tl_helpers" / "__init__.py"), "tl_helpers must come from the clone"

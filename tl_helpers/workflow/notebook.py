@@ -66,17 +66,17 @@ def setup_cell_source() -> str:
     another branch or tag) once, then `tl.notebook.setup()` installs what the runtime lacks.
     """
     return (
-        "# Setup: in Colab or on Kaggle, fetch this version of the book once (TL_BOOK_REF=main: the newest).\n"
+        "# Setup: in Colab or on Kaggle, fetch this version of the book (TL_BOOK_REF: another)\n"
         "import os, subprocess, sys\n"
-        f"book_dir = \"{COLAB_BOOK_DIR}\" if \"google.colab\" in sys.modules else "
-        f"\"{KAGGLE_BOOK_DIR}\" if os.path.isdir(\"{KAGGLE_INPUT}\") else None\n"
-        "if book_dir and not os.path.isdir(book_dir):\n"
-        f"    subprocess.run([\"git\", \"clone\", \"-q\", \"--depth\", \"1\", \"--branch\", os.environ.get(\"{BOOK_REF_ENV}\", "
-        f"\"{book_ref()}\"), \"{repository_url()}\", book_dir], check=True)\n"
-        "if book_dir:\n"
-        "    sys.path.insert(0, book_dir)\n"
+        f"book = \"{COLAB_BOOK_DIR}\" if \"google.colab\" in sys.modules else \"{KAGGLE_BOOK_DIR}\"\n"
+        f"if \"google.colab\" in sys.modules or os.path.isdir(\"{KAGGLE_INPUT}\"):\n"
+        f"    url = \"{repository_url()}\"\n"
+        f"    ref = os.environ.get(\"{BOOK_REF_ENV}\", \"{book_ref()}\")  # the tag of this version\n"
+        "    if not os.path.isdir(book):\n"
+        "        subprocess.run([\"git\", \"clone\", \"--depth=1\", \"-b\", ref, url, book], check=True)\n"
+        "    sys.path.insert(0, book)\n"
         "import tl_helpers as tl  # not found? run `pip install -e .` in the book's folder\n"
-        "tl.notebook.setup()  # in Colab, setup(drive=True) keeps data, cache and models on Google Drive"
+        "tl.notebook.setup()  # in Colab, setup(drive=True) keeps data and models on Google Drive"
     )
 
 
