@@ -11,7 +11,8 @@
 #    packages that requirements-colab.txt pins are left out (on Colab the setup cell's pip
 #    upgrades them, so must this check).
 # 3. Colab's preinstalled packages the book uses (COLAB_HAS below, at Colab's versions), then
-#    requirements-colab.txt and the package, as the setup cell does (`pip install -r ... -e .`).
+#    requirements-colab.txt and the package as the setup cell does (`pip install -r ... -e .`,
+#    unconstrained, as on Colab), listing every package whose version then differs from Colab's.
 # 4. Every module of tl_helpers imported; chapters 1 and 5 run on the smoke profile through
 #    the runner. Prints the time of each step. Not part of CI (the lead decides).
 set -euo pipefail
@@ -35,7 +36,8 @@ pinned=$(grep -vE '^\s*(#|$)' requirements-colab.txt | sed -E 's/[=<>!~ ].*//' |
   grep -E '^[A-Za-z0-9_.-]+==[^ ]+$' "$freeze"
   # torch @ https://download.pytorch.org/whl/cpu/torch-2.11.0%2Bcpu-cp313-...whl -> torch==2.11.0
   sed -nE 's#^([A-Za-z0-9_-]+) @ https://download\.pytorch\.org/whl/[a-z0-9]+/[A-Za-z0-9_]+-([0-9.]+)%2B[a-z0-9]+-.*#\1==\2#p' "$freeze"
-} | while IFS= read -r line; do
+} | grep -viE '^nvidia-' | while IFS= read -r line; do
+  # (nvidia-*: CUDA libraries Colab's CPU runtime has for other packages; PyPI's torch pins its own)
   name=$(echo "${line%%==*}" | tr 'A-Z_' 'a-z-')
   echo "$pinned" | grep -qx "$name" || echo "$line"
 done > "$work/constraints.txt"
@@ -49,10 +51,11 @@ if [ -n "$index" ] && ! "$python" -c "import sys, urllib.request; urllib.request
   echo "  $index cannot be reached: torch and torchvision come from PyPI (CUDA builds of Colab's versions)"
   index=
 fi
-pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q -c "$work/constraints.txt"
-     ${index:+--extra-index-url "$index"})
-step "Colab's preinstalled packages"
-"${pip[@]}" $COLAB_HAS
+pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q ${index:+--extra-index-url "$index"})
+step "Colab's preinstalled packages, at Colab's versions"
+"${pip[@]}" -c "$work/constraints.txt" $COLAB_HAS
+# Without the constraints, as on Colab: pip may upgrade what requirements-colab.txt needs;
+# the list below shows every version that moved away from Colab's.
 step "requirements-colab.txt and the package (the setup cell's install)"
 "${pip[@]}" -r requirements-colab.txt -e .
 "$venv/bin/python" -m pip freeze > "$work/installed.txt"

@@ -152,8 +152,9 @@ def test_drive_option_mounts_and_points_data_cache_and_runs_there(tmp_path, monk
     book_dir = tmp_path / "content" / "book"
     (book_dir / "notebooks").mkdir(parents=True)
     (book_dir / ".colab-installed").write_text("installed\n")  # the install was done by an earlier run
-    for variable in ("TL_DATA_DIR", "TL_CACHE_DIR", "TL_RUNS_DIR"):
-        monkeypatch.delenv(variable, raising=False)
+    folders = ("TL_DATA_DIR", "TL_CACHE_DIR", "TL_RUNS_DIR")
+    for variable in folders:  # empty: unset; setenv (not delenv) so that the teardown restores them
+        monkeypatch.setenv(variable, "")
     monkeypatch.setenv("TL_DRIVE", "1")
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "drive" / "MyDrive" / "tl-medical-book"
@@ -166,7 +167,7 @@ def test_drive_option_mounts_and_points_data_cache_and_runs_there(tmp_path, monk
     assert all((folder / kind).is_dir() for kind in ("data", "cache", "runs"))
 
     monkeypatch.delenv("TL_DRIVE")
-    for variable in ("TL_DATA_DIR", "TL_CACHE_DIR", "TL_RUNS_DIR"):
-        monkeypatch.delenv(variable)
+    for variable in folders:
+        monkeypatch.setenv(variable, "")
     tl.notebook.setup(book_dir, drive_folder=folder)  # without the option: Drive is left alone
-    assert mounted == [tl.notebook.DRIVE_MOUNT] and "TL_DATA_DIR" not in os.environ
+    assert mounted == [tl.notebook.DRIVE_MOUNT] and not any(os.environ[v] for v in folders)
