@@ -3,6 +3,7 @@
 # without Colab can have them.
 #
 #   bash scripts/colab_stack_check.sh [FREEZE]   # FREEZE default ../shared/colab/pip-freeze.txt
+#   COLAB_WHEELS=DIR bash scripts/colab_stack_check.sh   # install from wheels downloaded before
 #
 # 1. A fresh venv (.venv-colab/, Python 3.13 from $COLAB_PYTHON, else pyenv's 3.13.0).
 # 2. Colab's `pip freeze` as pip constraints: its `name==version` lines, plus the torch wheels
@@ -52,6 +53,9 @@ if [ -n "$index" ] && ! "$python" -c "import sys, urllib.request; urllib.request
   index=
 fi
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q ${index:+--extra-index-url "$index"})
+if [ -n "${COLAB_WHEELS:-}" ]; then  # wheels fetched beforehand (`pip download -d DIR ...`): no network
+  pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q --no-index --find-links "$COLAB_WHEELS")
+fi
 step "Colab's preinstalled packages, at Colab's versions"
 "${pip[@]}" -c "$work/constraints.txt" $COLAB_HAS
 # Without the constraints, as on Colab: pip may upgrade what requirements-colab.txt needs;
