@@ -26,6 +26,7 @@ NOT_DECLARED = {
     "matplotlib_inline": "imported only inside a running Jupyter kernel (ipykernel brings it)",
     "requests": "a dependency of kagglehub, used only for its download errors",
     "kagglesdk": "a dependency of kagglehub (its token helper)",
+    "google": "google.colab: only in Colab, where it is there (tl.notebook.use_drive)",
 }
 
 SAME_PACKAGE = {"tensorflow_cpu": "tensorflow"}  # requirements.txt installs TensorFlow's CPU build
