@@ -4,6 +4,7 @@
 #
 #   bash scripts/colab_stack_check.sh [FREEZE]   # FREEZE default ../shared/colab/pip-freeze.txt
 #   COLAB_WHEELS=DIR bash scripts/colab_stack_check.sh   # install from wheels downloaded before
+#   COLAB_REUSE=1 bash scripts/colab_stack_check.sh      # keep .venv-colab/ of an earlier run
 #
 # 1. A fresh venv (.venv-colab/, Python 3.13 from $COLAB_PYTHON, else pyenv's 3.13.0).
 # 2. Colab's `pip freeze` as pip constraints: its `name==version` lines, plus the torch wheels
@@ -44,6 +45,9 @@ pinned=$(grep -vE '^\s*(#|$)' requirements-colab.txt | sed -E 's/[=<>!~ ].*//' |
 done > "$work/constraints.txt"
 echo "  $(wc -l < "$work/constraints.txt") constraints; left to requirements-colab.txt: $(echo $pinned)"
 
+if [ "${COLAB_REUSE:-}" = 1 ] && [ -x "$venv/bin/python" ]; then  # the venv of an earlier run, as it is
+  step "reusing $venv ($("$venv/bin/python" --version))"
+else
 step "venv $venv with $("$python" --version)"
 rm -rf "$venv"
 "$python" -m venv "$venv"
@@ -69,18 +73,22 @@ while IFS= read -r line; do
   got=$(grep -iE "^${name//[-_.]/[-_.]}==" "$work/installed.txt" || true)
   [ -n "$got" ] && [ "$got" != "$line" ] && echo "  $line on Colab, here ${got#*==}"
 done < <(grep -E '^[A-Za-z0-9_.-]+==[^ ]+$' "$freeze") || true
+echo "  (a package Colab has but the first install did not need comes at the newest version here)"
+fi
 
 step "import every module"
 "$venv/bin/python" - <<'EOF'
 import importlib, pkgutil, sys
 import tl_helpers
 failed = []
-for module in pkgutil.walk_packages(tl_helpers.__path__, "tl_helpers."):
+modules = [m.name for m in pkgutil.walk_packages(tl_helpers.__path__, "tl_helpers.")
+           if not m.name.endswith("__main__")]  # a __main__ runs its command line when imported
+for name in modules:
     try:
-        importlib.import_module(module.name)
+        importlib.import_module(name)
     except Exception as error:  # every failure listed, not only the first
-        failed.append(f"{module.name}: {type(error).__name__}: {error}")
-print(f"  {sys.version.split()[0]}: imported {len(list(pkgutil.walk_packages(tl_helpers.__path__, 'tl_helpers.')))} modules, {len(failed)} failed")
+        failed.append(f"{name}: {type(error).__name__}: {error}")
+print(f"  {sys.version.split()[0]}: imported {len(modules)} modules, {len(failed)} failed")
 print("\n".join("  " + f for f in failed))
 sys.exit(1 if failed else 0)
 EOF
