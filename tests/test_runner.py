@@ -93,7 +93,7 @@ def test_profiles_merge_defaults_and_notebook_section():
 
 
 def test_apply_profile_from_environment(monkeypatch):
-    namespace = {"PROFILE": "smoke", "SYNTHETIC": True}
+    namespace = {"PROFILE": "smoke", "SYNTHETIC": True, "SEED": 0, "SAMPLES_PER_CLASS": 4}  # the cell as it is
     monkeypatch.delenv("TL_PROFILE", raising=False)
     assert profiles.apply_profile(namespace, "00_datasets") == {} and namespace["SYNTHETIC"] is True
     monkeypatch.setenv("TL_PROFILE", "cpu")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 PROJECT_ROOT_ENV = "TL_PROJECT_ROOT"
 CACHE_DIR_ENV = "TL_CACHE_DIR"
+RUNS_DIR_ENV = "TL_RUNS_DIR"  # set by tl.notebook.setup(drive=True): run cards and models on Google Drive
 
 
 def _find_project_root() -> Path | None:
@@ -33,10 +34,12 @@ def project_root() -> Path:
 
 
 def runs_dir(profile: str) -> Path:
-    """Where a run of `profile` goes by default: `<project>/runs/<profile>/` (never committed).
-
-    Used by every chapter (through tl.notebook.finish).
+    """Where a run of `profile` goes by default: `<project>/runs/<profile>/` (never committed),
+    or `$TL_RUNS_DIR/<profile>/` when that is set (Google Drive in Colab). Exported models go
+    to its `models/`. Used by every chapter (through tl.notebook.finish).
     """
+    if os.environ.get(RUNS_DIR_ENV):
+        return Path(os.environ[RUNS_DIR_ENV]).expanduser().resolve() / profile
     return project_root() / "runs" / profile
 
 

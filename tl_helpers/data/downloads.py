@@ -21,8 +21,8 @@ from .integrity import Problem, VerifyReport, verify
 from .registry import DataLayoutError, DownloadError, resolve_data_dir, spec
 
 __all__ = ['KAGGLE_HOST', 'TOKEN_HELP', 'MANIFEST_FILE', 'kaggle_json_path', 'kaggle_credentials',
-           'kaggle_reachable', 'download', 'install_from_zip', 'install_from_folder', 'file_manifest',
-           'verify_with_manifest']
+           'kaggle_reachable', 'download', 'install_from_zip', 'install_from_folder', 'release_folder',
+           'KAGGLE_INPUT', 'link_kaggle_inputs', 'file_manifest', 'verify_with_manifest']
 
 KAGGLE_HOST = ("www.kaggle.com", 443)  # what the reachability check connects to before kagglehub runs
 MANIFEST_FILE = "MANIFEST.json"  # written by the installer into the dataset's folder
@@ -231,6 +231,60 @@ def install_from_zip(name: str, zip_path: str | Path, data_dir: str | Path | Non
                                    move=True)
 
 
+def release_folder(name: str, folder: str | Path, origin: str | None = None) -> Path:
+    """The shallowest folder under `folder` (itself included) holding all of dataset `name`'s
+    entries (a Kaggle release holds duplicate copies; the shallowest is taken). DataLayoutError
+    naming `origin` (default the folder) when none does. Used by tl.data.install_from_folder
+    and tl.data.link_kaggle_inputs.
+    """
+    folder = Path(folder)
+    required, _ = _RELEASE_CONTENT[name]
+    candidates = sorted(
+        (p for p in [folder, *folder.rglob("*")] if p.is_dir() and "__MACOSX" not in p.parts
+         and all((p / entry).exists() for entry in required)),
+        key=lambda p: len(p.parts))
+    if not candidates:
+        raise DataLayoutError(f"{origin or folder} does not hold {' and '.join(required)} in any folder; "
+                              f"is it the release of {spec(name).kaggle_url}?")
+    return candidates[0]
+
+
+KAGGLE_INPUT = "/kaggle/input"  # where Kaggle Notebooks mount the datasets added to a notebook
+
+
+def link_kaggle_inputs(input_root: str | Path = KAGGLE_INPUT, data_dir: str | Path | None = None) -> dict:
+    """On Kaggle Notebooks: make the datasets mounted at `<input_root>/<slug>/` the book's datasets.
+
+    Each dataset of the registry whose Kaggle slug (the last part of its `kaggle_ref`, or the
+    competition's name) is mounted becomes `<data dir>/<name>/`: a folder of links to the
+    release's entries (`release_folder`), nothing copied, the read-only mount untouched. A
+    dataset folder already there is left alone. Returns {name: folder} of the linked ones.
+    Used by tl.notebook.setup (on Kaggle).
+    """
+    from .registry import DATASETS
+
+    input_root, base = Path(input_root), resolve_data_dir(data_dir)
+    linked = {}
+    for name, s in DATASETS.items():
+        mount = input_root / s.kaggle_ref.split("/")[-1]
+        target = base / s.name
+        if not mount.is_dir():
+            continue
+        if target.exists() and not all(p.is_symlink() for p in target.iterdir()):
+            print(f"{name}: {target} is already there (not links to {mount}); left as it is")
+            continue
+        release = release_folder(name, mount, origin=f"the Kaggle input {mount}")
+        target.mkdir(parents=True, exist_ok=True)
+        required, optional = _RELEASE_CONTENT[name]
+        for entry in required + optional:
+            link = target / entry
+            if (release / entry).exists() and not link.is_symlink():
+                link.symlink_to(release / entry, target_is_directory=(release / entry).is_dir())
+        linked[name] = target
+        print(f"{name}: {target} -> {release} (Kaggle input, read-only)")
+    return linked
+
+
 def install_from_folder(name: str, folder: str | Path, data_dir: str | Path | None = None,
                         overwrite: bool = False, origin: str | None = None, move: bool = False) -> Path:
     """Install dataset `name` from a downloaded or unpacked `folder` into `<data dir>/<name>/`.
@@ -246,20 +300,14 @@ def install_from_folder(name: str, folder: str | Path, data_dir: str | Path | No
     target = resolve_data_dir(data_dir) / s.name
     _refuse_non_empty(target, overwrite)
     required, optional = _RELEASE_CONTENT[name]
-    candidates = sorted(
-        (p for p in [folder, *folder.rglob("*")] if p.is_dir() and "__MACOSX" not in p.parts
-         and all((p / entry).exists() for entry in required)),
-        key=lambda p: len(p.parts))
-    if not candidates:
-        raise DataLayoutError(f"{origin or folder} does not hold {' and '.join(required)} in any folder; "
-                              f"is it the release of {s.kaggle_url}?")
+    release = release_folder(name, folder, origin)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{s.name}.install-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
         for entry in required + optional:
-            source = candidates[0] / entry
+            source = release / entry
             if not source.exists():
                 continue
             if move:

@@ -6,8 +6,8 @@
     tl.notebook.finish(card, OUTPUT_DIR, OVERWRITE)
 
 `setup` makes a Colab runtime ready (the setup cell clones the book first); `start`
-silences framework log noise, imports the chapter's frameworks, applies a profile named by
-$TL_PROFILE (when set), seeds every generator, makes figures display compactly, and opens
+silences framework log noise, imports the chapter's frameworks, applies the profile the
+parameters cell names (or $TL_PROFILE; a value edited by hand wins), seeds every generator, makes figures display compactly, and opens
 the run card. `finish` writes the card as JSON (default `runs/<profile>/<notebook>.json`)
 and prints it. The setup cell and the Colab badge are generated from the one repository
 URL in `_config.yml` (`setup_cell_source`, `colab_url`; `scripts/notebook_setup.py`).
@@ -24,18 +24,33 @@ from pathlib import Path
 
 import yaml
 
-from ..paths import project_root, runs_dir
+from ..data.downloads import KAGGLE_INPUT
+from ..data.registry import DATA_DIR_ENV
+from ..paths import CACHE_DIR_ENV, RUNS_DIR_ENV, project_root, runs_dir
 from . import profiles, repro
 from .runcard import RunCard
 
 COLAB_BOOK_DIR = "/content/book"  # where the setup cell clones the book in Colab
+KAGGLE_BOOK_DIR = "/kaggle/working/book"  # and on Kaggle Notebooks
 COLAB_REQUIREMENTS = "requirements-colab.txt"
+BOOK_REF_ENV = "TL_BOOK_REF"  # the git branch or tag the setup cell clones instead of this version's tag
+DRIVE_ENV = "TL_DRIVE"  # "1": tl.notebook.setup() keeps data, cache and runs on Google Drive
+DRIVE_MOUNT = "/content/drive"
+DRIVE_FOLDER = "/content/drive/MyDrive/tl-medical-book"  # the book's folder on the reader's Drive
 
 
 def repository_url() -> str:
     """The book's repository URL, from `_config.yml` (`repository.url`): the one place it is kept."""
     config = yaml.safe_load((project_root() / "_config.yml").read_text())
     return config["repository"]["url"].rstrip("/")
+
+
+def book_ref() -> str:
+    """The git tag of this version of the book, `v<tl_helpers.__version__>`: what the setup cell
+    clones, so a reader runs the code the chapter was written with. Used by the setup cell."""
+    from .. import __version__
+
+    return f"v{__version__}"
 
 
 def colab_url(notebook: str) -> str:
@@ -45,16 +60,23 @@ def colab_url(notebook: str) -> str:
 
 
 def setup_cell_source() -> str:
-    """The first code cell of every chapter (written into the notebooks by scripts/notebook_setup.py)."""
+    """The first code cell of every chapter (written into the notebooks by scripts/notebook_setup.py).
+
+    In Colab or on Kaggle it clones this version of the book (`book_ref`; $TL_BOOK_REF names
+    another branch or tag) once, then `tl.notebook.setup()` installs what the runtime lacks.
+    """
     return (
-        "# Setup: in Colab, fetch the book (once) and what the runtime lacks; elsewhere just import.\n"
+        "# Setup: in Colab or on Kaggle, fetch this version of the book (TL_BOOK_REF: another)\n"
         "import os, subprocess, sys\n"
-        "if \"google.colab\" in sys.modules:\n"
-        f"    if not os.path.isdir(\"{COLAB_BOOK_DIR}\"):\n"
-        f"        subprocess.run([\"git\", \"clone\", \"-q\", \"--depth\", \"1\", \"{repository_url()}\", \"{COLAB_BOOK_DIR}\"], check=True)\n"
-        f"    sys.path.insert(0, \"{COLAB_BOOK_DIR}\")\n"
+        f"book = \"{COLAB_BOOK_DIR}\" if \"google.colab\" in sys.modules else \"{KAGGLE_BOOK_DIR}\"\n"
+        f"if \"google.colab\" in sys.modules or os.path.isdir(\"{KAGGLE_INPUT}\"):\n"
+        f"    url = \"{repository_url()}\"\n"
+        f"    ref = os.environ.get(\"{BOOK_REF_ENV}\", \"{book_ref()}\")  # the tag of this version\n"
+        "    if not os.path.isdir(book):\n"
+        "        subprocess.run([\"git\", \"clone\", \"--depth=1\", \"-b\", ref, url, book], check=True)\n"
+        "    sys.path.insert(0, book)\n"
         "import tl_helpers as tl  # not found? run `pip install -e .` in the book's folder\n"
-        "tl.notebook.setup()"
+        "tl.notebook.setup()  # in Colab, setup(drive=True) keeps data and models on Google Drive"
     )
 
 
@@ -62,19 +84,58 @@ def in_colab() -> bool:
     return "google.colab" in sys.modules
 
 
-def setup(book_dir: str | Path | None = None) -> None:
-    """Make the runtime ready for a chapter. In Colab: install what it lacks, once, and work
-    from the book's notebooks/ folder (default `COLAB_BOOK_DIR`, where the setup cell cloned
-    the book); elsewhere (an installed checkout) nothing to do. Used by every chapter (the setup cell)."""
-    if not in_colab():
+def on_kaggle(input_root: str | Path = KAGGLE_INPUT) -> bool:
+    """True in a Kaggle Notebook, where the datasets added to it are mounted under `input_root`."""
+    return Path(input_root).is_dir()
+
+
+def setup(book_dir: str | Path | None = None, drive: bool | None = None, drive_folder: str | Path = DRIVE_FOLDER,
+          kaggle_input: str | Path = KAGGLE_INPUT) -> None:
+    """Make the runtime ready for a chapter. In Colab or on Kaggle: install what it lacks, once,
+    and work from the book's notebooks/ folder (default `COLAB_BOOK_DIR` or `KAGGLE_BOOK_DIR`,
+    where the setup cell cloned the book); elsewhere (an installed checkout) nothing to do.
+
+    In Colab, `drive=True` (or $TL_DRIVE=1) mounts Google Drive and keeps data, cache, run
+    cards and models in `drive_folder` (`use_drive`), so a reset runtime loses none of them.
+    On Kaggle, the datasets added to the notebook become the book's data (`tl.data.link_kaggle_inputs`).
+    Used by every chapter (the setup cell).
+    """
+    kaggle = not in_colab() and on_kaggle(kaggle_input)
+    if not in_colab() and not kaggle:
         return
-    book_dir = Path(book_dir or COLAB_BOOK_DIR)
+    book_dir = Path(book_dir or (KAGGLE_BOOK_DIR if kaggle else COLAB_BOOK_DIR))
     stamp = book_dir / ".colab-installed"
     if not stamp.is_file():  # a re-run of the cell skips the install
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", str(book_dir / COLAB_REQUIREMENTS),
                         "-e", str(book_dir)], check=True)
         stamp.write_text("installed\n")
     os.chdir(book_dir / "notebooks")
+    if kaggle:
+        from ..data.downloads import link_kaggle_inputs
+
+        os.environ[DATA_DIR_ENV] = str(book_dir / "data")
+        link_kaggle_inputs(kaggle_input, book_dir / "data")
+    elif drive or (drive is None and os.environ.get(DRIVE_ENV) == "1"):
+        use_drive(drive_folder)
+
+
+def use_drive(folder: str | Path = DRIVE_FOLDER) -> dict:
+    """Mount Google Drive (Colab asks the reader to allow it, once a session) and point the book's
+    data ($TL_DATA_DIR), cache ($TL_CACHE_DIR) and runs with their models ($TL_RUNS_DIR) at
+    `<folder>/data`, `cache` and `runs`, made when absent. Returns {variable: folder}.
+    Used by tl.notebook.setup (drive=True).
+    """
+    from google.colab import drive  # only in Colab
+
+    drive.mount(DRIVE_MOUNT)
+    folder = Path(folder)
+    folders = {DATA_DIR_ENV: folder / "data", CACHE_DIR_ENV: folder / "cache", RUNS_DIR_ENV: folder / "runs"}
+    for variable, path in folders.items():
+        path.mkdir(parents=True, exist_ok=True)
+        os.environ[variable] = str(path)
+    print(f"Google Drive: data in {folders[DATA_DIR_ENV]}, cache in {folders[CACHE_DIR_ENV]}, "
+          f"run cards and models in {folders[RUNS_DIR_ENV]}")
+    return folders
 
 
 def quiet_framework_logs() -> None:
@@ -159,8 +220,10 @@ def show_figures_compactly() -> None:
 
 
 def start(namespace: dict, notebook: str, frameworks: tuple[str, ...] = ()) -> RunCard:
-    """Quiet logs, import `frameworks` ("keras", "torch"), apply $TL_PROFILE, seed everything
-    from SEED (frameworks included), set up figures; return the run card. Used by every chapter."""
+    """Quiet logs, import `frameworks` ("keras", "torch"), apply the profile (`PROFILE` as the
+    parameters cell sets it, or $TL_PROFILE; values edited by hand win: `profiles.apply_profile`),
+    seed everything from SEED (frameworks included), set up figures; return the run card, which
+    records every parameter in effect. Used by every chapter."""
     quiet_framework_logs()
     for framework in frameworks:
         import_module(framework)
@@ -171,7 +234,8 @@ def start(namespace: dict, notebook: str, frameworks: tuple[str, ...] = ()) -> R
     show_figures_compactly()
     print(f"{notebook}: profile {namespace.get('PROFILE')}, seed {seed}, "
           f"synthetic data: {namespace.get('SYNTHETIC')}")
-    return RunCard(notebook, namespace.get("PROFILE", "?"), seed=seed)
+    return RunCard(notebook, namespace.get("PROFILE", "?"), seed=seed,
+                   parameters=profiles.parameters_in_effect(namespace, notebook))
 
 
 def finish(card: RunCard, output_dir: str | Path | None = None, overwrite: bool = False) -> Path:

@@ -242,9 +242,11 @@ def _flat(value) -> str:
 class RunCard:
     """Collects what a run was; `save` writes it as JSON and `show` prints it for readers."""
 
-    def __init__(self, notebook: str, profile: str, seed: int | None = None):
+    def __init__(self, notebook: str, profile: str, seed: int | None = None, parameters: dict | None = None):
+        """`parameters`: every notebook parameter in effect (`tl.profiles.parameters_in_effect`)."""
         self._start = time.perf_counter()
         self.record = {"notebook": notebook, "profile": profile, "seed": seed,
+                       **({"parameters": dict(parameters)} if parameters is not None else {}),
                        "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        "data": {}, "model": {}, "metrics": {}, "notes": []}
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import difflib
-import functools
 import json
 import os
 import re
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..data.registry import DataError, locate
 from ..paths import project_root
-from .profiles import available_profiles, load_profile, parameters_for
+from .profiles import PROFILE_ENV, available_profiles, load_profile, notebook_parameters, parameters_for
 from .runcard import OutputWriteError, ResultOverwriteError, check_output_folder, guard_overwrite
 
 
@@ -62,27 +62,6 @@ def _parse_value(text: str):
         return json.loads(text)
     except json.JSONDecodeError:
         return text
-
-
-def notebook_parameters(notebook: Path) -> set[str]:
-    """The names assigned in a notebook's `parameters`-tagged cell, read with `ast` (not run).
-
-    Used by the book machinery (runner.check_parameters).
-    """
-    return set(_assigned_names(str(notebook), Path(notebook).stat().st_mtime_ns))
-
-
-@functools.lru_cache(maxsize=64)
-def _assigned_names(notebook: str, mtime_ns: int) -> frozenset:
-    """`notebook_parameters`, cached per file version (the chapters are read once per run)."""
-    import nbformat
-
-    names = set()
-    for cell in nbformat.read(notebook, as_version=4).cells:
-        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
-            names |= {node.id for node in ast.walk(ast.parse(cell.source))
-                      if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
-    return frozenset(names)
 
 
 def _parameter_defaults(notebook: Path) -> dict:
@@ -164,6 +143,26 @@ def check_parameters(notebook: Path, parameters: dict, profile: str, overrides: 
             + (", ".join(sorted(known)) or "nothing (it has no cell tagged `parameters`)"))
 
 
+@contextlib.contextmanager
+def kernel_profile(profile: str | None):
+    """$TL_PROFILE set to `profile` while a kernel starts (it inherits this process's environment).
+
+    The kernel's `tl.notebook.start` then sees the profile papermill injected confirmed and
+    changes nothing, so the injected values stand, `-p` overrides included, whatever
+    $TL_PROFILE the caller's shell holds. Used by the book machinery (runner.run_notebook).
+    """
+    before = os.environ.get(PROFILE_ENV)
+    if profile:
+        os.environ[PROFILE_ENV] = profile
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(PROFILE_ENV, None)
+        else:
+            os.environ[PROFILE_ENV] = before
+
+
 def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool = True) -> Path:
     """Execute one notebook into `out_dir`; raise NotebookFailed naming the failing cell.
 
@@ -182,9 +181,10 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        papermill.execute_notebook(str(notebook), str(staging / notebook.name),
-                                   parameters={**parameters, "OUTPUT_DIR": str(staging)},
-                                   kernel_name="python3", progress_bar=progress, cwd=str(notebook.parent))
+        with kernel_profile(parameters.get("PROFILE")):
+            papermill.execute_notebook(str(notebook), str(staging / notebook.name),
+                                       parameters={**parameters, "OUTPUT_DIR": str(staging)},
+                                       kernel_name="python3", progress_bar=progress, cwd=str(notebook.parent))
         if (staging / card.name).is_file():
             os.replace(staging / card.name, card)
         else:
