@@ -222,3 +222,25 @@ def test_time_budget_stops_training_after_its_seconds():
     roomy = TimeBudget(60)
     assert len(model.fit(x, x[:, :1], epochs=3, verbose=0, callbacks=[roomy]).history["loss"]) == 3
     assert not roomy.stopped_early
+
+
+# --- chapter 3: a checkpoint on a metric this Keras does not log -----------------------
+
+def test_probe_checkpoint_on_a_metric_keras_does_not_log(tmp_path):
+    from tl_helpers.train.keras_training import probe_checkpoint
+
+    x, y = two_blobs(count=120)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    seen = probe_checkpoint(model, tmp_path / "probe.weights.h5", "val_acc", x=x, y=y, epochs=2,
+                            validation_data=(x, y))
+    assert "val_accuracy" in seen.logged and "val_acc" not in seen.logged
+    assert seen.said and all("val_acc" in said for said in seen.said)  # a warning, no error
+    assert seen.written == (tmp_path / "probe.weights.h5").exists()
+    assert seen.holds_last in ((True,) if seen.written else (None,))
+    assert "val_acc" in seen.summary() and "logged" in seen.summary()
+    # the logged name: a real checkpoint, which need not hold the last epoch
+    seen = probe_checkpoint(model, tmp_path / "probe.weights.h5", "val_accuracy", x=x, y=y,
+                            epochs=2, validation_data=(x, y))
+    assert seen.said == [] and seen.written

@@ -272,3 +272,44 @@ def test_per_class_report_gives_nan_where_a_class_is_never_called_or_absent():
     assert np.isnan(report["roc_auc_ovr"]["c"].value)
     assert report["roc_auc_ovr"]["a"].value == pytest.approx(0.5)  # equal probabilities: chance
     assert report["sensitivity"]["b"].value == pytest.approx(2 / 3)
+
+
+# --- chapter 3: the noise of a small validation draw, and arms compared seed by seed ----
+
+def test_subsample_range_is_the_spread_of_small_draws():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400)
+    called = np.where(rng.random(400) < 0.8, y, 1 - y)  # right about 80% of the time
+    overall, low, high = metrics.subsample_range(y, called, 400, n_draws=50, seed=0)
+    assert overall == low == high == (called == y).mean()  # every draw is every row
+    overall, low, high = metrics.subsample_range(y, called, 112, n_draws=1000, seed=0)
+    assert low < overall < high and 0.05 < high - low < 0.3
+    _, low_big, high_big = metrics.subsample_range(y, called, 300, n_draws=1000, seed=0)
+    assert high_big - low_big < high - low  # a bigger draw moves less
+    draws = [np.random.default_rng(0).choice(400, 112, replace=False)]
+    assert metrics.subsample_range(y, called, 112, n_draws=1, seed=0)[1] == pytest.approx(
+        (called[draws[0]] == y[draws[0]]).mean())
+
+
+def test_spread_table_shows_each_seed_then_mean_and_sd():
+    auc = [metrics.Estimate(0.9, 0.8, 0.95), metrics.Estimate(0.7, 0.6, 0.8)]
+    values = {"arm": {"roc_auc": auc, "plain": [1.0, 2.0]}, "one": {"roc_auc": [0.5],
+                                                                   "plain": [3.0]}}
+    table, spreads = metrics.spread_table(values)
+    assert table.loc["arm", "roc_auc"] == "0.800 ± 0.141" and table.loc["one", "plain"] == "3.000"
+    assert spreads["arm"]["plain"].sd == pytest.approx(np.std([1.0, 2.0], ddof=1))
+    table, _ = metrics.spread_table(values, seeds=[4, 5])
+    assert list(table.index) == [("arm", 4), ("arm", 5), ("arm", "mean ± sd"), ("one", "-"),
+                                 ("one", "mean ± sd")]
+    assert table.loc[("arm", 5), "roc_auc"] == f"{auc[1]}" == "0.700 (0.600-0.800)"
+
+
+def test_paired_seed_comparison_claims_only_what_every_seed_agrees_on():
+    values = {"a": [0.9, 0.8], "b": [0.7, 0.85], "c": [0.5]}
+    table = metrics.paired_seed_comparison(values, {"a": "arm A", "c": "arm C"})
+    assert list(table.index) == [("a", "b"), ("a", "c"), ("b", "c")]
+    assert table.loc[("a", "b"), "verdict"] == "the seeds disagree: no difference claimed"
+    assert table.loc[("a", "c"), "verdict"] == "arm A better on every seed"
+    assert table.loc[("b", "c"), "verdict"] == "b better on every seed"
+    assert table.loc[("a", "c"), "ROC AUC difference per seed"] == "+0.400, +0.300"
+    assert table.loc[("a", "b"), "mean"] == pytest.approx(((0.9 - 0.7) + (0.8 - 0.85)) / 2)

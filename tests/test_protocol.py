@@ -110,3 +110,21 @@ def test_the_stopwatch_adds_up_stages_on_an_injected_clock():
     table = clock.table(sort=True)
     assert list(table.index) == ["phase 1", "training", "total of these"]
     assert table.loc["total of these", "seconds"] == 9.5
+
+
+# chapter 3: the scores at 0.5 recorded under a suffix (`<prefix>_sensitivity_at_half`)
+def test_scores_at_half_go_on_the_card_under_a_suffix():
+    y, p = predictions(5)
+    protocol = tl.protocol.BinaryProtocol(("sensitivity", 0.95), at_specificity=0.9).choose_on_validation(y, p)
+    scores = protocol.score_test(y, p)
+    assert scores.at_point["sensitivity"] != scores.at_half["sensitivity"]  # the two thresholds differ here
+    card = RunCard("nb", "smoke")
+    assert scores.record_with_suffix(card, prefix="domain_a") is scores
+    metrics = card.record["metrics"]
+    assert sorted(metrics) == sorted([f"domain_a_{name}" for name in scores.at_point]
+                                     + ["domain_a_sensitivity_at_half", "domain_a_specificity_at_half"])
+    for name in ("sensitivity", "specificity"):
+        at_half = scores.at_half[name]
+        assert metrics[f"domain_a_{name}_at_half"] == {"value": at_half.value, "split": "test",
+                                                       "ci95": [at_half.low, at_half.high]}
+        assert metrics[f"domain_a_{name}"]["value"] == scores.at_point[name].value

@@ -73,3 +73,36 @@ def test_without_a_test_folder_all_three_are_carved():
     assert out.split.value_counts().to_dict() == {"train": 20, "val": 10, "test": 10}
     with pytest.raises(ValueError, match="needs a 'split' column"):
         split_with_test_folder(out.drop(columns="split"), val_fraction=0.2)
+
+
+# --- chapter 3: the official test folder, else a test split carved by patient ----------
+
+def test_official_test_or_carved_keeps_the_folder_and_never_splits_a_patient(synthetic_sets):
+    from tl_helpers.data.splits import official_test_or_carved
+
+    table = data.class_folder_table(synthetic_sets["chest_xray"])
+    table["patient"] = table.path.map(data.xray_patient_id)
+    names = ["train_a", "train_b", "val", "test"]
+    out, where = official_test_or_carved(table, "label", [0.35, 0.35, 0.15, 0.15], names,
+                                       group_col="patient", seed=0)
+    assert where == "the official test/ folder"
+    given = set(table.path[table.split == "test"])
+    assert set(out.path[out.split == "test"]) == given  # the folder, as it is
+    assert set(out.split) == set(names)
+    assert (out.groupby("patient").split.nunique() == 1).all()  # nobody straddles
+    # a patient with a film in test/ loses their other films rather than leak them
+    test_patients = set(table.patient[table.split == "test"])
+    dropped = table[(table.split != "test") & table.patient.isin(test_patients)]
+    assert len(out) == len(table) - len(dropped)
+
+    carved, where = official_test_or_carved(table[table.split != "test"], "label",
+                                          [0.35, 0.35, 0.15, 0.15], names, "patient", seed=0)
+    assert where == "carved from train/, by patient"
+    assert (carved.split == "test").any()
+    assert (carved.groupby("patient").split.nunique() == 1).all()
+
+    by_row, where = official_test_or_carved(table[table.split != "test"], "label",
+                                          [0.35, 0.35, 0.15, 0.15], names, "patient", seed=0,
+                                          carve_by_group=False)
+    assert where == "carved from train/, by row"
+    assert (by_row.groupby("patient").split.nunique() > 1).any()  # what grouping prevents

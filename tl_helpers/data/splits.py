@@ -155,3 +155,32 @@ def split_with_test_folder(table: pd.DataFrame, val_fraction: float, fractions=(
                            ("train", "val"), seed=seed)
     testing = rows[table["split"] == test_folder].assign(split="test")
     return pd.concat([training, testing], ignore_index=True)
+
+
+# --- chapter 3: the official test folder, else a test split carved by group -----------
+
+def official_test_or_carved(table: pd.DataFrame, label_col: str, fractions, names,
+                          group_col: str | None = None, seed: int = 0,
+                          carve_by_group: bool = True) -> tuple[pd.DataFrame, str]:
+    """Splits `table` (with a `split` column from its folders) into `names`, the last the test.
+
+    Rows from a folder named "test" are the test split as given, and the other rows (less
+    any `group_col` group that also has a row there, so no group straddles) are split by
+    `split_table` with the other fractions rescaled to sum to 1. Without such rows the test
+    split is carved too, with all `fractions`. `carve_by_group=False` deals rows one by one
+    (to show what grouping prevents). Returns the table (carved rows first) and a phrase
+    saying where the test split came from. Used by chapter 3.
+    """
+    official = table[table.split == "test"].drop(columns="split").assign(split=names[-1])
+    pool = table[table.split != "test"]
+    if group_col is not None:
+        pool = pool[~pool[group_col].isin(official[group_col])]
+    pool = pool.drop(columns="split")
+    if len(official):
+        k = len(names) - 1
+        names, fractions = names[:k], list(np.array(fractions[:k]) / sum(fractions[:k]))
+    out = split_table(pool, label_col, fractions, names, seed=seed,
+                      group_col=group_col if carve_by_group else None)
+    by = group_col if carve_by_group and group_col else "row"
+    where = "the official test/ folder" if len(official) else f"carved from train/, by {by}"
+    return pd.concat([out, official], ignore_index=True), where

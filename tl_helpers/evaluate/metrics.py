@@ -543,3 +543,77 @@ def per_class_report(y_true, y_pred, probabilities, class_names: Sequence[str], 
             bootstrap_ci(_roc_auc, truly.astype(int), probabilities[:, index], n_boot=n_boot, seed=seed)
             if truly.any() and not truly.all() else nan)
     return report
+
+
+# --- chapter 3: the noise of a small validation draw, and arms compared seed by seed ----
+
+def subsample_range(y_true, y_pred, size: int, n_draws: int = 1000, seed: int = 0,
+                    middle: float = 95.0) -> tuple[float, float, float]:
+    """Accuracy on all rows, and the middle `middle`% of it over `n_draws` subsets of `size`.
+
+    Each subset is drawn without replacement (all rows when `size` exceeds them), as a
+    validation of a few random batches is: the range shows how far one such draw moves
+    the accuracy it reports. Returns (accuracy on all rows, low, high). Used by chapter 3.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    rng = np.random.default_rng(seed)
+    draws = [rng.choice(len(y_true), size=min(size, len(y_true)), replace=False)
+             for _ in range(n_draws)]
+    tail = (100 - middle) / 2
+    low, high = np.percentile([(y_pred[d] == y_true[d]).mean() for d in draws],
+                              [tail, 100 - tail])
+    return float((y_pred == y_true).mean()), float(low), float(high)
+
+
+def spread_table(values: dict, seeds: Sequence | None = None, digits: int = 3):
+    """Mean ± sd over seeds per arm and metric: `values` is {arm: {metric: [one per seed]}}.
+
+    The numbers may be Estimates (their `.value` is used). Returns (a DataFrame of texts,
+    arms by metrics, each "mean ± sd", or the mean alone for an arm with one run; {arm:
+    {metric: Spread}}). With `seeds`, the table also shows every run: rows (arm, seed) with
+    each number's own text (an Estimate's interval), then (arm, "mean ± sd"); an arm with one
+    run has its row labelled "-". Used by chapter 3.
+    """
+    import pandas as pd
+
+    number = lambda v: getattr(v, "value", v)  # noqa: E731 - an Estimate or a plain number
+    spreads = {arm: {name: spread([number(v) for v in vs]) for name, vs in metrics.items()}
+               for arm, metrics in values.items()}
+    text = {}
+    for arm, metrics in values.items():
+        runs = max(len(vs) for vs in metrics.values())
+        for i in range(runs if seeds is not None else 0):
+            text[(arm, seeds[i] if runs > 1 else "-")] = {
+                name: f"{vs[i]}" for name, vs in metrics.items()}
+        text[(arm, "mean ± sd") if seeds is not None else arm] = {
+            name: f"{s.mean:.{digits}f} ± {s.sd:.{digits}f}" if s.n > 1
+            else f"{s.mean:.{digits}f}" for name, s in spreads[arm].items()}
+    return pd.DataFrame(text).T, spreads
+
+
+def paired_seed_comparison(values: dict, labels: dict | None = None, what: str = "ROC AUC"):
+    """Every pair of arms (in `values`' order) compared seed by seed: differences, mean, verdict.
+
+    `values` is {arm: [one number per seed]}; an arm with fewer numbers (one model, say)
+    has them repeated to stand for every seed. An arm is called better only when it wins on
+    every seed. Returns a DataFrame indexed by (first, second) arm with the per-seed
+    differences, their mean (not rounded) and the verdict (arms named by `labels`).
+    Used by chapter 3.
+    """
+    import itertools
+
+    import pandas as pd
+
+    labels = labels or {}
+    n = max(len(v) for v in values.values())
+    rows = {}
+    for first, second in itertools.combinations(values, 2):
+        differences = np.resize(values[first], n) - np.resize(values[second], n)
+        better = (first if (differences > 0).all() else second if (differences < 0).all()
+                  else None)
+        rows[(first, second)] = {
+            f"{what} difference per seed": ", ".join(f"{d:+.3f}" for d in differences),
+            "mean": float(differences.mean()),
+            "verdict": f"{labels.get(better, better)} better on every seed" if better
+            else "the seeds disagree: no difference claimed"}
+    return pd.DataFrame(rows).T.astype({"mean": float})

@@ -65,6 +65,20 @@ class TestScores:
         card.metrics(second, prefix=other_prefix, split=split, names=list(other_names))
         return self
 
+    # chapter 3: the other report's entries named by a suffix (`domain_a_sensitivity_at_half`)
+    def record_with_suffix(self, card, prefix: str, suffix: str = "_at_half", main: str = "point",
+                           other_names: Sequence[str] = ("sensitivity", "specificity"),
+                           split: str = "test"):
+        """Like `record`, but the other report's `other_names` go on the card as
+        `<prefix>_<name><suffix>`, beside the `main` report's `<prefix>_<name>`.
+
+        Used by chapter 3 (its card names, e.g. `domain_b_frozen_specificity_at_half`).
+        """
+        self.record(card, main, prefix, other_names=(), split=split)
+        other = self.at_half if main == "point" else self.at_point
+        card.metrics({f"{name}{suffix}": other[name] for name in other_names}, prefix=prefix, split=split)
+        return self
+
 
 @dataclass
 class BinaryProtocol:

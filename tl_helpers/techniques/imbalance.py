@@ -32,3 +32,24 @@ def balanced_class_weights(labels: Sequence, classes: Sequence | None = None) ->
     if unknown:
         raise ValueError(f"labels {unknown} are not among the classes {list(counts)}")
     return {c: len(labels) / (len(counts) * n) for c, n in counts.items()}
+
+
+# chapter 3: the article's flow_from_directory stream, the class weights as sample weights
+def weighted_batches(x, y, batch_size: int, seed: int = 0):
+    """Endless batches (x, y, sample weight), drawn from shuffled passes over the rows.
+
+    Each pass visits every row once in a new (seeded) order, and a batch may span two
+    passes, as Keras' `flow_from_directory` does: an "epoch" can then be any number of
+    steps. Every sample weighs its class's balanced weight (`balanced_class_weights`), so
+    both classes count the same in the loss. Taught in chapter 3.
+    """
+    y = np.asarray(y)
+    weights = balanced_class_weights(y)
+    weight = np.array([weights[label] for label in y.tolist()], dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    order = np.empty(0, dtype=int)
+    while True:
+        while len(order) < batch_size:
+            order = np.concatenate([order, rng.permutation(len(y))])
+        rows, order = order[:batch_size], order[batch_size:]
+        yield x[rows], y[rows], weight[rows]

@@ -257,3 +257,52 @@ def fit_keeping_best(model, checkpoint, patience: int, name: str = "training", f
     if not quiet:
         print(f"{name}: {epochs_run} epochs in {seconds:.0f} s; best epoch {best + 1}: {shown}")
     return TrainingRun(history, best + 1, epochs_run, seconds)
+
+
+# --- chapter 3: what a checkpoint on a metric Keras does not log does ------------------
+
+@dataclass
+class CheckpointProbe:
+    """What `probe_checkpoint` saw. Used by chapter 3."""
+    logged: list
+    said: list
+    written: bool
+    holds_last: bool | None
+    monitor: str = "val_acc"
+
+    def summary(self) -> str:
+        """What was logged, what the checkpoint said, and what its file holds, in words."""
+        said = (f"the metrics Keras {keras.__version__} logged: {self.logged}; ModelCheckpoint("
+                f"monitor={self.monitor!r}, save_best_only=True) said: {self.said}; ")
+        return said + (f"the file was written; it holds the last epoch's weights: "
+                       f"{self.holds_last} (a checkpoint of every epoch, not of the best)"
+                       if self.written else "the file was never written: loading it fails")
+
+
+def probe_checkpoint(model, checkpoint, monitor: str, **fit_arguments) -> CheckpointProbe:
+    """Fit a compiled `model` with only ModelCheckpoint(monitor, save_best_only=True).
+
+    An article that monitors "val_acc" under a Keras that logs "val_accuracy" gets a
+    warning, not an error. This reports the metrics Keras logged, the first sentence of
+    each warning naming `monitor`, whether the weights file was written, and if so whether
+    it holds the last epoch's weights (a checkpoint of every epoch, not of the best).
+    Used by chapter 3.
+    """
+    import warnings
+    from pathlib import Path
+
+    checkpoint = Path(checkpoint)
+    checkpoint.unlink(missing_ok=True)
+    saver = keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor, mode="max",
+                                            save_best_only=True, save_weights_only=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(**{"verbose": 0, **fit_arguments}, callbacks=[saver])
+    said = sorted({str(w.message).split(".")[0] for w in caught if monitor in str(w.message)})
+    holds_last = None
+    if checkpoint.exists():
+        saved = keras.models.clone_model(model)
+        saved.load_weights(checkpoint)
+        holds_last = all(np.array_equal(a, b)
+                         for a, b in zip(saved.get_weights(), model.get_weights()))
+    return CheckpointProbe(sorted(history.history), said, checkpoint.exists(), holds_last, monitor)
