@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import struct
-import time
 import zlib
 from pathlib import Path
 
@@ -60,10 +59,8 @@ def test_failed_run_leaves_the_previous_notebook_and_card_in_place(tmp_path):
 def test_missing_dataset_stops_the_runner_before_papermill(tmp_path, no_papermill):
     nb = _notebook(tmp_path / "src" / "05_x.ipynb", LOADS_PCAM, parameters=REAL_DATA_PARAMETERS)
     (tmp_path / "data" / "chest_xray").mkdir(parents=True)
-    started = time.perf_counter()
-    with pytest.raises(DatasetNotFoundError) as error:
+    with pytest.raises(DatasetNotFoundError) as error:  # before papermill (no_papermill says so)
         runner.run("cpu", [nb], out_dir=tmp_path / "out", data_dir=tmp_path / "data", progress=False)
-    assert time.perf_counter() - started < 3
     message = str(error.value)
     assert "05_x.ipynb" in message and str(tmp_path / "data" / "pcam") in message and "To get it" in message
     assert not (tmp_path / "out").exists()  # no notebook written, not even the folder made
