@@ -208,6 +208,17 @@ def test_dataset_root_remakes_a_stale_synthetic_set(cache_dir):
     assert json.loads(marker.read_text())["generator_version"] == meta["generator_version"]
 
 
+@pytest.mark.parametrize("damage", ['{"generator_version": 2, "se', "[]", ""])
+def test_a_corrupt_synthetic_marker_in_the_cache_is_rebuilt(cache_dir, damage):
+    """A marker truncated by a full disk (or not an object) was a JSONDecodeError with no path (issue 27)."""
+    root = data.dataset_root("pcam", synthetic=True)
+    marker = root / data.SYNTHETIC_MARKER
+    good = marker.read_text()
+    marker.write_text(damage)
+    again = data.load("pcam", synthetic=True)
+    assert Path(again.root) == root and marker.read_text() == good and again.ok
+
+
 # --- load: the one call a chapter makes ---------------------------------------------------
 
 def test_load_synthetic_returns_the_verified_report_of_the_dataset_folder(cache_dir):

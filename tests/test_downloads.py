@@ -167,6 +167,23 @@ def test_a_malformed_kaggle_json_is_named_in_one_line(no_credentials, tmp_path, 
     assert message.startswith(str(config / "kaggle.json")) and says in message and "\n" not in message
 
 
+@pytest.mark.parametrize("mode, warned", [(0o644, True), (0o640, True), (0o600, False)])
+def test_a_kaggle_json_others_can_read_warns_as_the_kaggle_client_does(no_credentials, tmp_path, monkeypatch,
+                                                                      capsys, mode, warned):
+    config = tmp_path / "config"
+    config.mkdir()
+    key = config / "kaggle.json"
+    key.write_text('{"username": "reader", "key": "abc"}')
+    key.chmod(mode)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(config))
+    assert data.kaggle_credentials() == str(key)
+    err = capsys.readouterr().err.strip().splitlines()
+    if warned:
+        assert len(err) == 1 and "readable by other users" in err[0] and f"chmod 600 {key}" in err[0]
+    else:
+        assert err == []
+
+
 def test_kaggle_errors_become_one_line_with_the_fix(no_credentials, tmp_path, monkeypatch):
     import kagglehub
     from kagglehub.exceptions import UnauthenticatedError
@@ -246,6 +263,28 @@ def test_install_from_zip_names_a_file_that_is_not_a_zip(tmp_path):
     assert "\n" not in str(error.value)
     done = run_cli("install", "chest_xray", page, "--data-dir", tmp_path / "d")
     assert done.returncode == 1 and done.stderr.strip().splitlines() == [f"error: {error.value}"]
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_extracted(tmp_path):
+    """10 MB that would unpack to 2 GiB was extracted before any size check (issue 27); here 20 MiB of zeros."""
+    bomb = tmp_path / "chest-xray-pneumonia.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("chest_xray/train/NORMAL/a.jpeg", b"\0" * (20 * 2**20))
+    assert bomb.stat().st_size < 2**20 / 10
+    with pytest.raises(data.DownloadError, match=r"would unpack to 20 MiB, \d+ times its own size .*zip bomb"):
+        data.install_from_zip("chest_xray", bomb, data_dir=tmp_path / "d")
+    assert [p.name for p in (tmp_path / "d").iterdir()] == []  # no unpacked folder left, not even hidden
+
+
+def test_a_zip_larger_than_the_free_space_is_refused_before_extracting(tmp_path, monkeypatch):
+    archive = tmp_path / "chest-xray-pneumonia.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("chest_xray/train/NORMAL/a.jpeg", os.urandom(300_000))
+    free = shutil.disk_usage(tmp_path)._replace(free=100_000)  # a disk with 100 kB left
+    monkeypatch.setattr(downloads.shutil, "disk_usage", lambda path: free)
+    with pytest.raises(data.DownloadError, match=r"has 0 MiB free; nothing was extracted"):
+        data.install_from_zip("chest_xray", archive, data_dir=tmp_path / "d")
+    assert [p.name for p in (tmp_path / "d").iterdir()] == []
 
 
 def test_a_zip_of_real_files_installs_in_the_layout_and_the_manifest_reports_counts(shared_data, tmp_path):

@@ -57,6 +57,22 @@ def cache_dir(kind: str) -> Path:
     return Path.home() / ".cache" / "tl_helpers" / kind
 
 
+def process_running(pid: int) -> bool:
+    """Whether process `pid` exists (on Windows, where this cannot be asked safely: assume so).
+
+    Used by tl.data.dataset_root and the runner (leftovers of dead runs are removed).
+    """
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: asks, sends nothing
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
 def ask_git(*args: str, cwd: str | Path | None = None, timeout: float = 20) -> str | None:
     """`git <args>` in `cwd` (default: the project root): its output, stripped, or None when git
     is missing, times out, or fails (outside a repository, say). The one way the package asks
