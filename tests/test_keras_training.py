@@ -205,22 +205,28 @@ def test_fit_keeping_best_keeps_the_highest_auc_stops_on_the_loss_and_logs_each_
 
 
 def test_time_budget_stops_training_after_its_seconds():
-    import time
-
     from tl_helpers.train.keras_training import TimeBudget
+
+    class EpochClock:  # each epoch takes exactly 0.2 s, however busy the machine is
+        now = 0.0
+
+        def __call__(self):
+            return self.now
 
     x = np.zeros((8, 2), "float32")
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
-    slow = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: time.sleep(0.2))
-    budget = TimeBudget(0.5, predicted_stop=False)
+    clock = EpochClock()
+    slow = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: setattr(clock, "now", clock.now + 0.2))
+    budget = TimeBudget(0.5, predicted_stop=False, clock=clock)
     history = model.fit(x, x[:, :1], epochs=50, verbose=0, callbacks=[slow, budget])
-    assert budget.stopped_early and 2 <= len(history.history["loss"]) <= 4
-    predicted = TimeBudget(0.5)  # does not start an epoch that would end past the budget
+    assert budget.stopped_early and len(history.history["loss"]) == 3  # ends at 0.2, 0.4, 0.6 > 0.5
+    assert budget.elapsed == pytest.approx(0.6)
+    predicted = TimeBudget(0.5, clock=clock)  # does not start an epoch that would end past the budget
     history = model.fit(x, x[:, :1], epochs=50, verbose=0, callbacks=[slow, predicted])
-    assert predicted.stopped_early and len(history.history["loss"]) <= 2
-    roomy = TimeBudget(60)
-    assert len(model.fit(x, x[:, :1], epochs=3, verbose=0, callbacks=[roomy]).history["loss"]) == 3
+    assert predicted.stopped_early and len(history.history["loss"]) == 2  # a third would end at 0.6
+    roomy = TimeBudget(60, clock=clock)
+    assert len(model.fit(x, x[:, :1], epochs=3, verbose=0, callbacks=[slow, roomy]).history["loss"]) == 3
     assert not roomy.stopped_early
 
 

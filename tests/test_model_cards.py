@@ -220,3 +220,35 @@ def test_a_sigmoid_mask_upsampled_after_its_activation_counts_as_probabilities()
     assert keras_output_kind(upsampled) == "probabilities"  # chapter 4's U-Net: sigmoid, then bilinear x2
     logits = keras.Model(inputs, keras.layers.UpSampling2D(2)(keras.layers.Conv2D(1, 1)(keras.layers.MaxPooling2D(2)(inputs))))
     assert keras_output_kind(logits) == "logits"
+
+
+class _RunsCode:
+    """A pickled object that would run code when unpickled: it creates the file it names."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_pickled_pt_that_would_run_code_is_refused_in_one_line(tmp_path, image_files):
+    import torch
+
+    card_path = tmp_path / "evil.card.json"
+    card_path.write_text(json.dumps({
+        "task": "binary", "name": "evil", "framework": "torch", "model_file": "evil.pt", "classes": ["a", "b"],
+        "input_size": [SIZE, SIZE], "preprocessing": "efficientnet_lite0",
+        "architecture": "efficientnet_lite0+classifier_head",
+        "architecture_options": {"hidden": 16}, "threshold": 0.5, "outputs": "logits"}))
+    ran = tmp_path / "payload-ran"
+    torch.save({"weight": torch.zeros(1), "payload": _RunsCode(ran)}, tmp_path / "evil.pt")
+    with pytest.raises(tl.model_cards.ModelCardError, match=r"refused to load .*evil.pt: it holds pickled") as error:
+        tl.model_cards.load_model(card_path, device="cpu")
+    assert "weights_only" not in str(error.value) and "\n" not in str(error.value)
+    done = subprocess.run([sys.executable, "-m", "tl_helpers.serve.predict", str(card_path), *image_files, "--out",
+                           str(tmp_path / "p.csv"), "--quiet"], env=dict(os.environ, PYTHONPATH=str(REPO)),
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "weights_only" not in done.stderr
+    assert done.stderr.strip().startswith("error: refused to load") and len(done.stderr.strip().splitlines()) == 1
+    assert not ran.exists()  # the payload never ran

@@ -241,3 +241,105 @@ def test_bad_folders_stop_with_the_file_named(tmp_path, classifier_card, two_sta
     masks[1].unlink()
     with pytest.raises(tl.external.EvaluationError, match="label missing: the mask of .* is not there"):
         evaluate(two_stage_card, broken)
+
+
+# --- outputs and arguments checked before any work (issue 27) ----------------------------------
+
+def _one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in captured.err, captured.err
+    return lines[0]
+
+
+def test_an_output_onto_an_input_is_refused_and_the_scan_kept(tmp_path, classifier_card, yes_no, capsys):
+    data_dir = tmp_path / "brain"
+    shutil.copytree(yes_no, data_dir)
+    scan = sorted((data_dir / "yes").iterdir())[0]
+    before = scan.read_bytes()
+    for force in ([], ["--force"]):  # --force replaces an old report, never an input
+        assert tl.predict.main([str(classifier_card), str(data_dir / "yes"), "--out", str(scan), "--quiet",
+                                *force]) == 2
+        assert "is an input" in _one_error_line(capsys)
+        assert tl.external.main([str(classifier_card), str(data_dir), "--out", str(scan), "--quiet", *force]) == 2
+        assert "is an input" in _one_error_line(capsys)
+        assert tl.predict.main([str(classifier_card), str(scan), "--out", str(scan), "--quiet", *force]) == 2
+        _one_error_line(capsys)
+    assert scan.read_bytes() == before
+    assert tl.predict.main([str(classifier_card), str(data_dir / "yes"), "--out", str(classifier_card), "--quiet",
+                            "--force"]) == 2  # nor the model card
+    assert "is an input" in _one_error_line(capsys)
+
+
+def test_an_output_that_cannot_be_written_is_one_line_before_any_work(tmp_path, classifier_card, yes_no, capsys,
+                                                                      unwritable_folder, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(tl.predict, "load_model", no_work)
+    monkeypatch.setattr(tl.external, "load_model", no_work)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("notes")
+    cases = {tmp_path: "is a folder", a_file / "preds.csv": "is a file, not a folder",
+             unwritable_folder / "preds.csv": f"cannot write to the output folder {unwritable_folder}"}
+    for out, words in cases.items():
+        assert tl.predict.main([str(classifier_card), str(yes_no / "no"), "--out", str(out), "--quiet"]) == 2
+        assert words in _one_error_line(capsys), out
+        assert tl.external.main([str(classifier_card), str(yes_no), "--out", str(out), "--quiet"]) == 2
+        assert words in _one_error_line(capsys), out
+    assert a_file.read_text() == "notes"
+
+
+def test_an_existing_output_needs_force(tmp_path, classifier_card, yes_no, capsys):
+    out = tmp_path / "preds.csv"
+    out.write_text("yesterday's predictions\n")
+    assert tl.predict.main([str(classifier_card), str(yes_no / "no"), "--out", str(out), "--quiet"]) == 2
+    assert "already exists" in _one_error_line(capsys) and out.read_text() == "yesterday's predictions\n"
+    assert tl.predict.main([str(classifier_card), str(yes_no / "no"), "--out", str(out), "--quiet", "--force"]) == 0
+    assert len(pd.read_csv(out)) == len(list((yes_no / "no").iterdir()))
+    report = tmp_path / "report.json"
+    report.write_text("{}")
+    assert tl.external.main([str(classifier_card), str(yes_no), "--out", str(report), "--quiet", "--n-boot", "10"]) == 2
+    assert "--force" in _one_error_line(capsys) and report.read_text() == "{}"
+
+
+@pytest.mark.parametrize("size", ["0", "-4", "two"])
+def test_a_batch_size_below_one_is_refused_up_front(tmp_path, classifier_card, yes_no, capsys, size):
+    out = tmp_path / "preds.csv"
+    for command in (tl.predict.main, tl.external.main):
+        with pytest.raises(SystemExit) as stop:  # argparse: a usage error, exit status 2
+            command([str(classifier_card), str(yes_no), "--out", str(out), "--batch-size", size])
+        assert stop.value.code == 2
+        assert "--batch-size: expected a whole number >= 1" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(tl.predict.PredictError, match="batch_size must be a whole number >= 1, got 0"):
+        tl.predict.predict_files(classifier_card, [yes_no / "no"], batch_size=0)
+    with pytest.raises(tl.predict.PredictError, match="got -4"):
+        tl.external.evaluate_folder(classifier_card, yes_no, batch_size=-4)
+
+
+def test_evaluate_names_files_it_cannot_read(tmp_path, classifier_card, yes_no, capsys):
+    data_dir = tmp_path / "brain"
+    shutil.copytree(yes_no, data_dir)
+    webp = data_dir / "yes" / "Y1.webp"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(webp)
+    assert tl.external.main([str(classifier_card), str(data_dir), "--out", str(tmp_path / "r.json"), "--quiet"]) == 1
+    line = _one_error_line(capsys)
+    assert str(webp) in line and "1 file(s) are not images" in line
+    webp.unlink()
+    corrupt = data_dir / "no" / "N1.jpg"
+    corrupt.write_bytes(b"\xff\xd8 not a jpeg")
+    assert tl.external.main([str(classifier_card), str(data_dir), "--out", str(tmp_path / "r.json"), "--quiet"]) == 1
+    assert str(corrupt) in _one_error_line(capsys)
+
+
+def test_evaluate_refuses_pooled_splits_unless_one_is_chosen(tmp_path, classifier_card, yes_no, capsys):
+    parent = tmp_path / "brain"
+    for split in ("Training", "Testing"):
+        shutil.copytree(yes_no, parent / split, ignore=shutil.ignore_patterns("*.json"))
+    with pytest.raises(tl.external.EvaluationError, match=r"holds 2 splits \(Testing, Training\).*--split"):
+        tl.external.evaluate_folder(classifier_card, parent, progress=False)
+    chosen = tl.external.evaluate_folder(classifier_card, parent, split="Testing", n_boot=10, progress=False)
+    given = tl.external.evaluate_folder(classifier_card, parent / "Testing", n_boot=10, progress=False)
+    assert chosen["examples"] == given["examples"] == len(list((yes_no / "yes").iterdir())) + len(
+        list((yes_no / "no").iterdir()))

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
+from typing import Iterable
 
 PROJECT_ROOT_ENV = "TL_PROJECT_ROOT"
 CACHE_DIR_ENV = "TL_CACHE_DIR"
@@ -58,6 +60,22 @@ def cache_dir(kind: str) -> Path:
     return Path.home() / ".cache" / "tl_helpers" / kind
 
 
+def process_running(pid: int) -> bool:
+    """Whether process `pid` exists (on Windows, where this cannot be asked safely: assume so).
+
+    Used by tl.data.dataset_root and the runner (leftovers of dead runs are removed).
+    """
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: asks, sends nothing
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
 def ask_git(*args: str, cwd: str | Path | None = None, timeout: float = 20) -> str | None:
     """`git <args>` in `cwd` (default: the project root): its output, stripped, or None when git
     is missing, times out, or fails (outside a repository, say). The one way the package asks
@@ -81,3 +99,67 @@ def relative_to_project(path: str | Path) -> str:
     root = project_root()
     resolved = path.resolve()
     return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
+
+
+# --- outputs: checked before any work ---------------------------------------------------------
+
+class OutputWriteError(OSError):
+    """An output folder or file that cannot or must not be written (read-only, below a file, a
+    folder, an input, an existing file without --force, disk full).
+
+    The message is one line naming the path and the fix. Used by the book machinery
+    (RunCard.save, runner) and the predict and evaluate commands.
+    """
+
+
+def check_output_folder(folder: str | Path, choose: str = "--out, OUTPUT_DIR") -> None:
+    """Stop before anything runs or is written when `folder` cannot hold outputs.
+
+    That is when a part of its path is a regular file, or when the folder (or, while it does
+    not exist yet, the nearest folder above it) is not writable: a file is really made
+    there and removed, so a read-only mount is caught even for root. `choose` names the
+    option to change in the message. Raises OutputWriteError.
+    Used by the book machinery (RunCard.save, runner) and tl.paths.check_output_file.
+    """
+    folder = Path(folder).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())  # exists() is False below a file
+    if not existing.is_dir():
+        raise OutputWriteError(f"cannot write to the output folder {folder}: {existing} is a file, not a "
+                               f"folder. Choose another folder ({choose}) or move the file away.")
+    which = "it is" if existing == folder else f"the folder above it, {existing}, is"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputWriteError(f"cannot write to the output folder {folder}: {which} read-only. Choose "
+                               f"another folder ({choose}) or make it writable.")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".tl-write-check-"):
+            pass
+    except OSError as error:  # a read-only file system, a full disk, no permission for root either
+        raise OutputWriteError(f"cannot write to the output folder {folder}: {which} not writable "
+                               f"({error.strerror or error}). Choose another folder ({choose}) or fix it.") from None
+
+
+def check_output_file(path: str | Path, inputs: Iterable[str | Path] = (), force: bool = False,
+                      option: str = "--out") -> Path:
+    """Stop before any work when the output file `path` cannot or must not be written; return it, absolute.
+
+    Refused, each with one line (OutputWriteError) naming the path and the fix: a folder; a
+    path below a file; an unwritable place (`check_output_folder`); one of `inputs` (files
+    read, or a file inside a folder read: a scan is never replaced by a report, even with
+    `force`); an existing file unless `force` (`--force`). `option` names the command's option.
+    Used by the predict and evaluate commands (tl.predict, tl.external).
+    """
+    path = Path(path).expanduser().absolute()
+    if path.is_dir():
+        raise OutputWriteError(f"{option} {path} is a folder; give the name of a file to write "
+                               "(in that folder or elsewhere).")
+    resolved = path.resolve()
+    for given in inputs:
+        given = Path(given).expanduser().resolve()
+        if resolved == given or (given.is_dir() and resolved.is_relative_to(given) and path.exists()):
+            raise OutputWriteError(f"{option} {path} is an input (read from {given}); writing it would replace "
+                                   "it. Choose an output outside the inputs.")
+    check_output_folder(path.parent, choose=option)
+    if path.exists() and not force:
+        raise OutputWriteError(f"{option} {path} already exists; nothing was done. Pass --force to replace it, "
+                               "or choose another name.")
+    return path

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 import zipfile
@@ -22,7 +23,8 @@ from .registry import DataLayoutError, DownloadError, resolve_data_dir, spec
 
 __all__ = ['KAGGLE_HOST', 'TOKEN_HELP', 'MANIFEST_FILE', 'kaggle_json_path', 'kaggle_credentials',
            'kaggle_reachable', 'download', 'install_from_zip', 'install_from_folder', 'release_folder',
-           'KAGGLE_INPUT', 'link_kaggle_inputs', 'file_manifest', 'verify_with_manifest']
+           'KAGGLE_INPUT', 'link_kaggle_inputs', 'file_manifest', 'verify_with_manifest',
+           'MAX_UNPACK_RATIO', 'check_unpacked_size']
 
 KAGGLE_HOST = ("www.kaggle.com", 443)  # what the reachability check connects to before kagglehub runs
 MANIFEST_FILE = "MANIFEST.json"  # written by the installer into the dataset's folder
@@ -65,6 +67,14 @@ def _check_kaggle_json(path: Path) -> None:
             raise DownloadError(f"{path} {what} \"{field}\" entry: {fix}")
 
 
+def _warn_if_readable_by_others(path: Path) -> None:
+    """One warning line, as the Kaggle client gives, when others on this machine can read the key."""
+    mode = path.stat().st_mode & 0o777
+    if os.name != "nt" and mode & 0o077:
+        print(f"warning: your Kaggle API key {path} is readable by other users on this machine (mode "
+              f"{mode:o}); to fix this, run `chmod 600 {path}`", file=sys.stderr)
+
+
 def kaggle_credentials() -> str | None:
     """Where kagglehub will find Kaggle credentials (a few words for messages), or None.
 
@@ -83,6 +93,7 @@ def kaggle_credentials() -> str | None:
     path = kaggle_json_path()
     if path.exists():
         _check_kaggle_json(path)
+        _warn_if_readable_by_others(path)
         return str(path)
     from kagglehub.config import get_colab_credentials
     from kagglehub.env import is_in_colab_notebook
@@ -221,6 +232,8 @@ def install_from_zip(name: str, zip_path: str | Path, data_dir: str | Path | Non
         raise DownloadError(f"{zip_path} is not a zip file ({zip_path.stat().st_size} bytes); "
                             f"download the dataset's zip from {s.kaggle_url}")
     base.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(zip_path) as archive:
+        check_unpacked_size(zip_path, sum(entry.file_size for entry in archive.infolist()), base)
     with tempfile.TemporaryDirectory(prefix=f".{s.name}.unzip-", dir=base) as tmp:
         try:
             with zipfile.ZipFile(zip_path) as archive:
@@ -283,6 +296,27 @@ def link_kaggle_inputs(input_root: str | Path = KAGGLE_INPUT, data_dir: str | Pa
         linked[name] = target
         print(f"{name}: {target} -> {release} (Kaggle input, read-only)")
     return linked
+
+
+MAX_UNPACK_RATIO = 100  # unpacked / packed bytes; images barely compress, a zip bomb does
+
+
+def check_unpacked_size(archive: Path, unpacked: int, destination: Path) -> None:
+    """Stop before extracting when the archive would unpack to more than the free space at
+    `destination`, or to more than MAX_UNPACK_RATIO times its own size (a zip bomb): one line.
+
+    `unpacked` is the total the archive's entries declare. Used by tl.data.install_from_zip.
+    """
+    packed = max(Path(archive).stat().st_size, 1)
+    if unpacked > MAX_UNPACK_RATIO * packed:
+        raise DownloadError(f"{archive} would unpack to {unpacked / 2**20:.0f} MiB, {unpacked / packed:.0f} times its "
+                            f"own size (the limit is {MAX_UNPACK_RATIO}x; image datasets barely compress): refused "
+                            "as a possible zip bomb; nothing was extracted")
+    free = shutil.disk_usage(destination).free
+    if unpacked > free:
+        raise DownloadError(f"{archive} would unpack to {unpacked / 2**20:.0f} MiB but {destination} has "
+                            f"{free / 2**20:.0f} MiB free; nothing was extracted. Free some space or choose "
+                            "another data directory (--data-dir)")
 
 
 def install_from_folder(name: str, folder: str | Path, data_dir: str | Path | None = None,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from ..paths import cache_dir, project_root
+from ..paths import cache_dir, process_running, project_root
 
 __all__ = ['DATA_DIR_ENV', 'SYNTHETIC_MARKER', 'DatasetSpec', 'DATASETS', 'DataError',
            'DatasetNotFoundError', 'DataLayoutError', 'DownloadError', 'spec', 'resolve_data_dir',
@@ -234,8 +234,17 @@ def dataset_root(name: str, synthetic: bool, data_dir: str | Path | None = None,
 
 
 def _made_by_this_generator(marker: Path, version) -> bool:
-    """Whether `marker` exists and names the generator version now in use."""
-    return marker.is_file() and json.loads(marker.read_text()).get("generator_version") == version
+    """Whether `marker` exists and names the generator version now in use.
+
+    An unreadable marker (truncated by a full disk, edited by hand) counts as a stale set,
+    so the set is made again rather than stopping with a JSONDecodeError.
+    """
+    if not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text()).get("generator_version") == version
+    except (ValueError, AttributeError, OSError):  # not JSON, not an object, unreadable
+        return False
 
 
 def _remove_abandoned_partial_sets(root: Path) -> None:
@@ -245,20 +254,5 @@ def _remove_abandoned_partial_sets(root: Path) -> None:
     """
     for partial in root.parent.glob(f"{root.name}.tmp-*"):
         pid = partial.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and (int(pid) == os.getpid() or not _process_running(int(pid))):
+        if pid.isdigit() and (int(pid) == os.getpid() or not process_running(int(pid))):
             shutil.rmtree(partial, ignore_errors=True)
-
-
-def _process_running(pid: int) -> bool:
-    """Whether process `pid` exists (on Windows, where this cannot be asked safely: assume so)."""
-    if os.name == "nt":
-        return True
-    try:
-        os.kill(pid, 0)  # signal 0: asks, sends nothing
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists but belongs to someone else
-        return True
-    return True
-
-

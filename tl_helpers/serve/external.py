@@ -1,12 +1,14 @@
 """An exported model on any labelled folder: the chapter's metrics, with 95% intervals.
 
     tl evaluate MODEL_CARD DATA_DIR [--out report.json] [--split NAME]    (or python -m tl_helpers.serve)
-        [--n-boot 1000] [--seed 0] [--batch-size 32] [--device cuda|cpu] [--quiet]
+        [--n-boot 1000] [--seed 0] [--batch-size 32] [--device cuda|cpu] [--force] [--quiet]
 
 The folder keeps its dataset's own layout, found with the tl.data tables:
 
 - class folders (`<class>/<image>`, optionally under split folders such as `Training/`,
   `train/`): `tl.data.class_folder_table`; every folder must be one of the card's classes;
+  a folder holding several splits needs one chosen (`--split NAME`, or give the split's
+  folder): pooling a training and a test split would score the model on its training data;
 - PCam (`train/<id>.<ext>` + `train_labels.csv`): `tl.data.pcam_table`; label 1 is the
   card's second class (the positive one);
 - LGG (`kaggle_3m/TCGA_*/` with `*_N.tif` slices and `*_N_mask.tif` masks; DATA_DIR may be
@@ -23,7 +25,10 @@ on every slice the same way, without stage 1.
 
 Bad input stops with an `EvaluationError` naming the file or folder: a layout not
 recognised, a label or mask missing, a class the model does not know, a mask whose size
-differs from its slice's, an unreadable image.
+differs from its slice's, an unreadable image, a file in a class (or PCam `train/`) folder
+that is not an image the book reads (`.webp`, `.gif`, notes): never dropped without a word.
+The arguments and `--out` are checked before anything is read (`tl.paths.check_output_file`,
+as predict does); exit status 0 done, 1 bad input, 2 bad arguments or output path.
 """
 from __future__ import annotations
 
@@ -36,11 +41,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..data.images import ImageReadError, image_info, is_image_file, read_mask
+from ..data.images import IMAGE_EXTENSIONS, ImageReadError, image_info, is_image_file, read_mask
 from ..data.registry import DataError
 from ..data.tables import class_folder_table, is_visible, lgg_slice_table, pcam_table
+from ..paths import OutputWriteError, check_output_file
 from ..evaluate.metrics import binary_report, bootstrap_ci, dice_scores, multiclass_report, report_table, volumetric_dice
 from .model_cards import ModelCardError, Predictor, load_model, read_card, to_jsonable
+from .predict import PredictError, check_batch_size, positive_int
 
 LAYOUTS = ("class_folders", "pcam", "lgg")
 OUTPUT_HELP = ("\n\nOutput: the metrics with 95% intervals printed as a table, and a JSON report (--out) with "
@@ -90,12 +97,29 @@ def detect_layout(data_dir: str | Path) -> str:
     raise EvaluationError(f"{root}: unknown layout (no labelled images found); expected {LAYOUT_HELP}")
 
 
+def _refuse_unread_files(folders, root: Path) -> None:
+    """Stop naming the visible files in `folders` that are not images the book reads (`.webp`, notes)."""
+    unread = sorted(f for folder in folders for f in Path(folder).iterdir()
+                    if f.is_file() and is_visible(f) and not is_image_file(f))
+    if unread:
+        shown = ", ".join(str(f) for f in unread[:3]) + (f" and {len(unread) - 3} more" if len(unread) > 3 else "")
+        raise EvaluationError(f"{root}: {len(unread)} file(s) are not images the book reads ({shown}); the "
+                              f"endings read are {', '.join(IMAGE_EXTENSIONS)}. Convert them or move them out; "
+                              "nothing is left out without a word")
+
+
 def _class_folder_rows(root: Path, classes: list[str], split: str | None) -> pd.DataFrame:
     table = class_folder_table(root)
+    splits = sorted(set(table["split"]))
     if split is not None:
-        if split not in set(table["split"]):
-            raise EvaluationError(f"{root}: no split folder {split!r} (found: {sorted(set(table['split']))})")
+        if split not in splits:
+            raise EvaluationError(f"{root}: no split folder {split!r} (found: {splits})")
         table = table[table["split"] == split]
+    elif len(splits) > 1:
+        raise EvaluationError(f"{root} holds {len(splits)} splits ({', '.join(splits)}); evaluating them pooled "
+                              f"would mix, say, training and test images. Choose one: --split {splits[-1]} "
+                              f"(or give the folder {root / splits[-1]})")
+    _refuse_unread_files({root / part / label for part, label in zip(table["split"], table["label"])}, root)
     for (part, label), rows in table.groupby(["split", "label"]):
         if label not in classes:
             raise EvaluationError(f"class folder {root / part / label} is not a class of the model "
@@ -106,6 +130,7 @@ def _class_folder_rows(root: Path, classes: list[str], split: str | None) -> pd.
 def _pcam_rows(root: Path, classes: list[str]) -> pd.DataFrame:
     if len(classes) != 2:
         raise EvaluationError(f"{root} is a PCam folder (labels 0/1); the model has {len(classes)} classes {classes}")
+    _refuse_unread_files([root / "train"], root)
     table = pcam_table(root)
     missing_file = table[table["path"] == ""]
     if len(missing_file):
@@ -222,6 +247,7 @@ def evaluate_folder(model: str | Path | Predictor, data_dir: str | Path, split: 
     (a DataFrame, one row per example)}. `split` picks one split folder of a class-folder
     dataset (default: all). Used by chapters 1 to 5 (exported models) and the command line.
     """
+    check_batch_size(batch_size)
     card = model.card if isinstance(model, Predictor) else read_card(model)[0]
     layout, table = labelled_table(data_dir, card, split)  # the folder is checked before the model loads
     predictor = model if isinstance(model, Predictor) else load_model(model, device=device)
@@ -272,7 +298,7 @@ def result_table(result: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line (see the module's description); 0 on success, 1 on bad input.
+    """The command line (see the module's description); 0 on success, 1 on bad input, 2 on bad arguments.
 
     Used by `python -m tl_helpers.evaluate`.
     """
@@ -287,20 +313,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default=None, help="class folders: evaluate this split folder only")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the intervals")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--device", default=None, help="PyTorch device (default: cuda if available, else cpu)")
+    parser.add_argument("--force", action="store_true", help="replace the report when it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)  # old spelling
     args = parser.parse_args(argv)
+    out = Path(args.out or f"{Path(args.card).name.split('.')[0]}_on_{Path(args.data_dir).resolve().name}.json")
+    try:
+        check_output_file(out, [args.card, args.data_dir], force=args.force)
+    except OutputWriteError as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
     try:
         result = evaluate_folder(args.card, args.data_dir, args.split, args.n_boot, args.seed, args.batch_size,
                                  args.device, progress=not args.quiet)
-    except (EvaluationError, ModelCardError, ImageReadError, DataError) as error:
+    except (EvaluationError, ModelCardError, ImageReadError, DataError, PredictError) as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
-    out = Path(args.out or f"{Path(args.card).name.split('.')[0]}_on_{Path(args.data_dir).resolve().name}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(result_json(result) + "\n")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(result_json(result) + "\n")
+    except OSError as error:  # the disk filled up or the folder went away while evaluating
+        print(f"error: cannot write the report {out}: {error.strerror or error}", file=sys.stderr)
+        return 1
     print(result_table(result))
     print(f"report -> {out}")
     return 0

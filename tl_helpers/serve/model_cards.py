@@ -426,6 +426,8 @@ def _load_file(card: dict, card_path: Path, device):
 
     options = {**card.get("architecture_options", {}), "classes": len(card["classes"])}
     model = build_architecture(card.get("architecture"), options)
+    import pickle
+
     try:
         if file.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -434,6 +436,10 @@ def _load_file(card: dict, card_path: Path, device):
         else:  # an old export: a pickled state dict, read as tensors only
             state = torch.load(file, map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)
+    except pickle.UnpicklingError:  # torch's own message advises weights_only=False: never here
+        raise ModelCardError(f"refused to load {file}: it holds pickled Python objects besides tensors, which "
+                             "could run code when loaded. Export the model again with "
+                             "tl.model_cards.export_model (it saves the state dict only)") from None
     except (RuntimeError, OSError, EOFError, ValueError) as error:
         raise ModelCardError(f"cannot load the state dict {file} into {card.get('architecture')!r}: "
                              f"{str(error)[:500]}") from None

@@ -1,7 +1,8 @@
 """Predictions of an exported model on image files or folders, from Python or a shell.
 
     tl predict MODEL_CARD PATHS... --out preds.csv      (or python -m tl_helpers.serve.predict)
-        [--masks-dir DIR] [--batch-size 32] [--device cuda|cpu] [--skip-unreadable] [--uncalibrated] [--quiet]
+        [--masks-dir DIR] [--batch-size 32] [--device cuda|cpu] [--skip-unreadable] [--uncalibrated]
+        [--force] [--quiet]
 
 PATHS are image files or folders, searched recursively for every format the datasets use
 (JPEG, PNG, TIFF, BMP in any letter case; gray, RGB, RGBA, palette; 8- or 16-bit: all read
@@ -22,6 +23,11 @@ by tl.images). Hidden files and LGG mask files (`*_mask.*`) found in folders are
 PyTorch models run on the first CUDA GPU when there is one (else the CPU; `--device` to
 choose); Keras models where their backend puts them. An unreadable file stops the run
 with one line naming it (`--skip-unreadable`: a warning, and the file is left out).
+
+The arguments and `--out` are checked before the model loads (`tl.paths.check_output_file`):
+`--out` must not be a folder, lie below a file, be one of the inputs or sit where nothing
+can be written, and an existing file is only replaced with `--force`. Exit status: 0 done,
+1 bad input (card, images), 2 bad arguments or output path; every error is one line.
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.images import IMAGE_EXTENSIONS, ImageReadError, is_image_file, read_image, resize_image
+from ..paths import OutputWriteError, check_output_file
 from .model_cards import ModelCardError, Predictor, load_model
 
 MASK_COLOUR = (255, 0, 0)
@@ -45,6 +52,28 @@ class PredictError(ValueError):
 
     Used by tl.predict.predict_files (chapters 1 to 5, exported models).
     """
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (a batch size), else a one-line usage error.
+
+    Used by the predict and evaluate commands (tl.predict, tl.external).
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def check_batch_size(batch_size) -> None:
+    """Stop (ValueError) unless `batch_size` is a whole number >= 1; 0 or a negative one would
+    predict nothing and say nothing. Used by tl.predict.predict_files and tl.external.evaluate_folder.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise PredictError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
 
 
 def _is_mask_file(path: Path) -> bool:
@@ -153,6 +182,7 @@ def predict_files(model: str | Path | Predictor, paths: Sequence[str | Path], ou
     """
     from tqdm import tqdm
 
+    check_batch_size(batch_size)
     predictor = model if isinstance(model, Predictor) else load_model(model, device=device)
     items = collect_images(paths)
     if not items:
@@ -201,7 +231,7 @@ def _one_line(error: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line (see the module's description); 0 on success, 1 on bad input.
+    """The command line (see the module's description); 0 on success, 1 on bad input, 2 on bad arguments.
 
     Used by `python -m tl_helpers.serve.predict`.
     """
@@ -213,18 +243,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the CSV of predictions to write")
     parser.add_argument("--masks-dir", default=None,
                         help="segmentation / two-stage: folder for mask and overlay PNGs (default: <out>_masks/)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--device", default=None, help="PyTorch device (default: cuda if available, else cpu)")
     parser.add_argument("--skip-unreadable", action="store_true", help="warn about unreadable files and go on")
     parser.add_argument("--uncalibrated", action="store_true",
                         help="the model's own probabilities, without the card's temperature")
+    parser.add_argument("--force", action="store_true", help="replace --out when it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)  # old spelling
     args = parser.parse_args(argv)
     try:
+        check_output_file(args.out, [args.card, *args.paths], force=args.force)
+    except OutputWriteError as error:
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    try:
         table = predict_files(args.card, args.paths, args.out, args.masks_dir, args.batch_size, args.device,
                               args.skip_unreadable, progress=not args.quiet, calibrated=not args.uncalibrated)
     except (ModelCardError, PredictError, ImageReadError) as error:
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return 1
+    except OSError as error:  # the disk filled up or the folder went away while predicting
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return 1
     print(f"{len(table)} images -> {args.out}")

@@ -159,24 +159,27 @@ class TimeBudget(keras.callbacks.Callback):
     slow per epoch gets fewer of them. An epoch that has begun is finished, so a run may
     overshoot by up to one epoch; `predicted_stop` avoids that by not starting an epoch that
     the mean epoch time so far says would end past the budget. `stopped_early` says whether
-    the budget (rather than the epoch limit or another callback) ended the run.
+    the budget (rather than the epoch limit or another callback) ended the run. `clock` is
+    the time source (seconds, only differences matter; default `time.perf_counter`): tests
+    pass one that advances per epoch, so they do not depend on the machine's speed.
     Taught in chapter 4 (the pretrained U-Net and the from-scratch ResUNet at equal cost).
     """
 
-    def __init__(self, seconds: float, predicted_stop: bool = True):
+    def __init__(self, seconds: float, predicted_stop: bool = True, clock=time.perf_counter):
         super().__init__()
         self.seconds = float(seconds)
         self.predicted_stop = predicted_stop
+        self.clock = clock
         self.started = None
         self.epochs = 0
         self.stopped_early = False
 
     def on_train_begin(self, logs=None):
-        self.started, self.epochs, self.stopped_early = time.perf_counter(), 0, False
+        self.started, self.epochs, self.stopped_early = self.clock(), 0, False
 
     def on_epoch_end(self, epoch, logs=None):
         self.epochs += 1
-        elapsed = time.perf_counter() - self.started
+        elapsed = self.clock() - self.started
         next_end = elapsed + (elapsed / self.epochs if self.predicted_stop else 0.0)
         if next_end > self.seconds:
             self.stopped_early = True
@@ -185,7 +188,7 @@ class TimeBudget(keras.callbacks.Callback):
     @property
     def elapsed(self) -> float:
         """Seconds since training began (0 before it did)."""
-        return 0.0 if self.started is None else time.perf_counter() - self.started
+        return 0.0 if self.started is None else self.clock() - self.started
 
 
 class EpochLog(keras.callbacks.Callback):

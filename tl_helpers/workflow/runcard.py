@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from ..paths import ask_git, project_root
+from ..paths import OutputWriteError, ask_git, check_output_folder, project_root  # noqa: F401 (OutputWriteError: re-exported)
 
 # Libraries whose version matters to a result; only those already imported are reported.
 _LIBRARIES = ["numpy", "pandas", "pillow", "opencv-python-headless", "scikit-learn", "scikit-image",
@@ -30,32 +30,6 @@ _IMPORT_NAMES = {"pillow": "PIL", "opencv-python-headless": "cv2", "scikit-learn
 
 class ResultOverwriteError(FileExistsError):
     """Refusing to replace a committed reference result without being asked to."""
-
-
-class OutputWriteError(OSError):
-    """An output folder or file that cannot be written (read-only, below a file, disk full).
-
-    The message is one line naming the path and the fix. Used by the book machinery
-    (RunCard.save, runner).
-    """
-
-
-def check_output_folder(folder: str | Path) -> None:
-    """Stop before anything runs or is written when `folder` cannot hold outputs.
-
-    That is when a part of its path is a regular file, or when the folder (or, while it does
-    not exist yet, the nearest folder above it) is not writable. Raises OutputWriteError.
-    Used by the book machinery (RunCard.save, runner).
-    """
-    folder = Path(folder).absolute()
-    existing = next(p for p in (folder, *folder.parents) if p.exists())  # exists() is False below a file
-    if not existing.is_dir():
-        raise OutputWriteError(f"cannot write to the output folder {folder}: {existing} is a file, not a "
-                               "folder. Choose another folder (--out, OUTPUT_DIR) or move the file away.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        which = "it is" if existing == folder else f"the folder above it, {existing}, is"
-        raise OutputWriteError(f"cannot write to the output folder {folder}: {which} read-only. Choose "
-                               "another folder (--out, OUTPUT_DIR) or make it writable.")
 
 
 def is_tracked_by_git(path: str | Path) -> bool:

@@ -12,26 +12,38 @@ succeeds; a failed run leaves the previous pair alone and its partial notebook a
 which cell. Before anything runs, the runner checks the output folder can be written and
 that a notebook on real data finds its datasets. Files committed to git (the reference
 results under `results/`) are never replaced unless `--overwrite` is given.
+
+The `-p` values are checked against the types in the notebook's parameters cell before any
+kernel starts (an int wants a whole number, a float any number, a bool true/false; a
+parameter that is None takes anything). A notebook with a MODEL_DIR parameter exports its
+models into the staging folder (`<staging>/models/`), so they join `<out>/models/` with the
+run card or go with a failed run. The kernel imports this checkout's `tl_helpers` (the
+project root comes first on its PYTHONPATH). SIGTERM or Ctrl-C stops a run cleanly: the
+staging folder goes, the previous result stays, one line says so (exit 130 or 143); the
+hidden staging folders of runs that died (`.<stem>.running-<pid>/`) are removed by the next
+run; a full disk is one line and leaves the previous notebook and card as they were.
 """
 from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import difflib
 import json
 import os
+import errno
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..data.registry import DataError, locate
-from ..paths import project_root
+from ..paths import OutputWriteError, check_output_folder, process_running, project_root
 from .profiles import PROFILE_ENV, available_profiles, load_profile, notebook_parameters, parameters_for
-from .runcard import OutputWriteError, ResultOverwriteError, check_output_folder, guard_overwrite
+from .runcard import ResultOverwriteError, guard_overwrite
 
 
 class NotebookFailed(RuntimeError):
@@ -46,6 +58,25 @@ class UnknownParameterError(ValueError):
 
     Used by the book machinery (runner).
     """
+
+
+class ParameterTypeError(ValueError):
+    """A `-p` value of the wrong type for the notebook's parameters cell; the run has not started.
+
+    Used by the book machinery (runner).
+    """
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGTERM (a CI timeout, `kill`, a closed terminal) or SIGINT (Ctrl-C) stopped the runner.
+
+    A KeyboardInterrupt, so that papermill and the runner's `finally` clauses clean up as for
+    Ctrl-C. Used by the book machinery (runner).
+    """
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
 
 
 RUNNER_PARAMETERS = ("PROFILE", "OUTPUT_DIR", "OVERWRITE", "DATA_DIR")  # set by the runner itself
@@ -143,7 +174,106 @@ def check_parameters(notebook: Path, parameters: dict, profile: str, overrides: 
             + (", ".join(sorted(known)) or "nothing (it has no cell tagged `parameters`)"))
 
 
-@contextlib.contextmanager
+_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text", list: "a list "
+               "(JSON, e.g. [1, 2])", dict: "a mapping (JSON, e.g. {\"a\": 1})", tuple: "a list (JSON, e.g. [1, 2])"}
+
+
+def _fits(value, default) -> bool:
+    """Whether a `-p` value may replace `default`: the same type; an int for a float; anything for None."""
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, list)
+    return isinstance(value, type(default))
+
+
+def check_parameter_types(notebook: Path, overrides: dict) -> None:
+    """Stop, before any kernel starts, when a `-p` value's type differs from the notebook's default.
+
+    The defaults are the literals of the `parameters` cell (read with `ast`, not run):
+    `IMAGE_SIZE = 224` wants a whole number, `LR = 1e-3` any number, `SYNTHETIC = True`
+    true or false, a string text, a list a JSON list; a parameter whose default is None (or
+    not a literal) takes any value. Raises ParameterTypeError naming each bad value.
+    Used by the book machinery (runner).
+    """
+    notebook = Path(notebook)
+    defaults = _parameter_defaults(notebook)
+    lines = []
+    for name, value in (overrides or {}).items():
+        if name in defaults and not _fits(value, defaults[name]):
+            default = defaults[name]
+            lines.append(f"-p {name}={json.dumps(value) if not isinstance(value, str) else value}: {name} is "
+                         f"{type(default).__name__} in the parameters cell of {notebook.name} "
+                         f"({name} = {default!r}); give {_TYPE_WORDS.get(type(default), type(default).__name__)}, "
+                         f"e.g. -p {name}={json.dumps(default)}")
+    if lines:
+        raise ParameterTypeError("\n".join(lines) + "\nNothing was run.")
+
+
+def remove_dead_staging(out_dir: Path, stem: str) -> list[Path]:
+    """Delete the hidden staging folders `.<stem>.running-<pid>/` in `out_dir` of runs no longer alive.
+
+    A run killed outright (SIGKILL, a power cut) cannot clean up; the next run does. A live
+    run's folder (another runner on the same output) is left alone. Returns what was removed.
+    Used by the book machinery (runner).
+    """
+    removed = []
+    for folder in Path(out_dir).glob(f".{stem}.running-*"):
+        pid = folder.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not process_running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _keep_models(staged: Path, out_dir: Path) -> None:
+    """Move the models a successful run exported (into `staged`) to `<out_dir>/models/`, file by file."""
+    if not staged.is_dir():
+        return
+    for source in sorted(p for p in staged.rglob("*") if p.is_file()):
+        target = out_dir / "models" / source.relative_to(staged)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+
+
+@contextmanager
+def stop_cleanly_on_signals():
+    """Within the block, SIGTERM and SIGINT raise RunInterrupted in the main thread (then restored).
+
+    So a CI timeout or `kill` unwinds like Ctrl-C: staging removed, previous results kept.
+    Used by the book machinery (runner.main).
+    """
+    def interrupt(number, frame):
+        raise RunInterrupted(number)
+
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def other_tl_helpers(root: Path) -> str | None:
+    """A line saying so when `import tl_helpers` here resolves outside the project root `root`, else None.
+
+    The runner's kernels are given `root` first on their PYTHONPATH (`kernel_pythonpath`), so
+    they import this checkout's copy whatever is installed. Used by the book machinery (runner).
+    """
+    import tl_helpers
+
+    found = Path(tl_helpers.__file__).resolve().parent.parent
+    if found == Path(root).resolve():
+        return None
+    return (f"note: this Python imports tl_helpers from {found}, not from the project {root}; the notebooks' "
+            f"kernels are given {root} first (PYTHONPATH), so they use the project's copy")
+
+
+@contextmanager
 def kernel_profile(profile: str | None):
     """$TL_PROFILE set to `profile` while a kernel starts (it inherits this process's environment).
 
@@ -163,6 +293,22 @@ def kernel_profile(profile: str | None):
             os.environ[PROFILE_ENV] = before
 
 
+
+@contextmanager
+def kernel_pythonpath(root: Path):
+    """Within the block, $PYTHONPATH starts with the project root, so the kernels papermill starts
+    (they inherit this environment) import the checkout's own tl_helpers. Used by the runner.
+    """
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(root), *([before] if before else [])])
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
+
 def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool = True) -> Path:
     """Execute one notebook into `out_dir`; raise NotebookFailed naming the failing cell.
 
@@ -178,22 +324,31 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool
     output, card = out_dir / notebook.name, out_dir / f"{notebook.stem}.json"
     failed = out_dir / f"{notebook.stem}.FAILED.ipynb"
     staging = out_dir / f".{notebook.stem}.running-{os.getpid()}"
+    remove_dead_staging(out_dir, notebook.stem)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
+    parameters = {**parameters, "OUTPUT_DIR": str(staging)}
+    if "MODEL_DIR" in notebook_parameters(notebook) and parameters.get("MODEL_DIR") is None:
+        parameters["MODEL_DIR"] = str(staging / "models")  # kept or discarded with the run card
     try:
-        with kernel_profile(parameters.get("PROFILE")):
-            papermill.execute_notebook(str(notebook), str(staging / notebook.name),
-                                       parameters={**parameters, "OUTPUT_DIR": str(staging)},
+        with kernel_profile(parameters.get("PROFILE")), kernel_pythonpath(project_root()):
+            papermill.execute_notebook(str(notebook), str(staging / notebook.name), parameters=parameters,
                                        kernel_name="python3", progress_bar=progress, cwd=str(notebook.parent))
+        _keep_models(staging / "models", out_dir)
         if (staging / card.name).is_file():
             os.replace(staging / card.name, card)
         else:
             card.unlink(missing_ok=True)  # a card of an earlier run would not describe this one
         os.replace(staging / notebook.name, output)
         failed.unlink(missing_ok=True)
-    except BaseException as error:  # a failing cell, a dead kernel, Ctrl-C
-        if (staging / notebook.name).is_file():
+    except BaseException as error:  # a failing cell, a dead kernel, Ctrl-C, SIGTERM, a full disk
+        full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+        if (staging / notebook.name).is_file() and not full:  # on a full disk it is truncated: not kept
             os.replace(staging / notebook.name, failed)
+        if full:
+            raise OutputWriteError(f"{notebook.name}: the disk under {out_dir} is full ({error.strerror}); the run "
+                                   f"was stopped and its files removed, the previous notebook and card in "
+                                   f"{out_dir} are as they were. Free some space or choose another --out.") from None
         if not isinstance(error, PapermillExecutionError):
             raise
         import nbformat
@@ -237,6 +392,7 @@ def run(profile: str, notebooks: list[Path] | None = None, out_dir: Path | None 
     for notebook in notebooks:
         parameters = parameters_for(profile, notebook.stem)  # an unknown profile stops here
         check_parameters(notebook, parameters, profile, overrides)
+        check_parameter_types(notebook, overrides)
         parameters["OUTPUT_DIR"] = str(out_dir)
         parameters["OVERWRITE"] = overwrite
         if data_dir:
@@ -249,6 +405,9 @@ def run(profile: str, notebooks: list[Path] | None = None, out_dir: Path | None 
             guard_overwrite(target, overwrite)
     check_output_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    note = other_tl_helpers(root)
+    if note:
+        print(note)
     if jobs > 1 and len(planned) > 1:
         return _run_in_parallel(profile, planned, out_dir, data_dir, overrides, overwrite, jobs, progress)
     executed = []
@@ -406,8 +565,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.weights == "none":
         os.environ["TL_WEIGHTS"] = "none"  # the kernels (and --jobs processes) inherit it
     try:
-        run(args.profile, args.notebooks or None, args.out, args.data_dir, overrides, args.overwrite,
-            progress=not args.no_progress, jobs=args.jobs)
+        with stop_cleanly_on_signals():
+            run(args.profile, args.notebooks or None, args.out, args.data_dir, overrides, args.overwrite,
+                progress=not args.no_progress, jobs=args.jobs)
+    except KeyboardInterrupt as stop:  # RunInterrupted (SIGTERM, SIGINT), or Ctrl-C before the handler
+        number = getattr(stop, "signal_number", signal.SIGINT)
+        print(f"stopped by {signal.Signals(number).name}: the unfinished run's staging folder was removed; the "
+              "previous results are as they were", file=sys.stderr)
+        return 128 + number
     except (NotebookFailed, ResultOverwriteError, OutputWriteError, DataError, FileNotFoundError,
             ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
