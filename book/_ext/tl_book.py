@@ -63,6 +63,7 @@ def header_buttons(app, pagename, templatename, context, doctree):
 def math_as_svg(latex: str, display: bool) -> str:
     """An <img> of `latex` drawn by matplotlib's mathtext (SVG, inline as a data URI)."""
     import base64
+    import html
     import io
 
     from matplotlib import mathtext
@@ -73,12 +74,13 @@ def math_as_svg(latex: str, display: bool) -> str:
                            prop=FontProperties(size=14 if display else 12))
     data = base64.b64encode(buffer.getvalue()).decode()
     kind = "tl-math-block" if display else "tl-math"
-    alt = latex.strip().replace('"', "&quot;").replace("<", "&lt;")
-    return f'<img class="{kind}" src="data:image/svg+xml;base64,{data}" alt="{alt}">'
+    return f'<img class="{kind}" src="data:image/svg+xml;base64,{data}" alt="the formula {html.escape(latex.strip())}">'
 
 
 def math_offline(app, doctree, docname):
     """Replace the page's math nodes by SVG images; a formula mathtext cannot draw stays as text."""
+    import html
+
     from docutils import nodes
 
     for node in list(doctree.findall(lambda n: n.tagname in ("math", "math_block"))):
@@ -86,9 +88,9 @@ def math_offline(app, doctree, docname):
         try:
             image = math_as_svg(node.astext(), display)
         except ValueError:  # not in mathtext's subset of TeX: show the TeX source
-            image = f"<code>{node.astext()}</code>"
-        html = nodes.raw("", f'<div class="tl-math-block">{image}</div>' if display else image, format="html")
-        node.replace_self(html)
+            image = f"<code>{html.escape(node.astext())}</code>"
+        drawn = nodes.raw("", f'<div class="tl-math-block">{image}</div>' if display else image, format="html")
+        node.replace_self(drawn)
 
 
 def no_mathjax(app, pagename, templatename, context, doctree):

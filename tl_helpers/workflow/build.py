@@ -92,6 +92,7 @@ _PATH_SETTING = re.compile(r'^(?P<name>[A-Z_][A-Z0-9_]*) = (?P<q>["\'])(?:[A-Za-
 _HEADING = re.compile(r"^#{1,4}[ \t]+(.+)$", re.M)
 _SECTION_NUMBER = re.compile(r"^(#{2,4}[ \t]+)\d+(?:\.\d+)*[.):]?[ \t]+(?=\S)", re.M)
 
+
 def pretty_backbone(name) -> str:
     return BACKBONE_NAMES.get(str(name).lower(), str(name)) if name else "?"
 
