@@ -186,8 +186,10 @@ def relative_parameters(path: Path, root: Path) -> None:
 
     def setting(match):
         value = relative(match.group(2))
-        return (f"{match.group(1)} = {value!r}  # relative to the project" if value is not None
-                else f"{match.group(1)} = None  # a folder of the machine that ran it ($TL_DATA_DIR or the default)")
+        if value is not None:
+            return f"{match.group(1)} = {value!r}  # relative to the project"
+        where = "($TL_DATA_DIR or the default)" if match.group(1) == "DATA_DIR" else "outside the project"
+        return f"{match.group(1)} = None  # a folder of the machine that ran it {where}"
 
     nb = json.loads(path.read_text())
     for cell in nb.get("cells", []):
