@@ -1,10 +1,15 @@
 """The book end to end: run the notebooks (smoke), build with jupyter-book, open every page in
-Chromium at a desktop and a phone width, and save screenshots of each (_build/screenshots/).
+Chromium at a desktop and a phone width, and save screenshots of each (runs/screenshots/,
+git-ignored, for the notes of a change).
 
 What a reader needs is checked in the browser: the navigation opens on a phone and on a
-desktop, one search box, no page scrolls sideways outside code cells, images load and have
-alt text that is not a path, the results page has one figure per chapter, no folder of the
-machine that ran the notebooks shows. The page-preparation steps are also tested without a
+desktop, one search box, no page scrolls sideways outside code cells and wide tables (at both
+widths), images load and have alt text that is not a path, every figure has a caption written
+for it (no placeholder) with a number used once per page, figure images are shown no larger
+than their natural size and no smaller than 80% of the size their text was set for, chapters
+number their sections alike, the run card is folded, the favicon loads, no script comes from a
+CDN (math is drawn at build time), the results page has one figure per chapter, no folder of
+the machine that ran the notebooks shows. The page-preparation steps are also tested without a
 browser, on small notebooks made here.
 """
 from __future__ import annotations
@@ -23,9 +28,10 @@ import pytest
 
 from conftest import written_this_session
 from tl_helpers.workflow import build as book
+from tl_helpers.workflow.captions import PLACEHOLDER
 
 REPO = Path(__file__).resolve().parents[1]
-SCREENSHOTS = REPO / "_build" / "screenshots"
+SCREENSHOTS = REPO / "runs" / "screenshots"
 DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 400, "height": 860}
 MACHINE_PATH = re.compile(r"(?<![\w.:/-])/(?:work|home|root|tmp|Users)/")
 
@@ -87,11 +93,20 @@ _SIDEWAYS = """() => {
   for (const el of document.querySelectorAll('article *')) {
     const style = getComputedStyle(el);
     if (!['auto', 'scroll'].includes(style.overflowX) || el.scrollWidth <= el.clientWidth + 1) continue;
-    if (el.closest('div.cell, div.highlight, pre, .cell_output, .output')) continue;
+    if (el.closest('div.cell, div.highlight, pre, .cell_output, .output, .pst-scrollable-table-container, .tl-math-block, .tl-runcard')) continue;
     found.push(el.tagName.toLowerCase() + '.' + el.className + ': ' + el.scrollWidth + ' > ' + el.clientWidth);
   }
   return found;
 }"""
+# Run in the page: each figure's caption, and its image's displayed, intended (the inline CSS
+# size its text was set for) and natural widths.
+_FIGURES = """() => Array.from(document.querySelectorAll('article figure')).map(f => {
+  const img = f.querySelector('img');
+  const caption = f.querySelector('figcaption');
+  return {caption: caption ? caption.innerText.trim() : '', src: img ? img.getAttribute('src') : '',
+          shown: img ? img.getBoundingClientRect().width : 0, natural: img ? img.naturalWidth : 0,
+          intended: img && img.style.width ? parseFloat(img.style.width) : 0};
+})"""
 _IMAGES = """() => Array.from(document.querySelectorAll('img')).filter(i => !i.closest('.dropdown-menu'))
   .map(i => [i.currentSrc || i.src, i.complete && i.naturalWidth > 0, i.getAttribute('alt') || ''])"""
 
@@ -101,6 +116,26 @@ def _bad_alt(alt: str) -> bool:
     alt = alt.strip()
     return (not alt or "/" in alt.split(" ")[0] or re.search(r"\.(png|jpe?g|svg|gif)$", alt, re.I) is not None
             or re.fullmatch(r"[0-9a-f]{16,}(\.\w+)?", alt) is not None or len(alt.split()) < 3)
+
+
+def check_figures(figures: list[dict], where: str, problems: dict) -> None:
+    """Add to `problems` what is wrong with a page's figures (from `_FIGURES`): a placeholder or
+    missing caption, a figure number used twice, an image shown larger than its natural size
+    (blurred) or smaller than 80% of its intended size (its text below 9 pt for 11 pt labels)."""
+    numbers = []
+    for figure in figures:
+        caption = figure["caption"]
+        if not caption or PLACEHOLDER.search(caption):
+            problems["captions"].append(f"{where}: {caption[:80]!r}")
+        number = re.match(r"Figure (\d+)\.", caption)
+        numbers += [number.group(1)] if number else []
+        if figure["natural"] and figure["shown"] > figure["natural"] * 1.05:
+            problems["figure_sizes"].append(f"{where}: {figure['src']} shown {figure['shown']:.0f} px > natural "
+                                            f"{figure['natural']} px")
+        if figure["intended"] and figure["shown"] < 0.8 * figure["intended"]:
+            problems["figure_sizes"].append(f"{where}: {figure['src']} shown {figure['shown']:.0f} px < 80% of "
+                                            f"{figure['intended']:.0f} px")
+    problems["figure_numbers"] += [f"{where}: Figure {n} twice" for n in sorted(set(numbers)) if numbers.count(n) > 1]
 
 
 def _navigation_opens(page) -> str | None:
@@ -139,7 +174,8 @@ def check_book(html_root: Path, screenshots: Path = SCREENSHOTS) -> dict:
     base = _serve(html_root.resolve())
     pages = content_pages(html_root)
     problems = {k: [] for k in ("images", "alt", "links", "requests", "sideways", "navigation", "search",
-                                "paths", "results")}
+                                "paths", "results", "captions", "figure_numbers", "figure_sizes", "numbering",
+                                "runcard", "favicon", "cdn")}
     found = {"pages": [p.name for p in pages], "screenshots": []}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=_chromium(), args=[
@@ -147,6 +183,8 @@ def check_book(html_root: Path, screenshots: Path = SCREENSHOTS) -> dict:
         for label, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
             page = browser.new_page(viewport=viewport)
             page.on("requestfailed", lambda r: problems["requests"].append(r.url) if r.url.startswith(base) else None)
+            page.on("request", lambda r: problems["cdn"].append(r.url) if r.resource_type == "script"
+                    and not r.url.startswith(base) else None)
             for html in pages:
                 rel = html.relative_to(html_root).as_posix()
                 url = urljoin(base, rel)
@@ -161,6 +199,8 @@ def check_book(html_root: Path, screenshots: Path = SCREENSHOTS) -> dict:
                 shot = screenshots / f"{name}_{label}.png"
                 page.screenshot(path=str(shot), full_page=False)
                 found["screenshots"].append(shot.name)
+                check_figures(page.evaluate(_FIGURES), f"{rel} ({label})", problems)
+                problems["sideways"] += [f"{rel} ({label}): {s}" for s in page.evaluate(_SIDEWAYS)]
                 if label == "phone":
                     if html.stem in ("index", "results") or html.stem.startswith(("00_", "01_")):
                         page.screenshot(path=str(screenshots / f"{name}_{label}_full.png"), full_page=True)
@@ -177,7 +217,15 @@ def check_book(html_root: Path, screenshots: Path = SCREENSHOTS) -> dict:
                     target = urlparse(urljoin(url, href))
                     if target.netloc == urlparse(base).netloc and not (html_root / target.path.lstrip("/")).exists():
                         problems["links"].append(f"{rel}: {href}")
-                problems["sideways"] += [f"{rel}: {s}" for s in page.evaluate(_SIDEWAYS)]
+                if html.parent.name == "generated" and html.stem[:2].isdigit():
+                    numbered = page.eval_on_selector_all("article h2", "hs => hs.map(h => h.innerText)")
+                    problems["numbering"] += [f"{rel}: {h!r}" for h in numbered if re.match(r"\d+[.)]?\s", h)]
+                    folded = page.eval_on_selector_all("details.tl-runcard-details", "ds => ds.map(d => d.open)")
+                    if folded != [False]:  # one run card, folded
+                        problems["runcard"].append(f"{rel}: run card folds {folded}")
+                icon = page.eval_on_selector("link[rel~=icon]", "l => l.href") if page.query_selector("link[rel~=icon]") else None
+                if icon is None or page.request.get(icon).status != 200:
+                    problems["favicon"].append(f"{rel}: {icon}")
                 searches = [e for e in page.query_selector_all("input[type=search], .search-button-field") if e.is_visible()]
                 if len(searches) > 1:
                     problems["search"].append(f"{rel}: {len(searches)} search boxes")
@@ -302,13 +350,17 @@ def test_prepare_page_numbers_hides_scrubs_and_captions():
     assert "What you are looking at" in summary and "`cpu`" in summary and "EfficientNet-Lite0" in summary
     assert "EfficientNetB3" in summary and "https://example.org/a" in summary
     assert "2026-11-22" in summary and "855 images" in summary
+    cost = summary.split("What you are looking at\n:class: tip\n")[1].splitlines()[0]
+    assert cost == ("- **Cost:** this `cpu` run took 12 s on 2 CPU cores, peak memory not recorded by this run; "
+                    "no GPU run yet. Data to download: about 150 MB from Kaggle (brain_tumor_mri_4class).")
     hidden = [c for c in cells if "remove-input" in c.get("metadata", {}).get("tags", [])]
     assert len(hidden) == 3  # the setup, parameters and injected-parameters cells, still in the notebook
     injected = next(c for c in cells if "injected-parameters" in c["metadata"].get("tags", []))
     assert "DATA_DIR = None" in injected["source"] and "/home/" not in injected["source"]
     assert not MACHINE_PATH.search(json.dumps(nb))
     figure = next(c for c in cells if "plot_training_curves" in c["source"])
-    assert "Training curves" in figure["metadata"]["mystnb"]["figure"]["caption"]
+    assert figure["metadata"]["mystnb"]["figure"]["caption"].startswith(
+        "Figure 1. Training the head: training curves (loss, accuracy): train solid, validation dashed")
     assert "Training the head" in figure["metadata"]["mystnb"]["image"]["alt"]
     assert figure["outputs"][0]["data"]["image/png"] == "iVBORw0KGgo="  # image data untouched
     finish = cells[-1]
@@ -351,3 +403,38 @@ def test_results_page_shows_a_seed_mean_with_its_spread(tmp_path):
                              figures_dir=tmp_path)
     assert "0.950<br><span class=\"tl-ci\">(sd 0.012 over seeds)</span>" in text
     assert book.metric_label("roc_auc_seed_sd") == "ROC AUC, sd over seeds"
+
+
+def test_prepare_page_gives_each_figure_its_own_number_and_caption():
+    """A cell drawing two figures (chapter 4's U-Net and ResUNet curves) gave two "Figure 8"s."""
+    nb = _notebook()
+    png = {"output_type": "display_data", "metadata": {}, "data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}}
+    nb["cells"].insert(5, {"cell_type": "code", "metadata": {}, "execution_count": 2, "outputs": [
+        png, {"output_type": "stream", "name": "stdout", "text": "best epoch 3\n"}, dict(png)], "source":
+        'display(tl.plotting.plot_training_curves({"pretrained U-Net": a}, metrics=("loss", "dice")))\n'
+        'display(tl.plotting.plot_training_curves({"ResUNet": b}, metrics=("loss", "dice")))'})
+    nb["cells"].insert(6, {"cell_type": "code", "metadata": {"caption": "What the chapter says it shows."},
+                           "execution_count": 3, "outputs": [dict(png)], "source": "fig = draw()\nfig"})
+    nb["cells"].insert(7, {"cell_type": "code", "metadata": {}, "execution_count": 4, "outputs": [dict(png)],
+                           "source": "tl.plotting.plot_mask_overlay(images, masks)"})
+    cells = book.prepare_page(nb, "04_x", CARD, {"chapter": 4})["cells"]
+    captions = [c["metadata"]["mystnb"]["figure"]["caption"] for c in cells if "mystnb" in c["metadata"]]
+    assert [c.split(".")[0] for c in captions] == [f"Figure {n}" for n in range(1, 6)]
+    assert "training curves of pretrained U-Net (loss, dice)" in captions[0]
+    assert "training curves of ResUNet (loss, dice)" in captions[1]
+    assert captions[2] == "Figure 3. What the chapter says it shows."
+    assert "no model has drawn anything yet" in captions[3] and "red the model's" not in captions[3]
+    assert not any(PLACEHOLDER.search(c) for c in captions)
+    continued = next(c for c in cells if c["metadata"].get("tl_continues"))
+    assert "remove-input" in continued["metadata"]["tags"] and continued["source"] == ""
+    assert [o.get("text") for o in continued["outputs"]] == [None]  # the second figure; the print stayed above
+
+
+def test_chapter_sections_lose_their_numbers_and_the_run_card_folds():
+    nb = _notebook()
+    nb["cells"][4]["source"] = "## 3. Training the head\n\nText about 2. things."
+    cells = book.prepare_page(nb, "02_x", CARD, ARTICLE)["cells"]
+    assert cells[4]["source"] == "## Training the head\n\nText about 2. things."
+    card_html = cells[-1]["outputs"][0]["data"]["text/html"]
+    assert card_html.startswith('<details class="tl-runcard-details"><summary>Run card: how this run was made and its 2 numbers')
+    assert "<td>ROC AUC</td>" in card_html and "<td>roc_auc</td>" not in card_html

@@ -227,3 +227,23 @@ def test_roc_class_missing_from_truth_is_nan_not_a_crash():
     fig = plotting.plot_roc([0, 1, 0], scores)
     assert np.isnan(fig.aucs["2"])
     assert fig.aucs["0"] == 1.0
+
+
+def test_phase_names_do_not_overlap_and_long_titles_keep_figures_in_the_column(tmp_path):
+    """Chapter 1's phase names ran into each other; long Grad-CAM titles widened figures past the column."""
+    phases = {"phase 1: frozen (cached features)": {"loss": [1.0], "val_loss": [1.1]},
+              "phase 2: all layers": {"loss": [0.9, 0.8], "val_loss": [1.0, 0.9]}}
+    fig = plotting.plot_training_curves(phases, metrics=("loss",))
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    first, second = (text.get_window_extent(renderer) for text in fig.axes[0].texts)
+    assert not first.overlaps(second)
+    titles = [f"right: meningioma as pituitary, p 0.{n}9 on the test split" for n in range(8)]
+    grid = plotting.plot_heatmap_overlay(np.zeros((8, 32, 32)), np.zeros((8, 8, 8)), titles=titles, ncols=4,
+                                         save=tmp_path / "heat.png")
+    from PIL import Image
+
+    assert max(len(line) for line in grid.axes[0].get_title().split("\n")) <= 20
+    assert Image.open(tmp_path / "heat.png").width <= plotting.MAX_WIDTH_IN * plotting.SAVE_DPI + 20

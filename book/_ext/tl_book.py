@@ -5,7 +5,9 @@ would point there; it is pointed at the chapter's notebook in notebooks/ instead
 download menu gains the source notebook without outputs (written to `_notebooks/` of the
 HTML), beside the theme's `.ipynb` of the run the page shows. Figures are numbered per chapter in
 their captions (tl_helpers.workflow.build), so Sphinx's book-wide "Fig. N" numbers (which
-sphinx-jupyterbook-latex switches on) are switched off. Used by the book machinery.
+sphinx-jupyterbook-latex switches on) are switched off. Math is drawn at build time as SVG
+(matplotlib's mathtext), so pages need no MathJax from a CDN and read offline. Used by the
+book machinery.
 """
 from __future__ import annotations
 
@@ -58,6 +60,46 @@ def header_buttons(app, pagename, templatename, context, doctree):
                 "icon": "fas fa-code", "label": "download-source-notebook-button"})
 
 
+def math_as_svg(latex: str, display: bool) -> str:
+    """An <img> of `latex` drawn by matplotlib's mathtext (SVG, inline as a data URI)."""
+    import base64
+    import html
+    import io
+
+    from matplotlib import mathtext
+    from matplotlib.font_manager import FontProperties
+
+    buffer = io.BytesIO()
+    mathtext.math_to_image(f"${latex.strip()}$", buffer, format="svg", dpi=96,
+                           prop=FontProperties(size=14 if display else 12))
+    data = base64.b64encode(buffer.getvalue()).decode()
+    kind = "tl-math-block" if display else "tl-math"
+    return f'<img class="{kind}" src="data:image/svg+xml;base64,{data}" alt="the formula {html.escape(latex.strip())}">'
+
+
+def math_offline(app, doctree, docname):
+    """Replace the page's math nodes by SVG images; a formula mathtext cannot draw stays as text."""
+    import html
+
+    from docutils import nodes
+
+    for node in list(doctree.findall(lambda n: n.tagname in ("math", "math_block"))):
+        display = node.tagname == "math_block"
+        try:
+            image = math_as_svg(node.astext(), display)
+        except ValueError:  # not in mathtext's subset of TeX: show the TeX source
+            image = f"<code>{html.escape(node.astext())}</code>"
+        drawn = nodes.raw("", f'<div class="tl-math-block">{image}</div>' if display else image, format="html")
+        node.replace_self(drawn)
+
+
+def no_mathjax(app, pagename, templatename, context, doctree):
+    """Leave out the MathJax script (a CDN): `math_offline` has drawn every formula already."""
+    for asset in list(context.get("script_files", [])):
+        if "mathjax" in str(getattr(asset, "filename", asset)).lower():
+            context["script_files"].remove(asset)
+
+
 def no_book_wide_figure_numbers(app, config):
     config.numfig = False
 
@@ -66,4 +108,6 @@ def setup(app):
     app.connect("config-inited", no_book_wide_figure_numbers, priority=900)  # after sphinx-jupyterbook-latex
     # after sphinx-book-theme, which builds the header buttons at priority 501
     app.connect("html-page-context", header_buttons, priority=502)
+    app.connect("doctree-resolved", math_offline)
+    app.connect("html-page-context", no_mathjax, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -44,6 +44,7 @@ class DatasetSpec:
     classes: tuple[str, ...] = ()
     full_counts: dict = field(default_factory=dict)  # {split: {class: n}} of the Kaggle release
     citation: str = ""
+    download_mb: float | None = None  # about how large the Kaggle archive is, in MB
 
     @property
     def kaggle_url(self) -> str:

@@ -41,6 +41,16 @@ def _finish(fig: Figure, save: str | Path | None) -> Figure:
     return fig
 
 
+def _fit_title(text, cell: float) -> str:
+    """`text` wrapped into lines that fit a panel `cell` inches wide at LABEL_PT, so that a long
+    title cannot widen the figure past the text column (and shrink its labels on the page).
+
+    Used by tl.plotting.plot_image_grid and plot_heatmap_overlay.
+    """
+    wrap = max(8, int(cell * 72 / (0.6 * LABEL_PT)))  # characters per line
+    return "\n".join(textwrap.fill(line, wrap) for line in str(text).split("\n"))
+
+
 def _displayable(image) -> np.ndarray:
     """An array imshow draws as intended: HxW or HxWx3, uint8 or floats in [0, 1]."""
     image = np.asarray(image)
@@ -86,7 +96,6 @@ def plot_image_grid(images, titles=None, ncols: int = 5, labels=None, prediction
     ncols = max(1, min(ncols, count))
     nrows = math.ceil(count / ncols)
     cell = min(2.0, MAX_WIDTH_IN / ncols)
-    wrap = max(8, int(cell * 72 / (0.6 * LABEL_PT)))  # characters per title line that fit a cell
     fig = Figure(figsize=(cell * ncols, (cell + 0.45) * nrows), layout="constrained")
     for index, image in enumerate(images):
         ax = fig.add_subplot(nrows, ncols, index + 1)
@@ -105,7 +114,7 @@ def plot_image_grid(images, titles=None, ncols: int = 5, labels=None, prediction
                 lines.append(f"{true_name} / {pred_name}")
                 colour = RIGHT_COLOUR if true_name == pred_name else WRONG_COLOUR
         if lines:
-            ax.set_title("\n".join(textwrap.fill(line, wrap) for line in lines), color=colour, fontsize=LABEL_PT)
+            ax.set_title(_fit_title("\n".join(lines), cell), color=colour, fontsize=LABEL_PT)
     if suptitle:
         fig.suptitle(suptitle, fontsize=SUPTITLE_PT)
     return _finish(fig, save)
@@ -182,7 +191,7 @@ def plot_heatmap_overlay(images, heatmaps, titles=None, regions=None, alpha: flo
             ax.contour(region, levels=[0.5], colors=["white"], linewidths=0.8)
         ax.set_axis_off()
         if titles is not None:
-            ax.set_title(str(titles[index]), fontsize=LABEL_PT)
+            ax.set_title(_fit_title(titles[index], cell), fontsize=LABEL_PT)
     return _finish(fig, save)
 
 
@@ -236,9 +245,9 @@ def plot_training_curves(histories, metrics: Sequence[str] = ("loss", "accuracy"
             length = max(len(history.get(metric, [])), len(history.get(f"val_{metric}", [])))
             if index > 0:
                 ax.axvline(offset + 0.5, color="gray", linestyle=":", linewidth=1)
-            if name and len(phases) > 1:
-                ax.text(offset + 1, 0.99, name, transform=ax.get_xaxis_transform(),
-                        fontsize=NOTE_PT, va="top", color="gray")
+            if name and len(phases) > 1:  # upright along the phase's start: names never run into each other
+                ax.text(offset + 0.6, 0.97, name, transform=ax.get_xaxis_transform(), rotation=90,
+                        fontsize=NOTE_PT, va="top", ha="left", color="gray")
             for key, colour, style, label in ((metric, "C0", "-", "train"),
                                               (f"val_{metric}", "C1", "--", "validation")):
                 series = history.get(key, [])

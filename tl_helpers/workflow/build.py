@@ -30,6 +30,7 @@ import yaml
 
 from ..paths import ask_git, project_root
 from .backlinks import helpers_page
+from .captions import figure_caption
 from .runcard import notebook_source_hash, scrub_paths
 
 GENERATED = Path("book") / "generated"
@@ -59,10 +60,20 @@ def stage_notebooks(runs_dir: Path, fresh: bool = False, article_results: dict |
         card = json.loads(card_file.read_text()) if card_file.is_file() else None
         page = prepare_page(json.loads(source.read_text()), notebook.stem, card,
                             (article_results or {}).get(notebook.stem) or {}, source_changed(notebook),
-                            notebook_source_hash(notebook))
+                            notebook_source_hash(notebook), gpu_run_card(root, notebook.stem))
         (target / notebook.name).write_text(json.dumps(page, indent=1, ensure_ascii=False) + "\n")
         chosen[notebook.stem] = source
     return chosen
+
+
+def gpu_run_card(root: Path, stem: str) -> dict | None:
+    """The run card of the chapter's gpu-profile run (results/gpu/, else runs/gpu/), or None.
+
+    Used by the book machinery (build: the cost line at the top of each chapter).
+    """
+    card = next((f for f in (root / "results" / "gpu" / f"{stem}.json", root / "runs" / "gpu" / f"{stem}.json")
+                 if f.is_file()), None)
+    return json.loads(card.read_text()) if card else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -79,20 +90,7 @@ _TITLE = re.compile(r"^#[ \t]+(?:Chapter[ \t]+\d+[ \t]*[:.][ \t]*)?(?P<title>.+)
 _COLAB_BADGE = re.compile(r"\[!\[Open in Colab\]\([^)]*\)\]\([^)]*\)[ \t]*\n*")
 _PATH_SETTING = re.compile(r'^(?P<name>[A-Z_][A-Z0-9_]*) = (?P<q>["\'])(?:[A-Za-z]:)?/[^"\']*(?P=q)', re.M)
 _HEADING = re.compile(r"^#{1,4}[ \t]+(.+)$", re.M)
-
-# What a reader should look at in each kind of figure the chapters draw (tl.plotting).
-FIGURE_GUIDES = [
-    ("plot_training_curves", "Training curves: train (solid) and validation (dashed), epoch by epoch; a dotted "
-                             "line starts a new phase. A widening gap between the two means overfitting."),
-    ("plot_confusion_matrix", "Confusion matrix: rows are the true class, columns the prediction; correct answers "
-                              "lie on the diagonal, and each off-diagonal cell is one kind of mistake."),
-    ("plot_roc", "ROC curve: each point trades false alarms (right) for found cases (up); the nearer the "
-                 "curve runs to the top-left corner, the better. The dotted diagonal is guessing."),
-    ("plot_mask_overlay", "Tumour masks: green is the expert's outline, red the model's; the Dice score above "
-                          "a prediction says how much the two overlap (1 is perfect)."),
-    ("predictions=", "Sample images titled true / predicted class: green when the model is right, red when wrong."),
-    ("plot_image_grid", "{section}samples, each titled with its label."),
-]
+_SECTION_NUMBER = re.compile(r"^(#{2,4}[ \t]+)\d+(?:\.\d+)*[.):]?[ \t]+(?=\S)", re.M)
 
 
 def pretty_backbone(name) -> str:
@@ -103,15 +101,20 @@ def _text(value) -> str:
     return "".join(value) if isinstance(value, list) else str(value)
 
 
-def _scrub_output(output: dict) -> None:
-    """Remove machine paths from an output's text (never from image data)."""
+def scrub_output(output: dict, root: str | Path | None = None) -> None:
+    """Remove machine paths from an output's text (never from image data); those under `root`
+    (default the project) become relative. Used by the book machinery (build, runner)."""
+    def scrubbed(value):  # kept as a list of lines when it was one (as notebooks store text)
+        text = scrub_paths(_text(value), root)
+        return text.splitlines(keepends=True) if isinstance(value, list) else text
+
     if "text" in output:
-        output["text"] = scrub_paths(_text(output["text"]))
+        output["text"] = scrubbed(output["text"])
     for mime in list(output.get("data", {})):
         if mime in TEXT_MIME and isinstance(output["data"][mime], (str, list)):
-            output["data"][mime] = scrub_paths(_text(output["data"][mime]))
+            output["data"][mime] = scrubbed(output["data"][mime])
     if "traceback" in output:
-        output["traceback"] = [scrub_paths(line) for line in output["traceback"]]
+        output["traceback"] = [scrub_paths(line, root) for line in output["traceback"]]
 
 
 def _scrub_metadata(value):
@@ -227,7 +230,56 @@ def run_is_older_than_source(card: dict, changed: str | None, source_hash: str |
     return datetime.fromisoformat(str(started)) < datetime.fromisoformat(changed)
 
 
-def run_summary(card: dict | None, article: dict, changed: str | None = None, source_hash: str | None = None) -> str:
+def _minutes(seconds) -> str:
+    return "?" if not isinstance(seconds, (int, float)) else (
+        f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min")
+
+
+def _run_cost(card: dict) -> str:
+    """ "12 min on 2 CPU cores (AMD EPYC), peak memory 3.1 GiB": one run's time, machine and memory."""
+    hw = card.get("hardware") or {}
+    gpu = hw.get("gpu")
+    machine = (f"a GPU ({gpu})" if gpu else f"{hw.get('cpu_count', '?')} CPU cores"
+               + (f" ({hw['cpu']})" if hw.get("cpu") else ""))
+    memory = card.get("peak_memory_gib")
+    return (f"{_minutes(card.get('wall_time_s'))} on {machine}, "
+            + (f"peak memory {memory:.1f} GiB" if isinstance(memory, (int, float)) else "peak memory not recorded by this run"))
+
+
+def _download_size(card: dict) -> str:
+    """ "about 750 MB (lgg_mri_segmentation)": the Kaggle archives a chapter's real data needs."""
+    try:
+        from ..data import DATASETS
+    except Exception:  # the registry is only needed for the sizes
+        DATASETS = {}
+    sizes = [(name, DATASETS[name].download_mb) for name in (card.get("data") or {})
+             if name in DATASETS and DATASETS[name].download_mb]
+    if not sizes:
+        return "not known"
+    total = sum(mb for _, mb in sizes)
+    amount = f"{total / 1000:.1f} GB" if total >= 1000 else f"{total:.0f} MB"
+    return f"about {amount} from Kaggle ({', '.join(name for name, _ in sizes)})"
+
+
+def run_cost(card: dict, gpu_card: dict | None = None) -> str:
+    """The chapter's cost, in one line of the box at its top: minutes and peak memory of the
+    run shown (and of a gpu run when there is one), the size of the data to download.
+
+    Used by the book machinery (build.run_summary).
+    """
+    shown = f"this `{card.get('profile', '?')}` run took {_run_cost(card)}"
+    synthetic = any("SYNTHETIC" in str(d.get("source", "")).upper() for d in (card.get("data") or {}).values())
+    if gpu_card and gpu_card is not card:
+        shown += f"; the `gpu` run took {_run_cost(gpu_card)}"
+    elif not (card.get("hardware") or {}).get("gpu"):
+        shown += "; no GPU run yet"
+    data = (f"none for this run (synthetic data); the real data: {_download_size(card)}" if synthetic
+            else _download_size(card))
+    return f"- **Cost:** {shown}. Data to download: {data}."
+
+
+def run_summary(card: dict | None, article: dict, changed: str | None = None, source_hash: str | None = None,
+                gpu_card: dict | None = None) -> str:
     """The short "what you are looking at" box under a chapter's title, from its run card:
     profile and data, backbone (and the article's), share of the data, test set, date,
     commit when the card has one, the source article. Used by the book machinery (build).
@@ -239,7 +291,7 @@ def run_summary(card: dict | None, article: dict, changed: str | None = None, so
     when = f"started {f['date']}" + (f", commit `{f['commit']}`" if f["commit"] else "")
     data = ("**synthetic** look-alike data: its numbers only show that the code runs" if f["synthetic"]
             else "the real data")
-    lines = [f"- **Run:** the `{f['profile']}` profile on {data} ({when})."]
+    lines = [run_cost(card, gpu_card), f"- **Run:** the `{f['profile']}` profile on {data} ({when})."]
     if (card.get("model") or {}).get("backbone"):
         lines.append(f"- **Model:** {f['backbone']}" + (f" (the article: {article['backbone']})." if article.get("backbone") else "."))
     data_line = "; ".join(x for x in (f["share"], f"test set: {f['test']}" if f["test"] else "") if x)
@@ -262,18 +314,44 @@ def run_summary(card: dict | None, article: dict, changed: str | None = None, so
     return f"```{{admonition}} What you are looking at\n:class: {kind}\n" + "\n".join(lines) + "\n```\n"
 
 
-def _figure_guide(source: str, heading: str) -> str:
-    """What to look at in a figure drawn by `source`, under the section `heading`."""
-    section = re.sub(r"^\d+[.)]?\s+|\s*\(chapter \d+\)$", "", heading).strip()
-    for marker, guide in FIGURE_GUIDES:
-        if marker in source:
-            text = guide.format(section=f"{section}: " if section else "")
-            return text[:1].upper() + text[1:]
-    return f"A figure of the section {section}." if section else "A figure drawn by this chapter."
+def _section(heading: str) -> str:
+    """A heading as a caption's subject: without its number or "(chapter N)"."""
+    return re.sub(r"^\d+[.)]?\s+|\s*\(chapter \d+\)$", "", heading).strip()
+
+
+def _shows_image(output: dict) -> bool:
+    return any(m in output.get("data", {}) for m in IMAGE_MIME)
+
+
+def split_figure_cells(cells: list[dict]) -> list[dict]:
+    """Cells where each code cell holds at most one displayed output when it draws a figure.
+
+    myst-nb puts a cell's figure caption on every displayed output of the cell, so a cell
+    drawing two figures showed two figures with the same number; its later displayed outputs
+    move to cells of their own, input hidden, each numbered and captioned by `prepare_page`.
+    Used by the book machinery (build.prepare_page).
+    """
+    result = []
+    for cell in cells:
+        outputs = cell.get("outputs", []) if cell["cell_type"] == "code" else []
+        shown = [i for i, o in enumerate(outputs) if o.get("output_type") in ("display_data", "execute_result")]
+        if len(shown) < 2 or not any(_shows_image(outputs[i]) for i in shown):
+            result.append(cell)
+            continue
+        cuts = shown[1:] + [len(outputs)]
+        cell["outputs"] = outputs[:shown[1]]
+        result.append(cell)
+        for part, (begin, end) in enumerate(zip(cuts, cuts[1:]), start=1):
+            extra = {"cell_type": "code", "execution_count": None, "source": "", "outputs": outputs[begin:end],
+                     "metadata": {"tags": ["remove-input"], "tl_continues": "the cell above"}}
+            if "id" in cell:
+                extra["id"] = f"{cell['id']}-{part}"[:64]
+            result.append(extra)
+    return result
 
 
 def prepare_page(nb: dict, stem: str, card: dict | None, article: dict, changed: str | None = None,
-                 source_hash: str | None = None) -> dict:
+                 source_hash: str | None = None, gpu_card: dict | None = None) -> dict:
     """Make an executed notebook (JSON) into a chapter page, in place; return it.
 
     Title "Chapter N: ..." (the Colab badge moves to the page header); a "what you are
@@ -285,7 +363,7 @@ def prepare_page(nb: dict, stem: str, card: dict | None, article: dict, changed:
     """
     number = article.get("chapter", int(stem[:2]) if stem[:2].isdigit() else None)
     cells = nb.get("cells", [])
-    summary = run_summary(card, article, changed, source_hash)
+    summary = run_summary(card, article, changed, source_hash, gpu_card)
     first_md = next((c for c in cells if c["cell_type"] == "markdown"), None)
     if first_md is not None and _TITLE.search(_text(first_md["source"])):
         text = _COLAB_BADGE.sub("", _text(first_md["source"]), count=1)
@@ -297,11 +375,13 @@ def prepare_page(nb: dict, stem: str, card: dict | None, article: dict, changed:
         if (nb.get("nbformat", 4), nb.get("nbformat_minor", 0)) >= (4, 5):
             cells[0]["id"] = "tl-run-summary"
 
+    cells[:] = split_figure_cells(cells)
     first_code = next((c for c in cells if c["cell_type"] == "code"), None)
-    heading, figures = "", 0
+    heading, figures, drawn_by, drawn = "", 0, "", 0  # drawn: figures of the current code cell so far
     for cell in cells:
         source = _text(cell["source"])
         if cell["cell_type"] == "markdown":
+            source = _SECTION_NUMBER.sub(r"\1", source)  # some chapters number their sections: none do on a page
             found = _HEADING.findall(source)
             heading = re.sub(r"[*_`]", "", found[-1]).strip() if found else heading
             cell["source"] = scrub_paths(source)
@@ -316,23 +396,31 @@ def prepare_page(nb: dict, stem: str, card: dict | None, article: dict, changed:
             source = _PATH_SETTING.sub(lambda m: f"{m.group('name')} = None  # the folder of the machine that ran it", source)
         cell["source"] = scrub_paths(source)
         for output in cell.get("outputs", []):
-            _scrub_output(output)
+            scrub_output(output)
         if "tl.notebook.finish(" in source and card:
             from .runcard import RunCard  # noqa: F811 (also imported at the top)
 
             shown = RunCard(card["notebook"], card.get("profile", "?"))
             shown.record = card
+            metrics = len(card.get("metrics") or {})
+            folded = ('<details class="tl-runcard-details"><summary>Run card: how this run was made'
+                      + (f" and its {metrics} numbers" if metrics else "") + " (click to open)</summary>\n"
+                      + shown._repr_html_(label=metric_label) + "\n</details>")
             cell["outputs"] = [{"output_type": "display_data", "metadata": {},
-                                "data": {"text/html": shown._repr_html_(), "text/plain": shown.text()}},
+                                "data": {"text/html": folded, "text/plain": shown.text()}},
                                {"output_type": "stream", "name": "stdout",
                                 "text": f"run card written to {card['notebook']}.json\n"}]
-        if any(m in o.get("data", {}) for o in cell.get("outputs", []) for m in IMAGE_MIME):
+        if not cell["metadata"].get("tl_continues"):  # a continuation draws with its cell's code
+            drawn_by, drawn = source, 0
+        image = next((o for o in cell.get("outputs", []) if _shows_image(o)), None)
+        if image is not None:
             figures += 1
-            guide = _figure_guide(source, heading)
+            caption = figure_caption(drawn_by, _section(heading), drawn, cell, image)
+            drawn += 1
             place = f"chapter {number}" if number is not None else stem
             mystnb = cell["metadata"].setdefault("mystnb", {})
-            mystnb.setdefault("image", {})["alt"] = f"Figure {figures} of {place}" + (f", section {heading}" if heading else "") + f". {guide}"
-            mystnb.setdefault("figure", {})["caption"] = f"Figure {figures}. {guide}"
+            mystnb.setdefault("image", {})["alt"] = f"Figure {figures} of {place}" + (f", section {heading}" if heading else "") + f". {caption}"
+            mystnb.setdefault("figure", {})["caption"] = f"Figure {figures}. {caption}"
     nb["metadata"] = _scrub_metadata(nb.get("metadata", {}))
     return nb
 

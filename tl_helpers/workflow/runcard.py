@@ -204,6 +204,21 @@ def scrub_paths(text: str, root: str | Path | None = None) -> str:
     return _MACHINE_PATH.sub(short, text.replace(root, ""))
 
 
+def peak_memory_gib() -> float | None:
+    """The most memory this process (or its largest finished child, e.g. a data loader worker)
+    has held so far, in GiB; None where the platform cannot say. The chapters' cost line.
+
+    Used by the book machinery (RunCard.finish; build shows it at the top of each chapter).
+    """
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return round(peak * scale / 2**30, 2)
+
+
 def _flat(value) -> str:
     """A nested dict or list of a card as one line: `all: no 98, yes 155`."""
     if isinstance(value, dict):
@@ -264,6 +279,7 @@ class RunCard:
 
     def finish(self) -> dict:
         self.record["wall_time_s"] = round(time.perf_counter() - self._start, 1)
+        self.record["peak_memory_gib"] = peak_memory_gib()
         self.record["hardware"] = hardware()
         self.record["frameworks"] = frameworks_in_use()
         self.record["versions"] = library_versions()
@@ -297,11 +313,13 @@ class RunCard:
                                    "another OUTPUT_DIR, and run again.") from None
         return path
 
-    def _repr_html_(self) -> str:
-        """The card as two tables, what the run was and what it measured (shown by `finish`).
+    def _repr_html_(self, label=None) -> str:
+        """The card as two tables, what the run was and what it measured (shown by `finish`);
+        `label` names a metric for readers (the book passes build.metric_label).
 
         Used by every chapter (tl.notebook.finish) and the book machinery (build).
         """
+        label = label or str
         r = self.record
         esc = lambda value: html.escape(scrub_paths(_flat(value)))  # noqa: E731
         rows = [("notebook", f"{r['notebook']} (profile {r['profile']}, seed {r['seed']})"),
@@ -324,14 +342,14 @@ class RunCard:
         parts = ['<div class="tl-runcard">', f"<p><strong>Run card</strong> of <code>{html.escape(r['notebook'])}</code>, "
                  f"also written as <code>{html.escape(r['notebook'])}.json</code></p>",
                  '<table class="tl-runcard-about">', "<tbody>"]
-        parts += [f"<tr><th>{html.escape(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows]
+        parts += [f"<tr><th>{html.escape(k.replace('_', ' '))}</th><td>{esc(v)}</td></tr>" for k, v in rows]
         parts += ["</tbody>", "</table>"]
         if r["metrics"]:
             parts += ['<table class="tl-runcard-metrics">',
                       "<thead><tr><th>metric</th><th>split</th><th>value</th><th>95% CI</th></tr></thead>", "<tbody>"]
             for name, m in r["metrics"].items():
                 ci = f"{m['ci95'][0]:.3f}-{m['ci95'][1]:.3f}" if "ci95" in m else ""
-                parts.append(f"<tr><td>{html.escape(name)}</td><td>{html.escape(str(m['split']))}</td>"
+                parts.append(f"<tr><td>{html.escape(label(name))}</td><td>{html.escape(str(m['split']))}</td>"
                              f"<td>{m['value']:.3f}</td><td>{ci}</td></tr>")
             parts += ["</tbody>", "</table>"]
         parts.append("</div>")

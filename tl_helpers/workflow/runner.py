@@ -309,6 +309,49 @@ def kernel_pythonpath(root: Path):
         else:
             os.environ["PYTHONPATH"] = before
 
+
+def relative_parameters(path: Path, root: Path) -> None:
+    """Rewrite an executed notebook (in place) without the folders of the machine that ran it.
+
+    Its injected-parameters cell and papermill's metadata name folders relative to the project
+    `root` (the hidden `.<stem>.running-<pid>` folder as the folder it is moved to), and any
+    folder outside it, such as the reader's $TL_DATA_DIR, as None (the chapter's default);
+    printed outputs are scrubbed alike (tl.runcard.scrub_paths). Sources other than the injected
+    cell are left as they are, so `notebook_source_hash` does not change.
+    Used by the book machinery (runner.run_notebook; once by hand on the runs in results/).
+    """
+    from .build import scrub_output
+
+    root = Path(root).resolve()
+
+    def relative(value):
+        if not isinstance(value, str) or not value.startswith("/"):
+            return value
+        folder = Path(re.sub(r"/\.[^/]+\.running-\d+(?=/|$)", "", value))
+        return folder.relative_to(root).as_posix() if folder.is_relative_to(root) else None
+
+    def setting(match):
+        value = relative(match.group(2))
+        if value is not None:
+            return f"{match.group(1)} = {value!r}  # relative to the project"
+        where = "($TL_DATA_DIR or the default)" if match.group(1) == "DATA_DIR" else "outside the project"
+        return f"{match.group(1)} = None  # a folder of the machine that ran it {where}"
+
+    nb = json.loads(path.read_text())
+    for cell in nb.get("cells", []):
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            lines = cell["source"] if isinstance(cell["source"], list) else None
+            source = re.sub(r'^([A-Z_][A-Z0-9_]*) = "(/[^"\n]*)"', setting, "".join(cell["source"]), flags=re.M)
+            cell["source"] = source.splitlines(keepends=True) if lines is not None else source
+        for output in cell.get("outputs", []):
+            scrub_output(output, root)
+    papermill = nb.get("metadata", {}).get("papermill", {})
+    for key in ("input_path", "output_path"):
+        papermill[key] = relative(papermill.get(key))
+    papermill["parameters"] = {k: relative(v) for k, v in (papermill.get("parameters") or {}).items()}
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True))  # as papermill writes it
+
+
 def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool = True) -> Path:
     """Execute one notebook into `out_dir`; raise NotebookFailed naming the failing cell.
 
@@ -339,6 +382,7 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool
             os.replace(staging / card.name, card)
         else:
             card.unlink(missing_ok=True)  # a card of an earlier run would not describe this one
+        relative_parameters(staging / notebook.name, project_root())
         os.replace(staging / notebook.name, output)
         failed.unlink(missing_ok=True)
     except BaseException as error:  # a failing cell, a dead kernel, Ctrl-C, SIGTERM, a full disk
