@@ -152,3 +152,92 @@ def test_volumetric_dice_sums_over_a_patients_slices():
     np.testing.assert_allclose(table.dice, [128 / 132, 1.0])
     with pytest.raises(ValueError):
         seg.volumetric_dice(["a"], truth, pred)
+
+
+# --- chapter 4: stage 1 cross-validated by patient (tl.segmentation.cross_validate_head) ---
+
+@pytest.fixture(scope="module")
+def lgg_flair_features(tmp_path_factory):
+    """Synthetic LGG slices written as files, and three numbers read from each slice: the
+    mean, 99.9th percentile and maximum of FLAIR minus pre-contrast (the tumour is brighter in
+    FLAIR), standardised."""
+    from tl_helpers.data.images import read_image
+    from tl_helpers.data.synthetic import synthesize
+    from tl_helpers.data.tables import lgg_slice_table
+
+    table = lgg_slice_table(synthesize("lgg_mri_segmentation", tmp_path_factory.mktemp("lgg") / "data"))
+    images = [read_image(path).astype(np.float32) / 255 for path in table.image_path]
+    excess = [image[..., 1] - image[..., 0] for image in images]
+    features = np.array([[e.mean(), np.percentile(e, 99.9), e.max()] for e in excess], np.float32)
+    return table, (features - features.mean(axis=0)) / features.std(axis=0)
+
+
+def test_cross_validate_head_predicts_each_slice_once_from_its_folds_own_patients(lgg_flair_features, tmp_path):
+    from sklearn.metrics import roc_auc_score
+    from tl_helpers.data.splits import grouped_kfold
+    from tl_helpers.train.features import dense_head
+
+    table, features = lgg_flair_features
+    seen = []  # what each fold's head was trained and validated on
+
+    def make_head():
+        head = dense_head(features.shape[1], outputs=2, hidden_units=(8,))
+        head.compile(optimizer="adam", loss="categorical_crossentropy")
+        fit = head.fit
+        head.fit = lambda x, y, validation_data, **kw: (seen.append((x, validation_data[0])), fit(
+            x, y, validation_data=validation_data, **kw))[1]
+        return head
+
+    result = seg.cross_validate_head(table, features, make_head, ("sensitivity", 0.95), n_folds=3, seed=1,
+                                     patience=5, epochs=20, batch_size=8, checkpoint_dir=tmp_path)
+    folds = grouped_kfold(table, "patient", n_folds=3, label_col="has_tumour", seed=1, inner_val_fraction=0.2)
+    assert len(seen) == 3 and sorted(p.name for p in tmp_path.iterdir()) == [f"fold{k}.weights.h5" for k in range(3)]
+    assert not np.isnan(result.p_positive).any()  # every slice predicted
+    for k, fold in enumerate(folds):
+        np.testing.assert_array_equal(seen[k][0], features[fold["train"]])
+        np.testing.assert_array_equal(seen[k][1], features[fold["val"]])
+        test_rows = fold["test"]
+        assert set(table.patient.iloc[test_rows]).isdisjoint(table.patient.iloc[fold["train"]])
+        row = result.per_fold.loc[k]
+        assert row["test slices"] == len(test_rows)
+        assert row["test patients"] == table.patient.iloc[test_rows].nunique()
+        np.testing.assert_array_equal(result.called[test_rows], result.p_positive[test_rows] >= row.threshold)
+    y = table.has_tumour.to_numpy().astype(int)
+    report = result.report(at_specificity=0.9, seed=0)
+    assert list(report) == ["roc_auc", "sensitivity", "specificity", "sensitivity_at_specificity_90"]
+    assert report["roc_auc"].value == pytest.approx(roc_auc_score(y, result.p_positive))
+    assert report["sensitivity"].value == pytest.approx(result.called[y == 1].mean())
+    assert report["specificity"].value == pytest.approx(1 - result.called[y == 0].mean())
+    assert report["roc_auc"].value > 0.8  # the FLAIR excess finds the tumour
+    assert result.spread()["sensitivity"].n == 3
+
+
+def test_dice_report_and_pipeline_report_follow_the_stated_rules():
+    patients = np.array(["a", "a", "b", "b"])
+    truth = np.stack([square(), square(), square(), np.zeros((8, 8))])
+    predicted = np.stack([square(), np.zeros((8, 8)), square(side=2), np.zeros((8, 8))])
+    report, per_patient = seg.dice_report(patients, truth, predicted, seed=0)
+    slice_dice = metrics.dice_scores(truth, predicted)  # 1, 0, 0.4, 1 (empty on empty)
+    np.testing.assert_allclose(slice_dice, [1.0, 0.0, 0.4, 1.0])
+    assert report["dice_mean"].value == pytest.approx(0.6)
+    assert report["dice_median"].value == pytest.approx(0.7)
+    assert list(per_patient.patient) == ["a", "b"]
+    np.testing.assert_allclose(per_patient.mean_dice, [0.5, 0.7])
+    np.testing.assert_allclose(per_patient.volumetric_dice, [2 * 16 / 48, 2 * 4 / 20])
+    assert report["dice_volumetric_per_patient_mean"].value == pytest.approx((2 / 3 + 0.4) / 2)
+
+    # the pipeline: a miss, a hit, a false alarm, a tumour-free slice left alone
+    has_tumour = np.array([True, True, False, False])
+    flagged = np.array([False, True, True, False])
+    truth = np.stack([square(), square(), np.zeros((8, 8)), np.zeros((8, 8))])
+    final = seg.pipeline_masks(flagged, np.stack([square()] * 4))
+    report, per_slice, volumes = seg.pipeline_report(patients, truth, final, has_tumour, flagged, seed=0)
+    assert list(per_slice.outcome) == ["tumour, missed (Dice 0)", "tumour, flagged",
+                                       "no tumour, false alarm (Dice 0)", "no tumour, not flagged (Dice 1)"]
+    np.testing.assert_allclose(per_slice.dice, [0.0, 1.0, 0.0, 1.0])
+    assert report["pipeline_dice_mean"].value == pytest.approx(0.5)
+    assert report["pipeline_dice_tumour_mean"].value == pytest.approx(0.5)
+    np.testing.assert_allclose(volumes.dice, [2 * 16 / 48, 0.0])
+    nothing_drawn = seg.pipeline_report(patients, truth, seg.pipeline_masks(flagged, np.zeros((4, 8, 8))),
+                                        has_tumour, flagged)[1]
+    assert nothing_drawn.outcome[2] == "no tumour, flagged, nothing drawn (Dice 1)"
