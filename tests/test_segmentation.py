@@ -1,5 +1,6 @@
 """ResUNet, Tversky/Dice losses and the Dice scoring conventions, on known masks and real slices."""
 import numpy as np
+import pandas as pd
 import pytest
 
 import tl_helpers  # noqa: F401  (first: loads triton before TensorFlow)
@@ -241,3 +242,67 @@ def test_dice_report_and_pipeline_report_follow_the_stated_rules():
     nothing_drawn = seg.pipeline_report(patients, truth, seg.pipeline_masks(flagged, np.zeros((4, 8, 8))),
                                         has_tumour, flagged)[1]
     assert nothing_drawn.outcome[2] == "no tumour, flagged, nothing drawn (Dice 1)"
+
+
+# --- chapter 4: training and showing the segmenters, the two-stage masks, the folds' record ---
+
+def test_fit_segmenter_trains_within_the_time_budget_and_says_what_stopped_it(lgg_flair_features, tmp_path,
+                                                                               capsys):
+    from tl_helpers.train.loaders import KerasImageDataset
+
+    table = lgg_flair_features[0]
+    data = KerasImageDataset(table[table.has_tumour].head(8), x_col="image_path", y_col=None,
+                             mask_col="mask_path", class_mode="mask", image_size=(32, 32), batch_size=4,
+                             shuffle=False, preprocess=seg.standardize_images)
+    keras.utils.set_random_seed(0)
+    model = seg.build_resunet((32, 32, 3), filters=(4, 8, 16, 32))
+    run = seg.fit_segmenter(model, data, data, tmp_path / "r.weights.h5", patience=50,
+                            epochs=3, learning_rate=1e-3, seconds=None, name="tiny")
+    assert run.epochs_run == 3 and "dice_coefficient" in run.history.history
+    assert capsys.readouterr().out.splitlines()[-1] == "stopped by early stopping or the epoch limit"
+    run = seg.fit_segmenter(model, data, data, tmp_path / "r.weights.h5", patience=50,
+                            epochs=3, learning_rate=1e-3, seconds=0.0, name="tiny")
+    assert run.epochs_run == 1  # a zero budget ends after the first epoch
+    assert capsys.readouterr().out.splitlines()[-1] == "stopped by the time budget"
+    line = seg.run_line("tiny", run, metrics.Estimate(0.5, 0.4, 0.6))
+    best = run.history.history["val_dice_coefficient"][0]
+    assert line.startswith("tiny                     1 epochs in ") and line.endswith(
+        f"best epoch 1: soft validation Dice {best:.3f}; test mean Dice 0.500")
+
+
+def test_two_stage_masks_segment_only_the_flagged_slices():
+    inputs = keras.Input((8, 8, 3))  # a "segmenter" that draws a full mask on any slice
+    model = keras.Model(inputs, keras.layers.Lambda(lambda x: keras.ops.ones_like(x[..., :1]))(inputs))
+    seen, predict = [], model.predict
+    model.predict = lambda x, **kw: (seen.append(x.copy()), predict(x, **kw))[1]
+    images = np.arange(4 * 8 * 8 * 3, dtype=np.float32).reshape(4, 8, 8, 3)
+    final = seg.two_stage_masks(model, images, [True, False, True, False], batch_size=2)
+    assert final.shape == (4, 8, 8, 1) and final.dtype == bool
+    assert final[[0, 2]].all() and not final[[1, 3]].any()
+    assert len(seen) == 1
+    np.testing.assert_array_equal(seen[0], images[[0, 2]])  # only the flagged slices
+    assert not seg.two_stage_masks(model, images, [False] * 4).any() and len(seen) == 1  # no call
+
+
+def test_best_to_worst_spaces_picks_from_the_highest_score_to_the_lowest():
+    scores = np.array([0.1, 0.9, 0.5, 0.7, 0.3, 0.0])
+    np.testing.assert_array_equal(seg.best_to_worst(scores, [0, 1, 2, 3, 4], 3), [1, 2, 0])
+    np.testing.assert_array_equal(seg.best_to_worst(scores, [5, 0], 1), [0])
+
+
+def test_out_of_fold_record_puts_the_report_and_the_spread_on_a_real_run_card(tmp_path):
+    from tl_helpers.workflow.runcard import RunCard
+
+    per_fold = pd.DataFrame({"roc_auc": [0.8, 0.9], "sensitivity": [1.0, 0.5], "specificity": [0.5, 1.0]})
+    y = np.array([1, 1, 0, 0, 1, 0])
+    result = seg.OutOfFold(y, np.array([0.9, 0.4, 0.2, 0.6, 0.8, 0.1]), np.array([1, 0, 0, 1, 1, 0], bool), per_fold)
+    card = RunCard("04_test", profile="smoke", seed=0)
+    report, spread = result.record(card, "stage1_cv", "2-fold", "stage 1", seed=0)
+    assert report == result.report(seed=0)
+    recorded = card.record["metrics"]
+    assert list(recorded) == ["stage1_cv_roc_auc", "stage1_cv_sensitivity", "stage1_cv_specificity"]
+    assert recorded["stage1_cv_sensitivity"]["value"] == pytest.approx(2 / 3)
+    assert recorded["stage1_cv_sensitivity"]["split"] == "2-fold"
+    assert list(spread.index) == ["roc_auc", "sensitivity", "specificity"]
+    assert spread.loc["roc_auc", "mean"] == pytest.approx(0.85)
+    assert card.record["notes"][-1].startswith("stage 1, spread over the 2 patient folds: roc_auc 0.850 ± ")

@@ -51,7 +51,7 @@ from ..evaluate.metrics import (Estimate, Spread, binary_report, bootstrap_ci, c
                                 proportion, spread)
 from ..evaluate.metrics import binarize, volumetric_dice  # noqa: F401 (tl.segmentation.volumetric_dice)
 from ..train.features import fit_head_on_features
-from ..train.keras_training import fit_keeping_best
+from ..train.keras_training import TimeBudget, TrainingRun, fit_keeping_best
 from ..train.backbones import standardize_images  # noqa: F401 (tl.segmentation.standardize_images;
 # it lives with the other preprocessings, so that an exported segmenter finds it by name)
 
@@ -260,6 +260,36 @@ def tversky_scores(true_masks, pred_masks, alpha: float = TVERSKY_ALPHA, thresho
     return np.where(denominator > 0, true_pos / np.maximum(denominator, 1e-12), float(empty_score))
 
 
+def run_line(label: str, run: TrainingRun, test_dice: Estimate) -> str:
+    """One line on a segmenter's training: epochs, seconds (each), the best epoch, its soft
+    validation Dice, and the test mean Dice. Taught in chapter 4.
+    """
+    best_val_dice = run.history.history["val_dice_coefficient"][run.best_epoch - 1]
+    return (f"{label:22s} {run.epochs_run:3d} epochs in {run.seconds:4.0f} s "
+            f"({run.seconds / run.epochs_run:5.1f} s each), best epoch {run.best_epoch}: soft "
+            f"validation Dice {best_val_dice:.3f}; test mean Dice {test_dice.value:.3f}")
+
+
+def fit_segmenter(model: keras.Model, train_data, val_data, checkpoint, patience: int,
+                  epochs: int, learning_rate: float, seconds: float | None = None,
+                  name: str = "segmenter") -> TrainingRun:
+    """Compile a segmenter (Adam, focal Tversky loss, Tversky and Dice metrics) and fit it,
+    keeping the epoch of lowest validation loss, within `seconds` of training if given.
+
+    Says in one line whether the time budget, or early stopping / the epoch limit, ended
+    it. Gives the pretrained U-Net and the from-scratch ResUNet the same recipe and cost.
+    Taught in chapter 4.
+    """
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=focal_tversky_loss(),
+                  metrics=[tversky, dice_coefficient])
+    budget = [TimeBudget(seconds)] if seconds is not None else []
+    run = fit_keeping_best(model, checkpoint, patience, name=name, extra_callbacks=budget,
+                           x=train_data, validation_data=val_data, epochs=epochs)
+    print("stopped by", "the time budget" if budget and budget[0].stopped_early
+          else "early stopping or the epoch limit")
+    return run
+
+
 def pipeline_masks(flagged, pred_masks, threshold: float = 0.5) -> np.ndarray:
     """What the two-stage pipeline outputs: the segmenter's mask on flagged slices, empty elsewhere.
 
@@ -270,6 +300,27 @@ def pipeline_masks(flagged, pred_masks, threshold: float = 0.5) -> np.ndarray:
     if flagged.shape != predicted.shape[:1]:
         raise ValueError(f"{flagged.shape[0]} flags for {predicted.shape[0]} masks")
     return predicted & flagged[:, None, None]
+
+
+def two_stage_masks(segmenter: keras.Model, images: np.ndarray, flagged,
+                    batch_size: int = 32, threshold: float = 0.5) -> np.ndarray:
+    """The pipeline on these slices: the segmenter runs on the flagged ones only, the others
+    get an empty mask (`pipeline_masks`). Taught in chapter 4.
+    """
+    flagged = np.asarray(flagged, dtype=bool)
+    masks = np.zeros((len(images), *segmenter.output.shape[1:]), np.float32)
+    if flagged.any():
+        masks[flagged] = segmenter.predict(images[flagged], batch_size=batch_size, verbose=0)
+    return pipeline_masks(flagged, masks, threshold)
+
+
+def best_to_worst(scores, rows, n: int) -> np.ndarray:
+    """`n` of `rows` evenly spaced from the highest score to the lowest (ties keep row order):
+    slices to show from the best segmented to the worst. Taught in chapter 4.
+    """
+    rows = np.asarray(rows)
+    ordered = rows[np.argsort(-np.asarray(scores)[rows], kind="stable")]
+    return ordered[np.linspace(0, len(ordered) - 1, max(1, n)).round().astype(int)]
 
 
 def per_patient_dice(patients: Sequence, scores: Sequence) -> pd.DataFrame:
@@ -382,6 +433,19 @@ class OutOfFold:
     def spread(self, names: Sequence[str] = ("roc_auc", "sensitivity", "specificity")) -> dict[str, Spread]:
         """How much each number moves from fold to fold (tl.metrics.spread of `per_fold`)."""
         return {name: spread(self.per_fold[name]) for name in names}
+
+    def record(self, card, prefix: str, split: str, what: str, at_specificity: float | None = None,
+               seed: int = 0) -> tuple[dict[str, Estimate], pd.DataFrame]:
+        """Put `report` on the run card under `prefix`, and the spread over folds in a note
+        ("<what>, spread over the N patient folds: roc_auc m ± sd; ..."); returns the report
+        and the spread as a table (rounded to 3 places) to display. Taught in chapter 4.
+        """
+        report = self.report(at_specificity=at_specificity, seed=seed)
+        card.metrics(report, prefix=prefix, split=split)
+        spreads = self.spread()
+        card.note(f"{what}, spread over the {len(self.per_fold)} patient folds: " + "; ".join(
+            f"{name} {value.mean:.3f} ± {value.sd:.3f}" for name, value in spreads.items()))
+        return report, pd.DataFrame(spreads, index=Spread._fields).T.round(3)
 
 
 def cross_validate_head(table: pd.DataFrame, features: np.ndarray, make_head: Callable[[], keras.Model],
