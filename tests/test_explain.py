@@ -172,3 +172,20 @@ def test_describe_heat_share_summarises_the_maps_with_heat():
     assert cold.startswith("no Grad-CAM map of the 1 scans has any heat")
     with pytest.raises(ValueError, match="expected one H x W mask per share"):
         tl.explain.describe_heat_share(share, regions[0])
+
+
+# --- chapter 4: the Grad-CAM heat-share summary (tl.explain.heat_share_summary) ---
+
+def test_heat_share_summary_gives_the_median_over_maps_with_heat_and_counts_in_one_line():
+    masks = np.stack([tl.explain.box_mask((4, 4), 0, 0, 2, 2)] * 3)  # each covers 0.25
+    heat = np.zeros((3, 4, 4))
+    heat[0, 0, 0], heat[0, 3, 3] = 3.0, 1.0  # 0.75 inside
+    heat[1, 3, 3] = 1.0  # 0 inside; map 2 has no heat
+    median, line = tl.explain.heat_share_summary(heat, masks)
+    assert median == pytest.approx(0.375)  # median of 0.75 and 0, map 2 left out
+    assert line == ("median share of the Grad-CAM heat inside the true mask 0.38 (over 2 of 3 "
+                    "slices whose map has heat), where the mask covers a median 0.250 of the "
+                    "slice; more than half the heat inside on 1 slices; more heat inside than "
+                    "its area would give on 1")
+    assert tl.explain.heat_share_summary(np.zeros((2, 4, 4)), masks[:2]) == (
+        None, "none of the 2 Grad-CAM maps has any heat")

@@ -64,3 +64,16 @@ def test_truncated_jpeg_is_named(tmp_path, photo):
 
 def test_image_endings_any_case():
     assert is_image_file("Y100.JPG") and is_image_file(Path("a/b.tif")) and not is_image_file("notes.txt")
+
+
+# --- chapter 4: the LGG article's preprocessing (tl.images.pixels_over_255) ---
+
+def test_pixels_over_255_scales_a_real_image_to_0_1(tmp_path, photo):
+    from tl_helpers.data.images import pixels_over_255
+
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    image = read_image(tmp_path / "p.png")
+    scaled = pixels_over_255(image[None])
+    assert scaled.dtype == np.float32 and scaled.shape == (1, *image.shape)
+    np.testing.assert_allclose(scaled[0] * 255, image, atol=1e-4)
+    assert 0.0 <= scaled.min() and scaled.max() <= 1.0

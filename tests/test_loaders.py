@@ -353,3 +353,18 @@ def test_torch_image_and_mask_items_are_aligned(lgg_table):
         assert image.shape == (3, 256, 256) and mask.shape == (1, 256, 256)
         assert image.max() <= 1.0 and set(mask.unique().tolist()) == {0.0, 1.0}
         assert_aligned(image[0].numpy(), mask[0].numpy())
+
+
+# --- chapter 4: every batch of an unshuffled dataset, concatenated (tl.loaders.all_batches) ---
+
+def test_all_batches_returns_images_and_masks_in_table_order(lgg_table):
+    from tl_helpers.train.loaders import all_batches
+
+    data = KerasImageDataset(lgg_table, x_col="path", y_col=None, mask_col="mask_path", class_mode="mask",
+                             image_size=(32, 32), batch_size=3, shuffle=False)
+    images, masks = all_batches(data)
+    assert images.shape == (8, 32, 32, 3) and masks.shape == (8, 32, 32, 1)  # 3 + 3 + 2
+    for i in (0, 4, 7):
+        expected_image, expected_mask = load_example(lgg_table.path[i], (32, 32), mask_path=lgg_table.mask_path[i])
+        np.testing.assert_array_equal(images[i], expected_image)
+        np.testing.assert_array_equal(masks[i], expected_mask)

@@ -1,5 +1,6 @@
 """ResUNet, Tversky/Dice losses and the Dice scoring conventions, on known masks and real slices."""
 import numpy as np
+import pandas as pd
 import pytest
 
 import tl_helpers  # noqa: F401  (first: loads triton before TensorFlow)
@@ -152,3 +153,156 @@ def test_volumetric_dice_sums_over_a_patients_slices():
     np.testing.assert_allclose(table.dice, [128 / 132, 1.0])
     with pytest.raises(ValueError):
         seg.volumetric_dice(["a"], truth, pred)
+
+
+# --- chapter 4: stage 1 cross-validated by patient (tl.segmentation.cross_validate_head) ---
+
+@pytest.fixture(scope="module")
+def lgg_flair_features(tmp_path_factory):
+    """Synthetic LGG slices written as files, and three numbers read from each slice: the
+    mean, 99.9th percentile and maximum of FLAIR minus pre-contrast (the tumour is brighter in
+    FLAIR), standardised."""
+    from tl_helpers.data.images import read_image
+    from tl_helpers.data.synthetic import synthesize
+    from tl_helpers.data.tables import lgg_slice_table
+
+    table = lgg_slice_table(synthesize("lgg_mri_segmentation", tmp_path_factory.mktemp("lgg") / "data"))
+    images = [read_image(path).astype(np.float32) / 255 for path in table.image_path]
+    excess = [image[..., 1] - image[..., 0] for image in images]
+    features = np.array([[e.mean(), np.percentile(e, 99.9), e.max()] for e in excess], np.float32)
+    return table, (features - features.mean(axis=0)) / features.std(axis=0)
+
+
+def test_cross_validate_head_predicts_each_slice_once_from_its_folds_own_patients(lgg_flair_features, tmp_path):
+    from sklearn.metrics import roc_auc_score
+    from tl_helpers.data.splits import grouped_kfold
+    from tl_helpers.train.features import dense_head
+
+    table, features = lgg_flair_features
+    seen = []  # what each fold's head was trained and validated on
+
+    def make_head():
+        head = dense_head(features.shape[1], outputs=2, hidden_units=(8,))
+        head.compile(optimizer="adam", loss="categorical_crossentropy")
+        fit = head.fit
+        head.fit = lambda x, y, validation_data, **kw: (seen.append((x, validation_data[0])), fit(
+            x, y, validation_data=validation_data, **kw))[1]
+        return head
+
+    result = seg.cross_validate_head(table, features, make_head, ("sensitivity", 0.95), n_folds=3, seed=1,
+                                     patience=5, epochs=20, batch_size=8, checkpoint_dir=tmp_path)
+    folds = grouped_kfold(table, "patient", n_folds=3, label_col="has_tumour", seed=1, inner_val_fraction=0.2)
+    assert len(seen) == 3 and sorted(p.name for p in tmp_path.iterdir()) == [f"fold{k}.weights.h5" for k in range(3)]
+    assert not np.isnan(result.p_positive).any()  # every slice predicted
+    for k, fold in enumerate(folds):
+        np.testing.assert_array_equal(seen[k][0], features[fold["train"]])
+        np.testing.assert_array_equal(seen[k][1], features[fold["val"]])
+        test_rows = fold["test"]
+        assert set(table.patient.iloc[test_rows]).isdisjoint(table.patient.iloc[fold["train"]])
+        row = result.per_fold.loc[k]
+        assert row["test slices"] == len(test_rows)
+        assert row["test patients"] == table.patient.iloc[test_rows].nunique()
+        np.testing.assert_array_equal(result.called[test_rows], result.p_positive[test_rows] >= row.threshold)
+    y = table.has_tumour.to_numpy().astype(int)
+    report = result.report(at_specificity=0.9, seed=0)
+    assert list(report) == ["roc_auc", "sensitivity", "specificity", "sensitivity_at_specificity_90"]
+    assert report["roc_auc"].value == pytest.approx(roc_auc_score(y, result.p_positive))
+    assert report["sensitivity"].value == pytest.approx(result.called[y == 1].mean())
+    assert report["specificity"].value == pytest.approx(1 - result.called[y == 0].mean())
+    assert report["roc_auc"].value > 0.8  # the FLAIR excess finds the tumour
+    assert result.spread()["sensitivity"].n == 3
+
+
+def test_dice_report_and_pipeline_report_follow_the_stated_rules():
+    patients = np.array(["a", "a", "b", "b"])
+    truth = np.stack([square(), square(), square(), np.zeros((8, 8))])
+    predicted = np.stack([square(), np.zeros((8, 8)), square(side=2), np.zeros((8, 8))])
+    report, per_patient = seg.dice_report(patients, truth, predicted, seed=0)
+    slice_dice = metrics.dice_scores(truth, predicted)  # 1, 0, 0.4, 1 (empty on empty)
+    np.testing.assert_allclose(slice_dice, [1.0, 0.0, 0.4, 1.0])
+    assert report["dice_mean"].value == pytest.approx(0.6)
+    assert report["dice_median"].value == pytest.approx(0.7)
+    assert list(per_patient.patient) == ["a", "b"]
+    np.testing.assert_allclose(per_patient.mean_dice, [0.5, 0.7])
+    np.testing.assert_allclose(per_patient.volumetric_dice, [2 * 16 / 48, 2 * 4 / 20])
+    assert report["dice_volumetric_per_patient_mean"].value == pytest.approx((2 / 3 + 0.4) / 2)
+
+    # the pipeline: a miss, a hit, a false alarm, a tumour-free slice left alone
+    has_tumour = np.array([True, True, False, False])
+    flagged = np.array([False, True, True, False])
+    truth = np.stack([square(), square(), np.zeros((8, 8)), np.zeros((8, 8))])
+    final = seg.pipeline_masks(flagged, np.stack([square()] * 4))
+    report, per_slice, volumes = seg.pipeline_report(patients, truth, final, has_tumour, flagged, seed=0)
+    assert list(per_slice.outcome) == ["tumour, missed (Dice 0)", "tumour, flagged",
+                                       "no tumour, false alarm (Dice 0)", "no tumour, not flagged (Dice 1)"]
+    np.testing.assert_allclose(per_slice.dice, [0.0, 1.0, 0.0, 1.0])
+    assert report["pipeline_dice_mean"].value == pytest.approx(0.5)
+    assert report["pipeline_dice_tumour_mean"].value == pytest.approx(0.5)
+    np.testing.assert_allclose(volumes.dice, [2 * 16 / 48, 0.0])
+    nothing_drawn = seg.pipeline_report(patients, truth, seg.pipeline_masks(flagged, np.zeros((4, 8, 8))),
+                                        has_tumour, flagged)[1]
+    assert nothing_drawn.outcome[2] == "no tumour, flagged, nothing drawn (Dice 1)"
+
+
+# --- chapter 4: training and showing the segmenters, the two-stage masks, the folds' record ---
+
+def test_fit_segmenter_trains_within_the_time_budget_and_says_what_stopped_it(lgg_flair_features, tmp_path,
+                                                                               capsys):
+    from tl_helpers.train.loaders import KerasImageDataset
+
+    table = lgg_flair_features[0]
+    data = KerasImageDataset(table[table.has_tumour].head(8), x_col="image_path", y_col=None,
+                             mask_col="mask_path", class_mode="mask", image_size=(32, 32), batch_size=4,
+                             shuffle=False, preprocess=seg.standardize_images)
+    keras.utils.set_random_seed(0)
+    model = seg.build_resunet((32, 32, 3), filters=(4, 8, 16, 32))
+    run = seg.fit_segmenter(model, data, data, tmp_path / "r.weights.h5", patience=50,
+                            epochs=3, learning_rate=1e-3, seconds=None, name="tiny")
+    assert run.epochs_run == 3 and "dice_coefficient" in run.history.history
+    assert capsys.readouterr().out.splitlines()[-1] == "stopped by early stopping or the epoch limit"
+    run = seg.fit_segmenter(model, data, data, tmp_path / "r.weights.h5", patience=50,
+                            epochs=3, learning_rate=1e-3, seconds=0.0, name="tiny")
+    assert run.epochs_run == 1  # a zero budget ends after the first epoch
+    assert capsys.readouterr().out.splitlines()[-1] == "stopped by the time budget"
+    line = seg.run_line("tiny", run, metrics.Estimate(0.5, 0.4, 0.6))
+    best = run.history.history["val_dice_coefficient"][0]
+    assert line.startswith("tiny                     1 epochs in ") and line.endswith(
+        f"best epoch 1: soft validation Dice {best:.3f}; test mean Dice 0.500")
+
+
+def test_two_stage_masks_segment_only_the_flagged_slices():
+    inputs = keras.Input((8, 8, 3))  # a "segmenter" that draws a full mask on any slice
+    model = keras.Model(inputs, keras.layers.Lambda(lambda x: keras.ops.ones_like(x[..., :1]))(inputs))
+    seen, predict = [], model.predict
+    model.predict = lambda x, **kw: (seen.append(x.copy()), predict(x, **kw))[1]
+    images = np.arange(4 * 8 * 8 * 3, dtype=np.float32).reshape(4, 8, 8, 3)
+    final = seg.two_stage_masks(model, images, [True, False, True, False], batch_size=2)
+    assert final.shape == (4, 8, 8) and final.dtype == bool  # binarize drops the channel
+    assert final[[0, 2]].all() and not final[[1, 3]].any()
+    assert len(seen) == 1
+    np.testing.assert_array_equal(seen[0], images[[0, 2]])  # only the flagged slices
+    assert not seg.two_stage_masks(model, images, [False] * 4).any() and len(seen) == 1  # no call
+
+
+def test_best_to_worst_spaces_picks_from_the_highest_score_to_the_lowest():
+    scores = np.array([0.1, 0.9, 0.5, 0.7, 0.3, 0.0])
+    np.testing.assert_array_equal(seg.best_to_worst(scores, [0, 1, 2, 3, 4], 3), [1, 2, 0])
+    np.testing.assert_array_equal(seg.best_to_worst(scores, [5, 0], 1), [0])
+
+
+def test_out_of_fold_record_puts_the_report_and_the_spread_on_a_real_run_card(tmp_path):
+    from tl_helpers.workflow.runcard import RunCard
+
+    per_fold = pd.DataFrame({"roc_auc": [0.8, 0.9], "sensitivity": [1.0, 0.5], "specificity": [0.5, 1.0]})
+    y = np.array([1, 1, 0, 0, 1, 0])
+    result = seg.OutOfFold(y, np.array([0.9, 0.4, 0.2, 0.6, 0.8, 0.1]), np.array([1, 0, 0, 1, 1, 0], bool), per_fold)
+    card = RunCard("04_test", profile="smoke", seed=0)
+    report, spread = result.record(card, "stage1_cv", "2-fold", "stage 1", seed=0)
+    assert report == result.report(seed=0)
+    recorded = card.record["metrics"]
+    assert list(recorded) == ["stage1_cv_roc_auc", "stage1_cv_sensitivity", "stage1_cv_specificity"]
+    assert recorded["stage1_cv_sensitivity"]["value"] == pytest.approx(2 / 3)
+    assert recorded["stage1_cv_sensitivity"]["split"] == "2-fold"
+    assert list(spread.index) == ["roc_auc", "sensitivity", "specificity"]
+    assert spread.loc["roc_auc", "mean"] == pytest.approx(0.85)
+    assert card.record["notes"][-1].startswith("stage 1, spread over the 2 patient folds: roc_auc 0.850 ± ")

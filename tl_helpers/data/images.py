@@ -265,6 +265,13 @@ def resize_image(image: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
         (height, width) + image.shape[2:])
 
 
+def pixels_over_255(images) -> np.ndarray:
+    """Pixels divided by 255 as float32, whatever the backbone expects (the LGG article's
+    preprocessing, compared with the backbone's own). Used by chapter 4.
+    """
+    return np.asarray(images, np.float32) / 255.0
+
+
 def read_mask(path: str | Path, image_size: tuple[int, int]) -> np.ndarray:
     """A mask file as uint8 HxWx1 of 0 / 1 (foreground: pixels above 127), at `image_size`.
 

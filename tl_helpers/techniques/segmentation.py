@@ -29,9 +29,16 @@ decide the numbers:
   when the segmenter then draws something;
 - intervals resample patients, not slices (slices of one patient are not independent):
   `tl.metrics.bootstrap_ci(np.mean, scores, groups=patients)`.
+
+Stage 1 (the classifier) is cheap on cached features, so `cross_validate_head` retrains its
+head fold by fold over whole patients: out-of-fold predictions for every slice, each fold's
+threshold chosen on its own inner validation patients.
 """
 from __future__ import annotations
 
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import keras
@@ -39,7 +46,12 @@ import numpy as np
 import pandas as pd
 from keras import layers, ops
 
+from ..data.splits import grouped_kfold
+from ..evaluate.metrics import (Estimate, Spread, binary_report, bootstrap_ci, choose_threshold, dice_scores,
+                                proportion, spread)
 from ..evaluate.metrics import binarize, volumetric_dice  # noqa: F401 (tl.segmentation.volumetric_dice)
+from ..train.features import fit_head_on_features
+from ..train.keras_training import TimeBudget, TrainingRun, fit_keeping_best
 from ..train.backbones import standardize_images  # noqa: F401 (tl.segmentation.standardize_images;
 # it lives with the other preprocessings, so that an exported segmenter finds it by name)
 
@@ -248,6 +260,36 @@ def tversky_scores(true_masks, pred_masks, alpha: float = TVERSKY_ALPHA, thresho
     return np.where(denominator > 0, true_pos / np.maximum(denominator, 1e-12), float(empty_score))
 
 
+def run_line(label: str, run: TrainingRun, test_dice: Estimate) -> str:
+    """One line on a segmenter's training: epochs, seconds (each), the best epoch, its soft
+    validation Dice, and the test mean Dice. Taught in chapter 4.
+    """
+    best_val_dice = run.history.history["val_dice_coefficient"][run.best_epoch - 1]
+    return (f"{label:22s} {run.epochs_run:3d} epochs in {run.seconds:4.0f} s "
+            f"({run.seconds / run.epochs_run:5.1f} s each), best epoch {run.best_epoch}: soft "
+            f"validation Dice {best_val_dice:.3f}; test mean Dice {test_dice.value:.3f}")
+
+
+def fit_segmenter(model: keras.Model, train_data, val_data, checkpoint, patience: int,
+                  epochs: int, learning_rate: float, seconds: float | None = None,
+                  name: str = "segmenter") -> TrainingRun:
+    """Compile a segmenter (Adam, focal Tversky loss, Tversky and Dice metrics) and fit it,
+    keeping the epoch of lowest validation loss, within `seconds` of training if given.
+
+    Says in one line whether the time budget, or early stopping / the epoch limit, ended
+    it. Gives the pretrained U-Net and the from-scratch ResUNet the same recipe and cost.
+    Taught in chapter 4.
+    """
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=focal_tversky_loss(),
+                  metrics=[tversky, dice_coefficient])
+    budget = [TimeBudget(seconds)] if seconds is not None else []
+    run = fit_keeping_best(model, checkpoint, patience, name=name, extra_callbacks=budget,
+                           x=train_data, validation_data=val_data, epochs=epochs)
+    print("stopped by", "the time budget" if budget and budget[0].stopped_early
+          else "early stopping or the epoch limit")
+    return run
+
+
 def pipeline_masks(flagged, pred_masks, threshold: float = 0.5) -> np.ndarray:
     """What the two-stage pipeline outputs: the segmenter's mask on flagged slices, empty elsewhere.
 
@@ -260,6 +302,27 @@ def pipeline_masks(flagged, pred_masks, threshold: float = 0.5) -> np.ndarray:
     return predicted & flagged[:, None, None]
 
 
+def two_stage_masks(segmenter: keras.Model, images: np.ndarray, flagged,
+                    batch_size: int = 32, threshold: float = 0.5) -> np.ndarray:
+    """The pipeline on these slices: the segmenter runs on the flagged ones only, the others
+    get an empty mask (`pipeline_masks`). Taught in chapter 4.
+    """
+    flagged = np.asarray(flagged, dtype=bool)
+    masks = np.zeros((len(images), *segmenter.output.shape[1:]), np.float32)
+    if flagged.any():
+        masks[flagged] = segmenter.predict(images[flagged], batch_size=batch_size, verbose=0)
+    return pipeline_masks(flagged, masks, threshold)
+
+
+def best_to_worst(scores, rows, n: int) -> np.ndarray:
+    """`n` of `rows` evenly spaced from the highest score to the lowest (ties keep row order):
+    slices to show from the best segmented to the worst. Taught in chapter 4.
+    """
+    rows = np.asarray(rows)
+    ordered = rows[np.argsort(-np.asarray(scores)[rows], kind="stable")]
+    return ordered[np.linspace(0, len(ordered) - 1, max(1, n)).round().astype(int)]
+
+
 def per_patient_dice(patients: Sequence, scores: Sequence) -> pd.DataFrame:
     """One row per patient: slices scored and their mean and median Dice (sorted by patient).
 
@@ -267,6 +330,57 @@ def per_patient_dice(patients: Sequence, scores: Sequence) -> pd.DataFrame:
     """
     frame = pd.DataFrame({"patient": list(patients), "dice": np.asarray(scores, dtype=np.float64)})
     return frame.groupby("patient").dice.agg(slices="size", mean_dice="mean", median_dice="median").reset_index()
+
+
+def dice_report(patients, true_masks, pred_masks, seed: int = 0) -> tuple[dict[str, Estimate], pd.DataFrame]:
+    """A segmenter's Dice on held-out slices, four ways, every interval resampling patients.
+
+    dice_mean and dice_median over slices; dice_per_patient_mean (each patient's mean slice
+    Dice, then their mean); dice_volumetric_per_patient_mean (`volumetric_dice`). Returns the
+    report and one row per patient (slices, mean_dice, median_dice, volumetric_dice).
+    Taught in chapter 4.
+    """
+    dice = dice_scores(true_masks, pred_masks)
+    volumes = volumetric_dice(patients, true_masks, pred_masks)
+    per_patient = per_patient_dice(patients, dice)
+    report = {
+        "dice_mean": bootstrap_ci(np.mean, dice, groups=patients, seed=seed),
+        "dice_median": bootstrap_ci(np.median, dice, groups=patients, seed=seed),
+        "dice_per_patient_mean": bootstrap_ci(np.mean, per_patient.mean_dice, seed=seed),
+        "dice_volumetric_per_patient_mean": bootstrap_ci(np.mean, volumes.dice, seed=seed),
+    }
+    return report, per_patient.assign(volumetric_dice=volumes.dice.to_numpy())
+
+
+PIPELINE_OUTCOMES = ("tumour, flagged", "tumour, missed (Dice 0)", "no tumour, false alarm (Dice 0)",
+                     "no tumour, flagged, nothing drawn (Dice 1)", "no tumour, not flagged (Dice 1)")
+
+
+def pipeline_report(patients, true_masks, final_masks, has_tumour, flagged,
+                    seed: int = 0) -> tuple[dict[str, Estimate], pd.DataFrame, pd.DataFrame]:
+    """The two-stage pipeline scored on every slice (`final_masks` from `pipeline_masks`).
+
+    has_tumour: the slice's label (from its full-size mask file; a resized mask can lose a
+    tiny tumour); flagged: stage 1's call.
+
+    Returns the report (pipeline_dice_mean over all slices, pipeline_dice_tumour_mean over
+    the tumour slices, misses counting 0, pipeline_dice_volumetric_per_patient_mean; every
+    interval resamples patients), one row per slice (patient, outcome, dice; the outcome is
+    one of PIPELINE_OUTCOMES) and `volumetric_dice` per patient. Taught in chapter 4.
+    """
+    tumour, flagged = np.asarray(has_tumour, dtype=bool), np.asarray(flagged, dtype=bool)
+    drawn = binarize(final_masks).any(axis=(1, 2))
+    dice = dice_scores(true_masks, final_masks)
+    volumes = volumetric_dice(patients, true_masks, final_masks)
+    patients = np.asarray(list(patients))
+    outcome = np.select([tumour & flagged, tumour & ~flagged, ~tumour & drawn, ~tumour & flagged],
+                        PIPELINE_OUTCOMES[:4], PIPELINE_OUTCOMES[4])
+    report = {
+        "pipeline_dice_mean": bootstrap_ci(np.mean, dice, groups=patients, seed=seed),
+        "pipeline_dice_tumour_mean": bootstrap_ci(np.mean, dice[tumour], groups=patients[tumour], seed=seed),
+        "pipeline_dice_volumetric_per_patient_mean": bootstrap_ci(np.mean, volumes.dice, seed=seed),
+    }
+    return report, pd.DataFrame({"patient": patients, "outcome": outcome, "dice": dice}), volumes
 
 
 # --- stage 1's frozen part -----------------------------------------------------------------
@@ -284,3 +398,90 @@ def pooled_flat_features(backbone_model: keras.Model, pool_size: int = 4,
     x = layers.AveragePooling2D(pool, name="avg_pool")(backbone_model.output)
     x = layers.Flatten(name="flatten")(x)
     return keras.Model(backbone_model.input, x, name=name)
+
+
+# --- stage 1, cross-validated by patient ----------------------------------------------------
+
+@dataclass
+class OutOfFold:
+    """A head cross-validated by patient: every slice predicted by the fold that never saw it.
+
+    y_true: 0/1 per slice (table order); p_positive: its out-of-fold P(positive); called:
+    its call at its own fold's threshold (chosen on that fold's inner validation patients);
+    per_fold: one row per fold (test patients and slices, threshold, ROC AUC, sensitivity,
+    specificity on the fold's test slices). Taught in chapter 4.
+    """
+
+    y_true: np.ndarray
+    p_positive: np.ndarray
+    called: np.ndarray
+    per_fold: pd.DataFrame
+
+    def report(self, at_specificity: float | None = None, n_boot: int = 1000,
+               seed: int = 0) -> dict[str, Estimate]:
+        """Pooled over all slices, with 95% intervals: ROC AUC (bootstrap), the sensitivity and
+        specificity of the per-fold calls (Wilson) and, with `at_specificity`, the sensitivity
+        where the pooled ROC curve reaches it."""
+        pooled = binary_report(self.y_true, self.p_positive, n_boot=n_boot, seed=seed,
+                               at_specificity=at_specificity)
+        positives, negatives = self.y_true == 1, self.y_true == 0
+        return {"roc_auc": pooled["roc_auc"],
+                "sensitivity": proportion(int(self.called[positives].sum()), int(positives.sum())),
+                "specificity": proportion(int((~self.called[negatives]).sum()), int(negatives.sum())),
+                **{name: value for name, value in pooled.items() if name.startswith("sensitivity_at_")}}
+
+    def spread(self, names: Sequence[str] = ("roc_auc", "sensitivity", "specificity")) -> dict[str, Spread]:
+        """How much each number moves from fold to fold (tl.metrics.spread of `per_fold`)."""
+        return {name: spread(self.per_fold[name]) for name in names}
+
+    def record(self, card, prefix: str, split: str, what: str, at_specificity: float | None = None,
+               seed: int = 0) -> tuple[dict[str, Estimate], pd.DataFrame]:
+        """Put `report` on the run card under `prefix`, and the spread over folds in a note
+        ("<what>, spread over the N patient folds: roc_auc m ± sd; ..."); returns the report
+        and the spread as a table (rounded to 3 places) to display. Taught in chapter 4.
+        """
+        report = self.report(at_specificity=at_specificity, seed=seed)
+        card.metrics(report, prefix=prefix, split=split)
+        spreads = self.spread()
+        card.note(f"{what}, spread over the {len(self.per_fold)} patient folds: " + "; ".join(
+            f"{name} {value.mean:.3f} ± {value.sd:.3f}" for name, value in spreads.items()))
+        return report, pd.DataFrame(spreads, index=Spread._fields).T.round(3)
+
+
+def cross_validate_head(table: pd.DataFrame, features: np.ndarray, make_head: Callable[[], keras.Model],
+                        goal, group_col: str = "patient", label_col: str = "has_tumour", n_folds: int = 5,
+                        seed: int = 0, inner_val_fraction: float = 0.2, patience: int = 20, epochs: int = 15,
+                        batch_size: int = 16, fold_boot: int = 200, checkpoint_dir=None) -> OutOfFold:
+    """Out-of-fold predictions of a head on cached features, by whole patients (groups).
+
+    The rows of `table` (one per slice, with `group_col` and 0/1 `label_col`) and of
+    `features` go together. `tl.splits.grouped_kfold` deals the patients to `n_folds` folds;
+    for each, Keras is seeded with `seed + fold` and `make_head()` gives a fresh compiled head
+    with a two-way softmax, trained on the fold's training patients with the best epoch kept
+    on its inner validation patients (`tl.keras_training.fit_keeping_best`), which also choose
+    its threshold for `goal` (tl.metrics.choose_threshold). The fold's test patients are
+    predicted once. Taught in chapter 4.
+    """
+    y_true = table[label_col].to_numpy().astype(int)
+    targets = keras.utils.to_categorical(y_true, 2)
+    folds = grouped_kfold(table, group_col, n_folds=n_folds, label_col=label_col, seed=seed,
+                          inner_val_fraction=inner_val_fraction)
+    checkpoint_dir = Path(checkpoint_dir or tempfile.mkdtemp(prefix="cross_validation_"))
+    p_positive, called, rows = np.full(len(table), np.nan), np.zeros(len(table), bool), []
+    for k, fold in enumerate(folds):
+        train, val, test = fold["train"], fold["val"], fold["test"]
+        keras.utils.set_random_seed(seed + k)
+        head = make_head()
+        fit_keeping_best(head, checkpoint_dir / f"fold{k}.weights.h5", patience, name=f"fold {k}",
+                         fit=lambda callbacks: fit_head_on_features(
+                             head, features[train], targets[train], features[val], targets[val],
+                             epochs=epochs, batch_size=batch_size, callbacks=callbacks, seed=seed))
+        point = choose_threshold(y_true[val], head.predict(features[val], verbose=0)[:, 1], goal)
+        p_positive[test] = head.predict(features[test], verbose=0)[:, 1]
+        called[test] = p_positive[test] >= point.threshold
+        scores = binary_report(y_true[test], p_positive[test], threshold=point.threshold,
+                               n_boot=fold_boot, seed=seed)
+        rows.append({"fold": k, "test patients": table[group_col].iloc[test].nunique(),
+                     "test slices": len(test), "threshold": point.threshold,
+                     **{name: scores[name].value for name in ("roc_auc", "sensitivity", "specificity")}})
+    return OutOfFold(y_true, p_positive, called, pd.DataFrame(rows).set_index("fold"))

@@ -112,6 +112,13 @@ def encode_labels(values: Sequence, classes: Sequence | None = None) -> tuple[li
 
 # --- the table of examples shared by the Keras and PyTorch datasets -----------------------
 
+def all_batches(data) -> tuple[np.ndarray, ...]:
+    """Every batch of an unshuffled Keras dataset (`len(data)`, `data[i]`), concatenated part
+    by part: (images, labels or masks) in table order. Used by chapter 4.
+    """
+    return tuple(np.concatenate(parts) for parts in zip(*(data[i] for i in range(len(data)))))
+
+
 class _ImageTable:
     """Paths, labels and loading settings taken from a dataframe (one row per example)."""
 
