@@ -312,6 +312,17 @@ def test_a_zip_of_real_files_installs_in_the_layout_and_the_manifest_reports_cou
     assert "train/NORMAL 2 of 1341; train/PNEUMONIA 3 of 3875; val/ absent (16 files in the release)" in text
     assert "matches MANIFEST.json of the install from zip chest-xray-pneumonia.zip" in text
 
+    assert manifest["contents"][files[1]] == [(target / files[1]).stat().st_size,
+                                              hashlib.sha256((target / files[1]).read_bytes()).hexdigest()]
+    replaced = target / files[1]  # same name, same size, other bytes: only the sha256 can tell
+    original = replaced.read_bytes()
+    replaced.write_bytes(bytes(255 - b for b in original))
+    report = data.verify_with_manifest("chest_xray", target)
+    assert {p.path for p in report.problems} == {str(replaced)}  # (the deep check may not decode it either)
+    assert "size or sha256 differs from MANIFEST.json" in str(report)
+    assert data.verify_with_manifest("chest_xray", target, deep=False).ok  # --quick: sizes only
+    replaced.write_bytes(original)
+
     gone = target / files[0]
     gone.unlink()
     (target / "train" / "NORMAL" / "extra.jpeg").write_bytes((target / files[1]).read_bytes())

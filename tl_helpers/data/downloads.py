@@ -23,7 +23,7 @@ from .registry import DataLayoutError, DownloadError, resolve_data_dir, spec
 
 __all__ = ['KAGGLE_HOST', 'TOKEN_HELP', 'MANIFEST_FILE', 'kaggle_json_path', 'kaggle_credentials',
            'kaggle_reachable', 'download', 'install_from_zip', 'install_from_folder', 'release_folder',
-           'KAGGLE_INPUT', 'link_kaggle_inputs', 'file_manifest', 'verify_with_manifest',
+           'KAGGLE_INPUT', 'link_kaggle_inputs', 'file_manifest', 'file_sha256', 'changed_files', 'verify_with_manifest',
            'MAX_UNPACK_RATIO', 'check_unpacked_size']
 
 KAGGLE_HOST = ("www.kaggle.com", 443)  # what the reachability check connects to before kagglehub runs
@@ -371,11 +371,22 @@ def install_from_folder(name: str, folder: str | Path, data_dir: str | Path | No
 
 # --- manifest ----------------------------------------------------------------------------
 
-def file_manifest(root: str | Path) -> dict:
-    """The visible files under `root`: count, sorted relative paths, and the sha256 of that list.
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks. Used by tl.data.file_manifest."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
-    The checksum is over the names (one per line, `/`-separated), not the contents: it says
-    whether the same files are there. MANIFEST.json itself and hidden files are left out.
+
+def file_manifest(root: str | Path, contents: bool = True) -> dict:
+    """The visible files under `root`: count, sorted relative paths, the sha256 of that list,
+    and (with `contents`) each file's size and the sha256 of its bytes.
+
+    The list's checksum says whether the same files are there; the per-file size and sha256
+    say whether they still hold what was installed (a replaced or damaged file). MANIFEST.json
+    itself and hidden files are left out. Written at install as `<dataset>/MANIFEST.json`.
     Used by tl.data.install_from_folder and tl.data.verify_with_manifest (book/data.md).
     """
     root = Path(root)
@@ -386,7 +397,21 @@ def file_manifest(root: str | Path) -> dict:
         files += [(relative / n).as_posix() for n in names if not n.startswith(".")]
     files = sorted(f for f in files if f != MANIFEST_FILE)
     digest = hashlib.sha256("".join(f + "\n" for f in files).encode()).hexdigest()
-    return {"n_files": len(files), "sha256": digest, "files": files}
+    manifest = {"n_files": len(files), "sha256": digest, "files": files}
+    if contents:
+        manifest["contents"] = {f: [(root / f).stat().st_size, file_sha256(root / f)] for f in files}
+    return manifest
+
+
+def changed_files(root: Path, recorded: dict, deep: bool = True) -> list[str]:
+    """Files of a recorded manifest whose size (always) or sha256 (when `deep`) differs now;
+    files that are gone are left to the name check. Used by tl.data.verify_with_manifest."""
+    changed = []
+    for path, (size, digest) in sorted((recorded.get("contents") or {}).items()):
+        file = root / path
+        if file.is_file() and (file.stat().st_size != size or (deep and file_sha256(file) != digest)):
+            changed.append(path)
+    return changed
 
 
 def _count_differences(name: str, counts: dict) -> list[str]:
@@ -427,7 +452,7 @@ def verify_with_manifest(name: str, root: str | Path | None = None, deep: bool =
                             + "; ".join(differences))
     else:
         report.notes.append("counts match the full Kaggle release")
-    manifest = file_manifest(report.root)
+    manifest = file_manifest(report.root, contents=False)
     recorded_path = report.root / MANIFEST_FILE
     line = f"manifest: {manifest['n_files']} files, sha256 of the sorted file list {manifest['sha256']}"
     if not recorded_path.is_file():
@@ -440,6 +465,15 @@ def verify_with_manifest(name: str, root: str | Path | None = None, deep: bool =
         report.problems.append(Problem(str(recorded_path), f"unreadable manifest ({_one_line(error)}); "
                                        "reinstall the dataset, or delete the file"))
         return report
+    changed = changed_files(report.root, recorded, deep=deep)
+    for path in changed[:20]:
+        report.problems.append(Problem(str(report.root / path), f"its {'size or sha256' if deep else 'size'} "
+                                       f"differs from {MANIFEST_FILE}: the file was replaced or damaged since "
+                                       "the install; reinstall the dataset"))
+    if len(changed) > 20:
+        report.problems.append(Problem(str(report.root), f"... and {len(changed) - 20} more files changed"))
+    if "contents" not in recorded:
+        report.notes.append(f"{MANIFEST_FILE} predates per-file checksums: names checked, contents not")
     if recorded.get("sha256") == manifest["sha256"]:
         report.notes.append(line + f" (matches {MANIFEST_FILE} of the install from {recorded.get('origin')})")
         return report
