@@ -252,3 +252,30 @@ def test_most_confident_mistakes_orders_wrong_predictions_by_confidence():
 def test_most_confident_mistakes_checks_lengths():
     with pytest.raises(ValueError, match="labels"):
         tt.most_confident_mistakes([0, 1, 1], [0.2, 0.3])
+
+
+# --- chapter 5 (issue 23): DDP out of the taught loop -------------------------------------------
+
+def test_fit_one_cycle_under_torchrun_points_to_the_distributed_loop(pcam_root, monkeypatch):
+    _, train, valid = _loaders(pcam_root)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="fit_one_cycle_distributed"):
+        tt.fit_one_cycle(_tiny_model(), train, valid, epochs=1, max_lr=0.05, device=torch.device("cpu"),
+                         progress=False, verbose=False)
+
+
+def test_fit_one_cycle_distributed_in_one_process_is_fit_one_cycle(pcam_root, monkeypatch, capsys):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    histories, states = [], []
+    for fit in (tt.fit_one_cycle, tt.fit_one_cycle_distributed):
+        _, train, valid = _loaders(pcam_root)
+        model = _tiny_model()
+        histories.append(fit(model, train, valid, epochs=2, max_lr=0.05, device=torch.device("cpu"),
+                             progress=False, verbose=True))
+        states.append(model.state_dict())
+    printed = capsys.readouterr().out
+    assert printed.count("epoch  train loss") == 2 and "processes" not in printed
+    columns = ["epoch", "train_loss", "valid_loss", "accuracy"]
+    pd.testing.assert_frame_equal(histories[0][columns], histories[1][columns])
+    for name, tensor in states[0].items():
+        assert torch.equal(tensor, states[1][name]), name
