@@ -279,3 +279,21 @@ def test_fit_one_cycle_distributed_in_one_process_is_fit_one_cycle(pcam_root, mo
     pd.testing.assert_frame_equal(histories[0][columns], histories[1][columns])
     for name, tensor in states[0].items():
         assert torch.equal(tensor, states[1][name]), name
+
+
+def test_speed_settings_tables_the_four_settings_of_a_step(monkeypatch):
+    calls = []
+
+    def fake_step_seconds(model, images, labels, device, steps, **options):  # no wall clock
+        calls.append(options)
+        return [0.4, 0.2, 0.8, 0.1][len(calls) - 1]
+
+    monkeypatch.setattr(tt, "step_seconds", fake_step_seconds)
+    table = tt.speed_settings(nn.Linear(2, 2), torch.zeros(8, 2), torch.zeros(8), "cpu")
+    assert list(table.index) == ["float32", "float32, channels-last", "bfloat16 autocast",
+                                 "bfloat16 autocast, channels-last"]
+    assert calls == [{}, {"channels_last": True}, {"autocast_dtype": torch.bfloat16},
+                     {"autocast_dtype": torch.bfloat16, "channels_last": True}]
+    np.testing.assert_allclose(table["seconds per training batch"], [0.4, 0.2, 0.8, 0.1])
+    np.testing.assert_allclose(table["patches per second"], [20, 40, 10, 80])
+    np.testing.assert_allclose(table["speed-up"], [1, 2, 0.5, 4])

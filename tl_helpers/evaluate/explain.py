@@ -312,3 +312,25 @@ def grad_cam(model, images, class_index: int | Sequence[int] | None = None, laye
                 class_index if targets is None else targets[start:start + batch_size], layer)
             for start in range(0, count, batch_size)]
     return np.concatenate(maps)
+
+
+# --- chapter 5 (issue 23): the share of heat inside a region, per group of maps ------------------
+
+def heat_share_table(share, area_share: float, groups: dict):
+    """Per group of maps (a boolean mask over `share`, from `heat_share_inside`): how many maps
+    have heat, the median share of heat inside the region with its quartiles, and on what
+    fraction of them the share exceeds `area_share` (what heat spread evenly would put
+    there). Maps without heat (NaN) and empty groups are left out. Used by chapter 5.
+    """
+    import pandas as pd
+
+    share = np.asarray(share, dtype=np.float64)
+    rows = {}
+    for name, members in groups.items():
+        values = share[np.asarray(members, dtype=bool) & ~np.isnan(share)]
+        if len(values):
+            low, median, high = np.percentile(values, [25, 50, 75])
+            rows[name] = {"maps with heat": len(values), "median share inside": median,
+                          "quartile 1": low, "quartile 3": high,
+                          "share above the area's": float((values > area_share).mean())}
+    return pd.DataFrame.from_dict(rows, orient="index")
