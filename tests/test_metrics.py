@@ -215,3 +215,16 @@ def test_bootstrap_of_one_array_of_values_has_a_real_interval():
     estimate = metrics.bootstrap_ci(np.mean, values, seed=0)
     assert estimate.low < estimate.value < estimate.high
     assert estimate.low >= values.min() and estimate.high <= values.max()
+
+
+# --- chapter 5 (issue 23): roc_aucs ---
+def test_roc_aucs_match_binary_report_and_follow_the_order_of_each_score():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(0.3 * y + rng.uniform(0, 0.7, 200), 0, 1)
+    aucs = metrics.roc_aucs(y, {"p": p, "logit": np.log(p / (1 - p)), "reversed": -p},
+                            n_boot=50, seed=1)
+    assert aucs["p"] == metrics.binary_report(y, p, n_boot=50, seed=1)["roc_auc"]
+    assert aucs["logit"].value == pytest.approx(aucs["p"].value)  # same order, same AUC
+    assert aucs["reversed"].value == pytest.approx(1 - aucs["p"].value)
+    assert aucs["p"].value == pytest.approx(roc_auc_score(y, p))

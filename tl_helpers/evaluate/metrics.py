@@ -484,3 +484,15 @@ def volumetric_dice(patients: Sequence, true_masks, pred_masks, threshold: float
     sums = frame.groupby("patient").agg(slices=("overlap", "size"), overlap=("overlap", "sum"), sizes=("sizes", "sum"))
     dice = _dice_from_counts(sums.overlap, sums.sizes, empty_score)
     return pd.DataFrame({"patient": sums.index, "slices": sums.slices.to_numpy(), "dice": dice}).reset_index(drop=True)
+
+
+# --- chapter 5 (issue 23): one ROC AUC per named score of the same examples ---
+def roc_aucs(y_true, scores: dict, n_boot: int = 1000, seed: int = 0) -> dict[str, Estimate]:
+    """ROC AUC with its bootstrap interval for each named score of the same examples.
+
+    `scores` maps a name to one score per example (a probability, a logit, ...); each AUC
+    is `binary_report(y_true, score, n_boot=n_boot, seed=seed)["roc_auc"]`, so the numbers
+    equal a report's and the scores can be compared side by side. Used by chapter 5.
+    """
+    return {name: binary_report(y_true, score, n_boot=n_boot, seed=seed)["roc_auc"]
+            for name, score in scores.items()}
