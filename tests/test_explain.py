@@ -189,3 +189,23 @@ def test_heat_share_summary_gives_the_median_over_maps_with_heat_and_counts_in_o
                     "its area would give on 1")
     assert tl.explain.heat_share_summary(np.zeros((2, 4, 4)), masks[:2]) == (
         None, "none of the 2 Grad-CAM maps has any heat")
+
+
+# --- chapter 5 (issue 23): the heat-share table per group -------------------------------------
+
+def test_heat_share_table_summarises_each_group_without_maps_lacking_heat():
+    heat = np.zeros((4, 4, 4))
+    heat[0, 1:3, 1:3] = 1.0  # all inside the centre
+    heat[1] = 1.0  # spread evenly: a quarter inside
+    heat[2, 0, 0] = 1.0  # all outside
+    centre = tl.explain.centre_mask((4, 4), 2)
+    share = tl.explain.heat_share_inside(heat, centre)  # map 3 has no heat: NaN
+    assert np.isnan(share[3])
+    table = tl.explain.heat_share_table(share, centre.mean(), {
+        "all": np.ones(4, bool), "first two": np.array([1, 1, 0, 0], bool),
+        "no heat only": np.array([0, 0, 0, 1], bool)})
+    assert list(table.index) == ["all", "first two"]
+    assert table.loc["all", "maps with heat"] == 3 and table.loc["first two", "maps with heat"] == 2
+    assert table.loc["all", "median share inside"] == pytest.approx(0.25)
+    assert table.loc["first two", "median share inside"] == pytest.approx(0.625)
+    assert table.loc["all", "share above the area's"] == pytest.approx(1 / 3)

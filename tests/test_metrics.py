@@ -313,3 +313,16 @@ def test_paired_seed_comparison_claims_only_what_every_seed_agrees_on():
     assert table.loc[("b", "c"), "verdict"] == "b better on every seed"
     assert table.loc[("a", "c"), "ROC AUC difference per seed"] == "+0.400, +0.300"
     assert table.loc[("a", "b"), "mean"] == pytest.approx(((0.9 - 0.7) + (0.8 - 0.85)) / 2)
+
+
+# --- chapter 5 (issue 23): roc_aucs ---
+def test_roc_aucs_match_binary_report_and_follow_the_order_of_each_score():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(0.3 * y + rng.uniform(0, 0.7, 200), 0, 1)
+    aucs = metrics.roc_aucs(y, {"p": p, "logit": np.log(p / (1 - p)), "reversed": -p},
+                            n_boot=50, seed=1)
+    assert aucs["p"] == metrics.binary_report(y, p, n_boot=50, seed=1)["roc_auc"]
+    assert aucs["logit"].value == pytest.approx(aucs["p"].value)  # same order, same AUC
+    assert aucs["reversed"].value == pytest.approx(1 - aucs["p"].value)
+    assert aucs["p"].value == pytest.approx(roc_auc_score(y, p))

@@ -128,3 +128,25 @@ def test_scores_at_half_go_on_the_card_under_a_suffix():
         assert metrics[f"domain_a_{name}_at_half"] == {"value": at_half.value, "split": "test",
                                                        "ci95": [at_half.low, at_half.high]}
         assert metrics[f"domain_a_{name}"]["value"] == scores.at_point[name].value
+
+
+# --- chapter 5 (issue 23): the reliability diagram is shown in a notebook -----------------------
+
+def test_compare_calibration_shows_its_diagram_in_a_notebook_only(monkeypatch):
+    import IPython
+    import IPython.display
+    from matplotlib.figure import Figure
+
+    y, p = predictions(5)
+    versions = {"raw": ("softmax", p), "scaled": ("temperature_scaled", p ** 2)}
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)  # a script: nothing to show in
+    tl.protocol.compare_calibration(y, versions, n_boot=20)
+    assert shown == []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: type("Shell", (), {"kernel": object()})())
+    tl.protocol.compare_calibration(y, versions, n_boot=20)
+    assert len(shown) == 1 and isinstance(shown[0], Figure)
+    assert [line.get_label() for line in shown[0].axes[0].lines][1:] == [
+        f"raw (ECE {tl.calibration.expected_calibration_error(y, p):.3f})",
+        f"scaled (ECE {tl.calibration.expected_calibration_error(y, p ** 2):.3f})"]

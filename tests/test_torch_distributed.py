@@ -2,10 +2,10 @@
 
 A script trains a tiny conv net with the chapter's head on 64 PCam patches (the real ones
 when ../shared/data has them, else a synthetic set) for three epochs with
-`tl.torch_training.fit_one_cycle`, once as a single process and once as two processes
-started by `python -m torch.distributed.run`. Both must finish, the two ranks must return
-the same history and hold the same model, each epoch's shuffled training set must be split
-between the ranks, and the loss curve must look like the single process's.
+`tl.torch_training.fit_one_cycle_distributed`, once as a single process and once as two
+processes started by `python -m torch.distributed.run`. Both must finish, the two ranks must
+return the same history and hold the same model, each epoch's shuffled training set must be
+split between the ranks, and the loss curve must look like the single process's.
 """
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ valid_loader = tl.loaders.make_torch_loader(valid, batch_size=32, shuffle=False,
 torch.manual_seed(0)
 body = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2), nn.ReLU(), nn.Conv2d(16, 16, 3), nn.ReLU())
 model = nn.Sequential(body, tl.torch_training.classifier_head(16, hidden=16, classes=2, dropout=0.0))
-history = tl.torch_training.fit_one_cycle(model, train_loader, valid_loader, epochs=3, max_lr=0.05,
-                                          device=torch.device("cpu"), progress=True, verbose=True)
+history = tl.torch_training.fit_one_cycle_distributed(model, train_loader, valid_loader, epochs=3, max_lr=0.05,
+                                                      device=torch.device("cpu"), progress=True, verbose=True)
 rank, world_size, _ = tl.torch_training.distributed_setup(torch.device("cpu"))
 state = [float(t.double().sum()) for t in model.state_dict().values()]
 with open(os.path.join(out, f"rank{rank}.json"), "w") as f:

@@ -252,3 +252,48 @@ def test_most_confident_mistakes_orders_wrong_predictions_by_confidence():
 def test_most_confident_mistakes_checks_lengths():
     with pytest.raises(ValueError, match="labels"):
         tt.most_confident_mistakes([0, 1, 1], [0.2, 0.3])
+
+
+# --- chapter 5 (issue 23): DDP out of the taught loop -------------------------------------------
+
+def test_fit_one_cycle_under_torchrun_points_to_the_distributed_loop(pcam_root, monkeypatch):
+    _, train, valid = _loaders(pcam_root)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="fit_one_cycle_distributed"):
+        tt.fit_one_cycle(_tiny_model(), train, valid, epochs=1, max_lr=0.05, device=torch.device("cpu"),
+                         progress=False, verbose=False)
+
+
+def test_fit_one_cycle_distributed_in_one_process_is_fit_one_cycle(pcam_root, monkeypatch, capsys):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    histories, states = [], []
+    for fit in (tt.fit_one_cycle, tt.fit_one_cycle_distributed):
+        _, train, valid = _loaders(pcam_root)
+        model = _tiny_model()
+        histories.append(fit(model, train, valid, epochs=2, max_lr=0.05, device=torch.device("cpu"),
+                             progress=False, verbose=True))
+        states.append(model.state_dict())
+    printed = capsys.readouterr().out
+    assert printed.count("epoch  train loss") == 2 and "processes" not in printed
+    columns = ["epoch", "train_loss", "valid_loss", "accuracy"]
+    pd.testing.assert_frame_equal(histories[0][columns], histories[1][columns])
+    for name, tensor in states[0].items():
+        assert torch.equal(tensor, states[1][name]), name
+
+
+def test_speed_settings_tables_the_four_settings_of_a_step(monkeypatch):
+    calls = []
+
+    def fake_step_seconds(model, images, labels, device, steps, **options):  # no wall clock
+        calls.append(options)
+        return [0.4, 0.2, 0.8, 0.1][len(calls) - 1]
+
+    monkeypatch.setattr(tt, "step_seconds", fake_step_seconds)
+    table = tt.speed_settings(nn.Linear(2, 2), torch.zeros(8, 2), torch.zeros(8), "cpu")
+    assert list(table.index) == ["float32", "float32, channels-last", "bfloat16 autocast",
+                                 "bfloat16 autocast, channels-last"]
+    assert calls == [{}, {"channels_last": True}, {"autocast_dtype": torch.bfloat16},
+                     {"autocast_dtype": torch.bfloat16, "channels_last": True}]
+    np.testing.assert_allclose(table["seconds per training batch"], [0.4, 0.2, 0.8, 0.1])
+    np.testing.assert_allclose(table["patches per second"], [20, 40, 10, 80])
+    np.testing.assert_allclose(table["speed-up"], [1, 2, 0.5, 4])

@@ -361,3 +361,25 @@ def describe_heat_share(share, regions, region: str = "the region", unit: str = 
     return (f"share of the Grad-CAM heat inside {region}: median {median:.2f} (quartiles {low:.2f} "
             f"to {high:.2f}) over {len(heated)} {unit}, where {region} covers a median {area:.2f} of "
             f"the image; below half on {int((heated < 0.5).sum())} {unit}")
+
+
+# --- chapter 5 (issue 23): the share of heat inside a region, per group of maps ------------------
+
+def heat_share_table(share, area_share: float, groups: dict):
+    """Per group of maps (a boolean mask over `share`, from `heat_share_inside`): how many maps
+    have heat, the median share of heat inside the region with its quartiles, and on what
+    fraction of them the share exceeds `area_share` (what heat spread evenly would put
+    there). Maps without heat (NaN) and empty groups are left out. Used by chapter 5.
+    """
+    import pandas as pd
+
+    share = np.asarray(share, dtype=np.float64)
+    rows = {}
+    for name, members in groups.items():
+        values = share[np.asarray(members, dtype=bool) & ~np.isnan(share)]
+        if len(values):
+            low, median, high = np.percentile(values, [25, 50, 75])
+            rows[name] = {"maps with heat": len(values), "median share inside": median,
+                          "quartile 1": low, "quartile 3": high,
+                          "share above the area's": float((values > area_share).mean())}
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -617,3 +617,15 @@ def paired_seed_comparison(values: dict, labels: dict | None = None, what: str =
             "verdict": f"{labels.get(better, better)} better on every seed" if better
             else "the seeds disagree: no difference claimed"}
     return pd.DataFrame(rows).T.astype({"mean": float})
+
+
+# --- chapter 5 (issue 23): one ROC AUC per named score of the same examples ---
+def roc_aucs(y_true, scores: dict, n_boot: int = 1000, seed: int = 0) -> dict[str, Estimate]:
+    """ROC AUC with its bootstrap interval for each named score of the same examples.
+
+    `scores` maps a name to one score per example (a probability, a logit, ...); each AUC
+    is `binary_report(y_true, score, n_boot=n_boot, seed=seed)["roc_auc"]`, so the numbers
+    equal a report's and the scores can be compared side by side. Used by chapter 5.
+    """
+    return {name: binary_report(y_true, score, n_boot=n_boot, seed=seed)["roc_auc"]
+            for name, score in scores.items()}

@@ -170,7 +170,7 @@ def compare_calibration(y_true, versions: Mapping[str, tuple[str, np.ndarray]], 
     for label, report in reports.items():
         print(f"{label:{width}s}  ECE {report['ece']}  Brier {report['brier']}")
     if plot:
-        plot_reliability_diagram({label: (y_true, p) for label, (_, p) in versions.items()})
+        _show(plot_reliability_diagram({label: (y_true, p) for label, (_, p) in versions.items()}))
     return reports
 
 
@@ -188,3 +188,20 @@ def gradcam_cases(correct, count: int, rng: int | np.random.Generator = 0,
     print(f"shown: {min(count, len(right))} of {len(right)} correct {what}, {min(count, len(wrong))} of "
           f"{len(wrong)} mistakes")
     return [int(i) for i in shown]
+
+
+# --- chapter 5 (issue 23): the reliability diagram of compare_calibration is shown ---------------
+
+def _show(fig) -> None:
+    """Display a figure in a running notebook; elsewhere (scripts, tests) do nothing.
+
+    The book's figures are built without pyplot, so a figure a helper draws but does not
+    return would vanish. Used by tl.protocol.compare_calibration.
+    """
+    import sys
+
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        from IPython.display import display
+
+        display(fig)

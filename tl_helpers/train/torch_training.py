@@ -16,7 +16,8 @@ The pieces chapter 5 builds its training from, kept small enough to read:
   as `\\r` prints;
 - `most_confident_mistakes`: the errors the model was surest of, the ones worth looking at.
 
-Under `torchrun` (WORLD_SIZE > 1) `fit_one_cycle` trains with PyTorch's own engine:
+`fit_one_cycle` trains in one process, the loop chapter 5 teaches. Under `torchrun`
+(WORLD_SIZE > 1) `fit_one_cycle_distributed` runs the same steps with PyTorch's own engine:
 `distributed_setup` opens the process group (NCCL on GPUs, Gloo on CPUs), the model is
 wrapped in DistributedDataParallel and the training loader gets a DistributedSampler. Every
 rank returns the same history; only rank 0 prints and shows progress bars.
@@ -57,7 +58,8 @@ def distributed_setup(device=None):
     `torch.distributed.init_process_group` with "nccl" for a CUDA device and "gloo" otherwise,
     and a CUDA device becomes this process's own, cuda:LOCAL_RANK (made the current GPU). A
     single process gets (0, 1, device) and nothing else happens; a process group opened
-    beforehand is used as it is. `device` defaults to `pick_device()`. Used by tl.torch_training.fit_one_cycle (chapter 5).
+    beforehand is used as it is. `device` defaults to `pick_device()`.
+    Used by tl.torch_training.fit_one_cycle_distributed.
     """
     import torch
     import torch.distributed as dist
@@ -80,7 +82,7 @@ def distributed_loader(loader, rank: int, world_size: int):
 
     The sampler shuffles when `loader` did, from the seed of the loader's generator, and
     drops the tail when `loader` drops its last batch; call `loader.sampler.set_epoch(epoch)`
-    before each epoch. Used by tl.torch_training.fit_one_cycle (chapter 5).
+    before each epoch. Used by tl.torch_training.fit_one_cycle_distributed.
     """
     from torch.utils.data import DataLoader, RandomSampler
     from torch.utils.data.distributed import DistributedSampler
@@ -306,7 +308,83 @@ def fit_one_cycle(model, train_loader, valid_loader, epochs: int, max_lr: float,
     epochs x batches (OneCycleLR's defaults: 30% warm-up, cosine, momentum cycled between
     0.85 and 0.95 unless `cycle_momentum=False`). After each epoch the model is evaluated on
     `valid_loader`. Returns one row per epoch: epoch, train_loss, valid_loss, accuracy,
-    seconds; with `verbose`, prints each row as it comes. The model stays on `device`.
+    seconds; with `verbose`, prints each row as it comes. The model stays on `device`. With
+    `channels_last` the model is moved to the channels-last memory layout (it stays there)
+    and every batch follows. One process: under `torchrun`, call `fit_one_cycle_distributed`.
+    Taught in chapter 5.
+    """
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise RuntimeError("fit_one_cycle trains in one process, but WORLD_SIZE > 1 (torchrun): call "
+                           "tl.torch_training.fit_one_cycle_distributed instead")
+    device = torch.device(device) if device is not None else pick_device()
+    _place(model, device, channels_last)
+    optimizer, scheduler, scaler = _one_cycle_sgd(model, epochs, len(train_loader), max_lr, momentum,
+                                                  weight_decay, device, **one_cycle_options)
+    history = _EpochTable(verbose)
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        train_loss = train_one_epoch(model, train_loader, optimizer, device, scheduler, scaler,
+                                     progress=progress, desc=f"epoch {epoch + 1}/{epochs}",
+                                     channels_last=channels_last)
+        result = evaluate(model, valid_loader, device, progress=progress, desc="validation",
+                          channels_last=channels_last)
+        history.add(history.row(epoch, train_loss, result, start))
+    return history.table()
+
+
+def _place(model, device, channels_last: bool) -> None:
+    """Move the model to `device`, and to the channels-last memory layout when asked."""
+    import torch
+
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+
+
+def _one_cycle_sgd(model, epochs: int, steps_per_epoch: int, max_lr: float, momentum: float,
+                   weight_decay: float, device, **one_cycle_options):
+    """SGD with momentum over the trainable parameters, its one-cycle schedule (stepped per
+    batch) and a GradScaler (None off CUDA): what one-cycle training steps with."""
+    import torch
+
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=max_lr,
+                                momentum=momentum, weight_decay=weight_decay)
+    scheduler = make_one_cycle(optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                               **one_cycle_options)
+    return optimizer, scheduler, make_grad_scaler(device)
+
+
+class _EpochTable:
+    """The history a fit returns, one row per epoch, printed as it comes when `verbose`."""
+
+    def __init__(self, verbose: bool, note: str = ""):
+        self.rows, self.verbose = [], verbose
+        if verbose:
+            print("epoch  train loss  valid loss  accuracy  seconds" + note)
+
+    @staticmethod
+    def row(epoch: int, train_loss: float, result: dict, start: float) -> dict:
+        """One epoch's row: `result` is tl.torch_training.evaluate's on validation."""
+        return {"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": result["loss"],
+                "accuracy": result["accuracy"], "seconds": time.perf_counter() - start}
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if self.verbose:
+            print(f"{row['epoch']:5d}  {row['train_loss']:10.4f}  {row['valid_loss']:10.4f}  "
+                  f"{row['accuracy']:8.3f}  {row['seconds']:7.0f}", flush=True)
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+
+def fit_one_cycle_distributed(model, train_loader, valid_loader, epochs: int, max_lr: float,
+                              momentum: float = 0.9, weight_decay: float = 0.0, device=None,
+                              progress: bool = True, verbose: bool = True, channels_last: bool = False,
+                              **one_cycle_options) -> pd.DataFrame:
+    """`fit_one_cycle` on several processes started by `torchrun`, with PyTorch's own engine.
 
     Under `torchrun` with WORLD_SIZE > 1 (see `distributed_setup`; a CUDA device becomes
     cuda:LOCAL_RANK): the model trains as DistributedDataParallel, the training loader is
@@ -314,58 +392,39 @@ def fit_one_cycle(model, train_loader, valid_loader, epochs: int, max_lr: float,
     schedule counts this process's batches, the training loss is averaged over all processes,
     BatchNorm statistics are taken from rank 0 after each epoch, and rank 0 alone evaluates
     `valid_loader` and sends its row to the others: every rank returns the same history and
-    holds the same model. Only rank 0 prints and shows progress bars. With `channels_last`
-    the model is moved to the channels-last memory layout (it stays there) and every batch
-    follows. Taught in chapter 5.
+    holds the same model. Only rank 0 prints and shows progress bars. In a single process it
+    is `fit_one_cycle`, so one script serves both. Mentioned in chapter 5 (several GPUs).
     """
-    import torch
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
     rank, world_size, device = distributed_setup(device)
-    distributed = world_size > 1
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    trained = model
-    if distributed:
-        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        train_loader = distributed_loader(train_loader, rank, world_size)
-        progress, verbose = progress and rank == 0, verbose and rank == 0
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=max_lr,
-                                momentum=momentum, weight_decay=weight_decay)
-    scheduler = make_one_cycle(optimizer, max_lr=max_lr, epochs=epochs,
-                               steps_per_epoch=len(train_loader), **one_cycle_options)
-    scaler = make_grad_scaler(device)
-    rows = []
-    if verbose:
-        print("epoch  train loss  valid loss  accuracy  seconds"
-              + (f"   ({world_size} processes)" if distributed else ""))
+    if world_size == 1:
+        return fit_one_cycle(model, train_loader, valid_loader, epochs, max_lr, momentum, weight_decay,
+                             device, progress, verbose, channels_last, **one_cycle_options)
+    _place(model, device, channels_last)
+    trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    train_loader = distributed_loader(train_loader, rank, world_size)
+    optimizer, scheduler, scaler = _one_cycle_sgd(model, epochs, len(train_loader), max_lr, momentum,
+                                                  weight_decay, device, **one_cycle_options)
+    progress = progress and rank == 0
+    history = _EpochTable(verbose and rank == 0, note=f"   ({world_size} processes)")
     for epoch in range(epochs):
         start = time.perf_counter()
-        if distributed:
-            train_loader.sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
+        train_loader.sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
         train_loss = train_one_epoch(trained, train_loader, optimizer, device, scheduler, scaler,
                                      progress=progress, desc=f"epoch {epoch + 1}/{epochs}",
                                      channels_last=channels_last)
-        if distributed:
-            for buffer in model.buffers():  # BatchNorm statistics: rank 0's, so every rank holds one model
-                dist.broadcast(buffer, src=0)
-        row = None
+        for buffer in model.buffers():  # BatchNorm statistics: rank 0's, so every rank holds one model
+            dist.broadcast(buffer, src=0)
+        shared = [None]
         if rank == 0:
             result = evaluate(model, valid_loader, device, progress=progress, desc="validation",
                               channels_last=channels_last)
-            row = {"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": result["loss"],
-                   "accuracy": result["accuracy"], "seconds": time.perf_counter() - start}
-        if distributed:
-            shared = [row]
-            dist.broadcast_object_list(shared, src=0)  # rank 0's row, so every rank has one history
-            row = shared[0]
-        rows.append(row)
-        if verbose:
-            print(f"{row['epoch']:5d}  {row['train_loss']:10.4f}  {row['valid_loss']:10.4f}  "
-                  f"{row['accuracy']:8.3f}  {row['seconds']:7.0f}", flush=True)
-    return pd.DataFrame(rows)
+            shared = [history.row(epoch, train_loss, result, start)]
+        dist.broadcast_object_list(shared, src=0)  # rank 0's row, so every rank has one history
+        history.add(shared[0])
+    return history.table()
 
 
 def step_seconds(model, images, labels, device=None, channels_last: bool = False, autocast_dtype=None,
@@ -430,3 +489,29 @@ def most_confident_mistakes(y_true, probabilities, k: int = 8) -> np.ndarray:
     wrong = np.flatnonzero(predicted != y_true)
     order = np.argsort(-confidence[wrong], kind="stable")
     return wrong[order][:k]
+
+
+# --- chapter 5 (issue 23): the speed table of "where the time goes" ------------------------------
+
+def speed_settings(model, images, labels, device=None, steps: int = 3) -> pd.DataFrame:
+    """Seconds of one training step on this batch for float32 and 16-bit autocast, each with
+    and without channels-last (`step_seconds` on a copy of `model`), as a table.
+
+    The 16-bit format is float16 on a CUDA device and bfloat16 elsewhere. Rows in that order
+    (float32 first); columns: seconds per training batch, patches per second, speed-up
+    against float32. Taught in chapter 5.
+    """
+    import torch
+
+    device = torch.device(device) if device is not None else pick_device()
+    half = torch.float16 if device.type == "cuda" else torch.bfloat16
+    low = str(half).removeprefix("torch.")
+    settings = {"float32": {}, "float32, channels-last": {"channels_last": True},
+                f"{low} autocast": {"autocast_dtype": half},
+                f"{low} autocast, channels-last": {"autocast_dtype": half, "channels_last": True}}
+    step = pd.Series({name: step_seconds(model, images, labels, device, steps=steps, **options)
+                      for name, options in settings.items()}, name="seconds per training batch")
+    table = step.rename_axis("setting").to_frame()
+    table["patches per second"] = len(images) / step
+    table["speed-up"] = step.iloc[0] / step
+    return table
