@@ -184,7 +184,10 @@ def test_default_cache_dir_is_gitignored_or_follows_the_environment(monkeypatch,
     assert features.default_cache_dir() == tmp_path.resolve() / "features"
 
 
-# --- chapter 4: one preprocessing against another at equal training (features.head_val_roc_auc) ---
+from tl_helpers.techniques import segmentation  # noqa: E402
+
+
+# --- chapter 4: one preprocessing against another at equal training (segmentation.head_val_roc_auc) ---
 
 def test_head_val_roc_auc_is_the_fresh_heads_validation_auc_and_repeats_with_its_seed(image_files, tmp_path):
     from sklearn.metrics import roc_auc_score
@@ -200,11 +203,11 @@ def test_head_val_roc_auc_is_the_fresh_heads_validation_auc_and_repeats_with_its
         built.append(head)
         return head
 
-    auc = features.head_val_roc_auc(make_head, x[::2], one_hot[::2], x[1::2], one_hot[1::2], epochs=3,
+    auc = segmentation.head_val_roc_auc(make_head, x[::2], one_hot[::2], x[1::2], one_hot[1::2], epochs=3,
                                     batch_size=4, seed=3)
     assert len(built) == 1
     expected = roc_auc_score(labels[1::2], built[0].predict(x[1::2], verbose=0)[:, 1])
     assert auc.value == pytest.approx(expected) and auc.low <= auc.value <= auc.high
-    again = features.head_val_roc_auc(make_head, x[::2], one_hot[::2], x[1::2], one_hot[1::2], epochs=3,
+    again = segmentation.head_val_roc_auc(make_head, x[::2], one_hot[::2], x[1::2], one_hot[1::2], epochs=3,
                                       batch_size=4, seed=3)
     assert again == auc  # seeded: the same head, the same number

@@ -38,7 +38,7 @@ def project_root() -> Path:
 def runs_dir(profile: str) -> Path:
     """Where a run of `profile` goes by default: `<project>/runs/<profile>/` (never committed),
     or `$TL_RUNS_DIR/<profile>/` when that is set (Google Drive in Colab). Exported models go
-    to its `models/`. Used by every chapter (through tl.notebook.finish).
+    to its `models/`. Used by chapters 2 and 3.
     """
     if os.environ.get(RUNS_DIR_ENV):
         return Path(os.environ[RUNS_DIR_ENV]).expanduser().resolve() / profile
@@ -93,7 +93,7 @@ def relative_to_project(path: str | Path) -> str:
     """`path` relative to the project when it lies inside it, else as given: what a chapter
     prints and records (a run card must not carry the machine's folders).
 
-    Used by every chapter (exports) and the book machinery.
+    Used by every chapter.
     """
     path = Path(path)
     root = project_root()

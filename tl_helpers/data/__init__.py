@@ -40,7 +40,7 @@ def load(name: str, synthetic: bool, data_dir: str | Path | None = None, seed: i
 
     Returns the VerifyReport (print it for counts, sizes and notes); `report.root` is the
     dataset's folder. Stops with every problem listed, each with its path, when the data
-    is missing or damaged. Used by every chapter (its first call).
+    is missing or damaged. Used by the dataset tour (chapter 0) and every chapter.
     """
     return require(name, dataset_root(name, synthetic, data_dir, seed=seed, size=size), deep=deep)
 

@@ -193,7 +193,7 @@ def read_image(path: str | Path, channels: int | None = 3) -> np.ndarray:
 
     Raises ImageReadError naming the file when it is missing, empty, truncated, corrupt, not
     an image, or declares more than MAX_PIXELS pixels (the same rules as `decode_native`).
-    Used by every chapter.
+    Used by the dataset tour (chapter 0) and chapters 1, 2, 4 and 5.
     """
     return to_channels(_read_pixels(Path(path)), channels)
 
@@ -254,7 +254,7 @@ def _with_channel_axis(array: np.ndarray) -> np.ndarray:
 def resize_image(image: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     """Resize HxW(xC) to `image_size` = (height, width); area averaging when shrinking.
 
-    Used by chapters 1 to 5 (through tl.loaders.load_example).
+    Used by chapter 4.
     """
     height, width = image_size
     if image.shape[:2] == (height, width):
@@ -278,7 +278,7 @@ def read_mask(path: str | Path, image_size: tuple[int, int]) -> np.ndarray:
     The mask is resized exactly as its image is, then thresholded at one half: it stays
     binary and keeps the image's pixel grid. (Nearest-neighbour resizing would not: OpenCV
     picks one corner of each block, shifting the mask by up to half a source pixel.)
-    Taught in chapter 4 (the masks of tl.loaders).
+    Taught in chapter 4.
     """
     mask = np.where(read_image(path, channels=1) > 127, np.uint8(255), np.uint8(0))
     return (resize_image(mask, image_size) > 127).astype(np.uint8)[..., None]

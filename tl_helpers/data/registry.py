@@ -96,7 +96,7 @@ class DownloadError(DataError):
 def spec(name: str) -> DatasetSpec:
     """The DatasetSpec of `name`, with the list of known names when it is not one.
 
-    Used by every chapter (through tl.data.load).
+    Used by chapter 5.
     """
     try:
         return DATASETS[name]

@@ -19,7 +19,7 @@ def split_table(table: pd.DataFrame, label_col: str = "label", fractions=(0.7, 0
     class in every split that gets a positive fraction when the class has enough rows). With
     groups, whole groups are assigned: groups are ordered at random within their majority
     label and dealt to the splits to approach the fractions, so that labels stay balanced
-    across splits as far as whole groups allow. Used by chapters 1 to 5.
+    across splits as far as whole groups allow. Used by chapters 1, 4 and 5.
     """
     if len(fractions) != len(names) or not np.isclose(sum(fractions), 1.0):
         raise ValueError(f"fractions {fractions} must match names {names} and sum to 1")
@@ -64,7 +64,10 @@ def _bounds(n: int, fractions) -> list[tuple[int, int]]:
 
 
 def describe_splits(table: pd.DataFrame, label_col: str = "label", group_col: str | None = None) -> pd.DataFrame:
-    """Rows per split and label (and groups per split when `group_col` is given). Used by chapters 1 to 5."""
+    """Rows per split and label (and groups per split when `group_col` is given). Used by chapters 1 to 5.
+
+    Used by every chapter.
+    """
     counts = pd.crosstab(table["split"], table[label_col])
     counts["total"] = counts.sum(axis=1)
     if group_col is not None:

@@ -29,7 +29,7 @@ def list_class_images(root: str | Path) -> pd.DataFrame:
 
     Hidden folders (`.ipynb_checkpoints`) and files (`.DS_Store`) are never classes or
     images; other non-image files are left out here and reported by `verify`.
-    Used by the dataset tour (chapter 0) and chapters 1, 2 and 3.
+    Used by chapter 1.
     """
     root = Path(root)
     if not root.is_dir():

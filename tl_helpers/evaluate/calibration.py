@@ -129,7 +129,7 @@ def fit_temperature(values, y_true, from_logits: bool = False, bounds=TEMPERATUR
 
     `values`: validation logits (from_logits=True), or probabilities (N, K) / 1-D P(positive).
     T is searched on a log scale within `bounds` (scipy's bounded scalar minimiser).
-    Taught in chapter 1.
+    Taught in chapter 1; used by chapter 2.
     """
     from scipy.optimize import minimize_scalar
 
@@ -150,7 +150,7 @@ def fit_temperature(values, y_true, from_logits: bool = False, bounds=TEMPERATUR
 def apply_temperature(values, temperature: float, from_logits: bool = False) -> np.ndarray:
     """Probabilities after dividing the logits by `temperature`, in the form given (1-D stays 1-D).
 
-    Taught in chapter 1 (T fitted on validation, applied to test).
+    Used by chapter 2.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, not {temperature}")
@@ -167,7 +167,7 @@ def plot_reliability_diagram(curves: Mapping[str, tuple], n_bins: int = DEFAULT_
 
     `curves` maps a name ("before", "after temperature scaling") to (y_true, probabilities).
     The legend gives each curve's ECE; point sizes follow the bin counts.
-    Taught in chapter 1.
+    Used by chapter 2.
     """
     from matplotlib.figure import Figure
 

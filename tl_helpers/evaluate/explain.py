@@ -46,7 +46,7 @@ def centre_mask(shape: tuple[int, int], size: int) -> np.ndarray:
     """The central size x size box of an HxW image as a boolean mask (PCam: 32 of 96).
 
     The odd pixel of an odd border goes bottom / right, as tl.torch_training.center_crop.
-    Used by chapter 5 (does the model look at the centre that defines the label?).
+    Used by chapter 5.
     """
     height, width = shape[:2]
     if not 0 < size <= min(height, width):
@@ -60,7 +60,7 @@ def heat_share_inside(heatmap, mask) -> float | np.ndarray:
     heatmap: HxW, or NxHxW for N maps (then `mask` is NxHxW, or one HxW for all). Masks may
     be boolean, 0/1 or 0/255; a map of another size is resized to the mask's first. A map
     without heat gives NaN. Compare with the region's area share (`mask.mean()`): heat
-    spread evenly would put exactly that much inside. Used by chapters 4 and 5.
+    spread evenly would put exactly that much inside. Used by chapters 1, 2 and 5.
     """
     heat = np.asarray(heatmap, dtype=np.float64)
     single = heat.ndim == 2
@@ -88,7 +88,7 @@ def heat_share_summary(heatmaps, masks) -> tuple[float | None, str]:
     `heat_share_inside` per map; maps without heat are left out of the median (None when
     every map is empty). The line also gives the masks' median area (the share heat spread
     evenly would reach), how many maps put more than half their heat inside, and how many put
-    more inside than the mask's area. Used by chapters 1, 2, 4 and 5 (taught in chapter 4).
+    more inside than the mask's area. Used by chapter 4.
     """
     masks = np.asarray(masks)
     share = heat_share_inside(heatmaps, masks)
@@ -317,7 +317,7 @@ def grad_cam(model, images, class_index: int | Sequence[int] | None = None, laye
     layer: the feature map to use: a module or its dotted name (PyTorch), a layer name
         (Keras); default the last one with a spatial output larger than 1x1.
     batch_size: images per forward and backward pass.
-    Used by chapters 4 and 5 (and any exported classifier).
+    Used by chapters 1, 2, 4 and 5.
     """
     if hasattr(model, "prepare") and hasattr(model, "framework"):  # a Predictor from tl.model_cards.load_model
         network, framework, prepare = model.model, model.framework, model.prepare
@@ -345,7 +345,7 @@ def describe_heat_share(share, regions, region: str = "the region", unit: str = 
     covers (what heat spread evenly would give), and on how many maps less than half is inside.
 
     share: tl.explain.heat_share_inside's output, one per map (NaN: a map without heat, left
-    out); regions: the masks it was measured with (N x H x W). Taught in chapter 2.
+    out); regions: the masks it was measured with (N x H x W). Taught in chapter 2; used by chapter 1.
     """
     share = np.asarray(share, dtype=np.float64)
     regions = np.asarray(regions)

@@ -66,7 +66,7 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
 def proportion(successes: int, n: int, confidence: float = 0.95) -> Estimate:
     """successes/n with its Wilson interval (NaN throughout when n is 0).
 
-    Taught in chapter 1; every report uses it (chapters 1 to 5).
+    Taught in chapter 1.
     """
     value = successes / n if n else float("nan")
     return Estimate(float(value), *wilson_interval(successes, n, confidence))
@@ -191,7 +191,7 @@ def choose_threshold(y_val, p_val, goal="youden") -> OperatingPoint:
     - `"youden"`: the threshold with the largest sensitivity + specificity - 1 (ties: the higher).
     Thresholds are validation scores (a sample is positive when p >= threshold), or one just
     above the highest score (nothing positive). Choose on validation, report on test with
-    `binary_report(y_test, p_test, threshold=point)`. Taught in chapter 1; used by chapters 3, 4 and 5.
+    `binary_report(y_test, p_test, threshold=point)`. Taught in chapter 1.
     """
     y_val, p_val = _binary_arrays(y_val, p_val)
     if not ((y_val == 1).any() and (y_val == 0).any()):
@@ -259,8 +259,7 @@ def binary_report(y_true, p_positive, threshold: float | OperatingPoint = 0.5, n
     `at_specificity` (e.g. 0.9) the report adds `sensitivity_at_specificity_90`
     (tl.metrics.sensitivity_at_specificity). Undefined entries (a class absent) are NaN.
     With `groups` (a patient id per sample) every interval, proportions included, resamples
-    whole groups: slices of one patient are not independent draws. Used by chapters 1, 3, 4
-    and 5 (through tl.protocol).
+    whole groups: slices of one patient are not independent draws. Used by chapters 1, 3 and 5.
     """
     if isinstance(threshold, OperatingPoint):
         threshold = threshold.threshold
@@ -347,7 +346,7 @@ def multiclass_report(y_true, y_pred, class_names: Sequence[str], n_boot: int = 
 def report_table(report: dict):
     """A report as a pandas DataFrame (rows = metrics, columns value / low / high).
 
-    Used by chapters 2, 4 and 5.
+    Used by chapter 4.
     """
     import pandas as pd
 

@@ -126,7 +126,7 @@ def audit_splits(table: pd.DataFrame, split_col: str = "split", path_col: str = 
     splits it does not name come after, sorted) with near_duplicate_pairs, and each split
     among its own images. A row counts once per pair, matched to its nearest partner. When the
     counts are not zero, report the metrics on the rows `leaked` leaves out as the headline,
-    beside the metrics on all rows. Taught in chapter 2; used by chapters 1, 3, 4 and 5.
+    beside the metrics on all rows. Taught in chapter 2; used by chapters 1 and 3.
     """
     if table.index.has_duplicates:
         raise ValueError("the table's index has duplicate labels; reset_index() it first")

@@ -170,7 +170,7 @@ def plot_heatmap_overlay(images, heatmaps, titles=None, regions=None, alpha: flo
 
     Heat maps are resized to their image. `regions` (optional, one boolean mask per image,
     e.g. tl.explain.centre_mask or a true tumour mask) are outlined in white.
-    Used by chapters 4 and 5.
+    Used by chapters 1, 2, 4 and 5.
     """
     from ..data.images import resize_image
 
@@ -230,7 +230,7 @@ def plot_training_curves(histories, metrics: Sequence[str] = ("loss", "accuracy"
     `histories` is a keras History, a dict {metric: [values], "val_"+metric: [values]}, a
     list of those, or {phase name: history}. Phases follow one another (epochs 1..n1, then
     n1+1..n1+n2, ...) with a dotted vertical line and the phase's name at each boundary.
-    Metrics that no phase recorded are left out; none at all is an error. Used by chapters 1 to 4.
+    Metrics that no phase recorded are left out; none at all is an error. Used by chapters 1, 2, 3 and 4.
     """
     phases = training_phases(histories)
     recorded = [m for m in metrics if any(m in h or f"val_{m}" in h for _, h in phases)]
@@ -266,7 +266,7 @@ def plot_confusion_matrix(y_true, y_pred, class_names: Sequence[str], normalize:
     """Confusion matrix, rows = true class, columns = predicted, every cell annotated.
 
     `normalize=True` divides each row by its count (recall on the diagonal; an empty row
-    stays 0). The matrix drawn is `fig.confusion_matrix` (a numpy array). Used by chapters 1, 2 and 4.
+    stays 0). The matrix drawn is `fig.confusion_matrix` (a numpy array). Used by chapters 1, 2, 4 and 5.
     """
     from sklearn.metrics import confusion_matrix
 

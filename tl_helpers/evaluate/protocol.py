@@ -159,7 +159,7 @@ def compare_calibration(y_true, versions: Mapping[str, tuple[str, np.ndarray]], 
     versions: {label: (card prefix, probabilities)}, e.g. {"as trained": ("softmax", p),
         "temperature 1.30": ("temperature_scaled", calibrated)}; probabilities are 1-D P(positive)
         or (N, K). Prints one line per version, records each on `card` under its prefix.
-    Taught in chapter 1; used by chapters 2 to 5.
+    Taught in chapter 1; used by chapters 2, 3, 4 and 5.
     """
     reports = {}
     for label, (prefix, p) in versions.items():

@@ -194,7 +194,7 @@ def describe(check: ShortcutCheck, unit: str = "files") -> str:
     single field, each class against the rest (more than two classes), and the verdict: the
     files carry part of the label when the AUC's interval lies above 0.5.
 
-    Taught in chapter 2.
+    Taught in chapter 2; used by chapter 1.
     """
     auc, balanced = check.report["roc_auc"], check.report["balanced_accuracy"]
     several = len(check.per_class) > 2

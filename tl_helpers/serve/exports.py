@@ -17,7 +17,7 @@ from .model_cards import export_model, load_model
 def model_folder(model_dir: str | Path | None, profile: str) -> Path:
     """Where a chapter exports its models: MODEL_DIR when set, else `runs/<profile>/models/`.
 
-    Used by every chapter (through tl.exports.export_and_check).
+    Used by chapter 3.
     """
     return Path(model_dir) if model_dir else runs_dir(profile) / "models"
 
@@ -30,7 +30,7 @@ def export_and_check(model, card: dict, model_dir: str | Path | None, files: Seq
 
     card: the model card's fields (tl.model_cards.export_model; `profile` is required).
     columns: which columns of predict_proba to compare (e.g. the positive class), default all.
-    Returns (card path, the loaded predictor). Taught in chapter 1; used by chapters 2 to 5.
+    Returns (card path, the loaded predictor). Taught in chapter 1; used by chapters 2, 3, 4 and 5.
     """
     card_path = export_model(model, model_folder(model_dir, card["profile"]), card, segmenter=segmenter)
     predictor = load_model(card_path, device=device)

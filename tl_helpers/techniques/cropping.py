@@ -49,7 +49,7 @@ def foreground_mask(image: np.ndarray, threshold: int = DEFAULT_THRESHOLD, blur:
 
     Blurring first merges scanner noise into the background; erosion removes the specks
     and thin lines (text, rulers) the threshold lets through, and dilation gives the
-    surviving shapes back their size. Taught in chapter 2.
+    surviving shapes back their size. Taught in chapter 2; used by chapter 1.
     """
     gray = cv2.GaussianBlur(_gray(image), (blur, blur), 0)
     mask = cv2.threshold(gray, threshold, 255, cv2.THRESH_BINARY)[1]
@@ -139,7 +139,10 @@ def crop_image_files(table: pd.DataFrame, out_dir: str | Path, size: int | tuple
 
 
 def crop_examples(paths: Sequence, size: int | tuple[int, int] | None = None, **settings):
-    """[(original, cropped)] image pairs for a before/after figure. Taught in chapter 2."""
+    """[(original, cropped)] image pairs for a before/after figure. Taught in chapter 2.
+
+    Used by chapter 2.
+    """
     pairs = []
     for path in paths:
         image = read_image(path, channels=3)

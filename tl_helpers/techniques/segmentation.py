@@ -485,3 +485,20 @@ def cross_validate_head(table: pd.DataFrame, features: np.ndarray, make_head: Ca
                      "test slices": len(test), "threshold": point.threshold,
                      **{name: scores[name].value for name in ("roc_auc", "sensitivity", "specificity")}})
     return OutOfFold(y_true, p_positive, called, pd.DataFrame(rows).set_index("fold"))
+
+
+def head_val_roc_auc(make_head: Callable[[], keras.Model], x_train: np.ndarray, y_train,
+                     x_val: np.ndarray, y_val, epochs: int, batch_size: int = 32, seed: int = 0):
+    """Validation ROC AUC (an Estimate) of a fresh head trained on these features.
+
+    Seeds Keras with `seed`, builds the head with `make_head()`, fits it on the one-hot
+    `y_train` for `epochs` (`fit_head_on_features`, no early stopping) and scores the
+    positive column (the last) against the one-hot `y_val`. Compares two feature sets (two
+    preprocessings, say) at equal cost. Used by chapter 4 (stage 1's preprocessing comparison).
+    """
+    keras.utils.set_random_seed(seed)
+    head = make_head()
+    fit_head_on_features(head, x_train, y_train, x_val, y_val, epochs=epochs,
+                         batch_size=batch_size, seed=seed)
+    positive = np.asarray(y_val)[:, -1].astype(int)
+    return binary_report(positive, head.predict(x_val, verbose=0)[:, -1], seed=seed)["roc_auc"]

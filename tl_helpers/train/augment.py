@@ -142,7 +142,7 @@ class RandomTransform:
 class Augment:
     """Augmentation settings with Keras `ImageDataGenerator` meanings (see the module doc).
 
-    Used by chapters 1 to 5.
+    Used by every chapter.
     """
 
     rotation_range: float = 0.0

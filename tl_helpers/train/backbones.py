@@ -170,7 +170,7 @@ def standardize_images(images):
     MRI intensities have no absolute scale: one scanner's bright is another's grey, so
     each slice is put on its own scale before the segmenter sees it. Known to
     `get_preprocess` as "standardize", so an exported segmenter is fed the same way.
-    Taught in chapter 4 (as tl.segmentation.standardize_images).
+    Taught in chapter 4.
     """
     images = np.asarray(images, dtype=np.float32)
     axes = tuple(range(1, images.ndim))

@@ -30,7 +30,6 @@ import keras
 import numpy as np
 
 from .. import paths
-from ..evaluate.metrics import binary_report
 from .loaders import load_examples
 
 CACHE_FORMAT = 1  # bump when the layout of cached arrays changes
@@ -229,23 +228,6 @@ def fit_head_on_features(head: keras.Model, x_train: np.ndarray, y_train, x_val:
         keras.utils.set_random_seed(seed)
     return head.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs,
                     batch_size=batch_size, callbacks=callbacks, verbose=verbose, shuffle=True)
-
-
-def head_val_roc_auc(make_head: Callable[[], keras.Model], x_train: np.ndarray, y_train,
-                     x_val: np.ndarray, y_val, epochs: int, batch_size: int = 32, seed: int = 0):
-    """Validation ROC AUC (an Estimate) of a fresh head trained on these features.
-
-    Seeds Keras with `seed`, builds the head with `make_head()`, fits it on the one-hot
-    `y_train` for `epochs` (`fit_head_on_features`, no early stopping) and scores the
-    positive column (the last) against the one-hot `y_val`. Compares two feature sets (two
-    preprocessings, say) at equal cost. Used by chapter 4.
-    """
-    keras.utils.set_random_seed(seed)
-    head = make_head()
-    fit_head_on_features(head, x_train, y_train, x_val, y_val, epochs=epochs,
-                         batch_size=batch_size, seed=seed)
-    positive = np.asarray(y_val)[:, -1].astype(int)
-    return binary_report(positive, head.predict(x_val, verbose=0)[:, -1], seed=seed)["roc_auc"]
 
 
 @dataclass

@@ -36,6 +36,8 @@ class AdaptiveLearningRate(keras.callbacks.Callback):
 
     After training: `best_epoch`, `best_value`, `stopped_epoch` (0 if fit ran to the end)
     and `lr_changes`, a list of (epoch, new learning rate).
+
+    Used by chapter 2.
     """
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.5, patience: int = 1,
@@ -240,9 +242,7 @@ def fit_keeping_best(model, checkpoint, patience: int, name: str = "training", f
     callbacks (plus `extra_callbacks`); pass `fit=lambda callbacks: ...` to train another way
     (a head on cached features, say) with those callbacks. Afterwards the model holds the
     weights of its best epoch, not of its last. One line per epoch shows progress (EpochLog;
-    `quiet=True` for none). The one way to keep the best Keras epoch:
-    taught in chapters 1 and 4, used by chapters 2 and 3.
-    """
+    `quiet=True` for none). The one way to keep the best Keras epoch. Used by chapters 1, 3 and 4."""
     callbacks = [*stop_and_keep_best(checkpoint, patience, monitor, mode, stop_monitor, min_delta), *extra_callbacks]
     if not quiet:
         callbacks.append(EpochLog(name))

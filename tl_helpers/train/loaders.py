@@ -37,7 +37,7 @@ def load_example(path: str | Path, image_size: tuple[int, int], channels: int = 
 
     Resizing comes before augmentation (as in Keras), so shifts are fractions of the target
     size and the affine warp works on the small image; a gray file is warped as one channel
-    and only then repeated to the model's three (a third of the work). Used by chapters 1 to 5.
+    and only then repeated to the model's three (a third of the work). Used by chapters 1 and 5.
     """
     image = resize_image(decode_native(path), image_size)
     mask = read_mask(mask_path, image_size) if mask_path is not None else None
@@ -78,7 +78,7 @@ def load_examples(paths: Sequence, image_size: tuple[int, int], channels: int = 
 
     The one way a batch list is loaded (Keras batches, cached features, perturbed domains).
     `rngs[i]` draws example i's augmentation, so results do not depend on thread order.
-    Used by chapters 1 to 4 (Keras batches, cached features, chapter 3's domains).
+    Used by chapters 1, 2 and 4.
     """
     paths = list(paths)
     if augment is not None and (rngs is None or len(rngs) != len(paths)):
@@ -99,7 +99,7 @@ def load_examples(paths: Sequence, image_size: tuple[int, int], channels: int = 
 def encode_labels(values: Sequence, classes: Sequence | None = None) -> tuple[list, np.ndarray]:
     """Class names (given, or sorted unique values) and each value's index among them.
 
-    Used by chapters 1, 2, 4 and 5.
+    Used by chapters 1 and 2.
     """
     values = list(values)
     classes = sorted(set(values)) if classes is None else list(classes)

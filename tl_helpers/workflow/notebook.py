@@ -98,7 +98,7 @@ def setup(book_dir: str | Path | None = None, drive: bool | None = None, drive_f
     In Colab, `drive=True` (or $TL_DRIVE=1) mounts Google Drive and keeps data, cache, run
     cards and models in `drive_folder` (`use_drive`), so a reset runtime loses none of them.
     On Kaggle, the datasets added to the notebook become the book's data (`tl.data.link_kaggle_inputs`).
-    Used by every chapter (the setup cell).
+    Used by the dataset tour (chapter 0) and every chapter.
     """
     kaggle = not in_colab() and on_kaggle(kaggle_input)
     if not in_colab() and not kaggle:
@@ -223,7 +223,10 @@ def start(namespace: dict, notebook: str, frameworks: tuple[str, ...] = ()) -> R
     """Quiet logs, import `frameworks` ("keras", "torch"), apply the profile (`PROFILE` as the
     parameters cell sets it, or $TL_PROFILE; values edited by hand win: `profiles.apply_profile`),
     seed everything from SEED (frameworks included), set up figures; return the run card, which
-    records every parameter in effect. Used by every chapter."""
+    records every parameter in effect. Used by every chapter.
+
+    Used by the dataset tour (chapter 0) and every chapter.
+    """
     quiet_framework_logs()
     for framework in frameworks:
         import_module(framework)
@@ -240,7 +243,10 @@ def start(namespace: dict, notebook: str, frameworks: tuple[str, ...] = ()) -> R
 
 def finish(card: RunCard, output_dir: str | Path | None = None, overwrite: bool = False) -> Path:
     """Save the run card (default runs/<profile>/) and print it; committed cards are kept.
-    Used by every chapter (its last code cell)."""
+    Used by every chapter (its last code cell).
+
+    Used by the dataset tour (chapter 0) and every chapter.
+    """
     path = card.save(output_dir or runs_dir(card.record["profile"]), overwrite=overwrite)
     shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
     if shell is not None and getattr(shell, "kernel", None) is not None:

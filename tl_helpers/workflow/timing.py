@@ -17,7 +17,7 @@ from typing import Callable
 class Stopwatch(dict):
     """Seconds per named stage of a run, in the order the stages first ran (a dict).
 
-    A stage timed twice adds up. Used by chapters 2 to 5.
+    A stage timed twice adds up. Used by chapters 2, 3, 4 and 5.
     """
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter):
