@@ -45,8 +45,6 @@ def test_no_committed_file_outside_notebooks_holds_a_machine_path():
     assert machine_paths([f for f in committed() if not f.startswith("notebooks/")]) == []
 
 
-@pytest.mark.xfail(strict=True, reason="chapters 1, 3 and 4 keep smoke outputs printing absolute model-card "
-                                       "paths until their next refresh; remove this mark then")
 def test_no_chapter_notebook_holds_a_machine_path():
     assert machine_paths([f for f in committed() if f.startswith("notebooks/")]) == []
 
