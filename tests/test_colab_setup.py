@@ -61,6 +61,7 @@ def published(tmp_path_factory):
     origin = tmp_path_factory.mktemp("github") / "tl-medical-book"
     git("clone", "-q", str(tl.paths.project_root()), str(origin), cwd=origin.parent)
     git("tag", tl.notebook.book_ref(), "HEAD", cwd=origin)
+    git("checkout", "-q", "--detach", "HEAD", cwd=origin)  # so that `main` can move, whatever is checked out
     git("branch", "-f", "main", "HEAD~1", cwd=origin)
     env = {k: v for k, v in os.environ.items() if k not in ("TL_PROJECT_ROOT", "PYTHONPATH", "TL_BOOK_REF",
                                                             "TL_DATA_DIR", "TL_DRIVE")}
