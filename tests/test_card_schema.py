@@ -206,7 +206,8 @@ def test_predict_writes_calibrated_probabilities_and_says_so(keras_binary, image
     assert (table["temperature"] == 1.7).all()
     assert list(table["predicted"]) == ["yes" if p >= 0.45 else "no" for p in raw[:, 1]]  # threshold: raw
 
-    tl.predict.main([str(keras_binary), *images, "--out", str(out), "--uncalibrated", "--no-progress"])
+    assert tl.predict.main([str(keras_binary), *images, "--out", str(out), "--force", "--uncalibrated",
+                            "--no-progress"]) == 0  # --force: the output exists (issue 27)
     table = pd.read_csv(out)
     np.testing.assert_allclose(table["p_yes"], raw[:, 1], atol=1e-6)
     assert table["temperature"].isna().all()
