@@ -129,6 +129,25 @@ def test_lite0_feature_map_without_pooling():
     assert backbone.model.output_shape == (None, 2, 2, 1280)
 
 
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "resnet50"])
+def test_torch_stage_outputs_one_cell_per_stride_pixels(name):
+    import torch
+
+    body = bb.get_backbone(name, "torch", weights=None, pooling=None).model
+    sides = {}
+    hooks = [bb.torch_stage(body, name, stride).register_forward_hook(
+        lambda module, args, output, stride=stride: sides.__setitem__(stride, tuple(output.shape[-2:])))
+        for stride in (8, 16, 32)]
+    with torch.no_grad():
+        last = body(torch.zeros(1, 3, 96, 96))
+    for hook in hooks:
+        hook.remove()
+    assert sides == {8: (12, 12), 16: (6, 6), 32: (3, 3)}
+    assert tuple(last.shape[-2:]) == (3, 3)  # stride 32 is the last map
+    with pytest.raises(ValueError, match="no stage of stride 4"):
+        bb.torch_stage(body, name, 4)
+
+
 def test_lite0_port_stops_on_a_shape_mismatch():
     model = lite0.build_lite0_keras(weights=None, include_top=False, input_shape=(32, 32, 3))
     tensors = lite0.lite0_file_tensors()

@@ -166,6 +166,48 @@ def test_pcam_label_without_image(synthetic_sets, tmp_path):
     assert any(gone.stem in p.path and "no image file" in p.message for p in report.problems)
 
 
+def _with_official_valid(synthetic_sets, tmp_path, count=6) -> Path:
+    """A copy of the synthetic PCam set with an official_valid/ set made of `count` of its patches."""
+    root = tmp_path / "pcam"
+    shutil.copytree(synthetic_sets["pcam"], root)
+    table = data.pcam_table(root).head(count)
+    (root / "official_valid").mkdir()
+    for row in table.itertuples():
+        shutil.copy(row.path, root / "official_valid" / f"valid_{row.id}.tif")
+    table.assign(id="valid_" + table.id)[["id", "label"]].to_csv(root / "official_valid_labels.csv", index=False)
+    return root
+
+
+def test_pcam_official_valid_is_an_extra_set_that_a_kaggle_copy_may_lack(synthetic_sets, tmp_path):
+    assert "slide" in data.extra_set("pcam", "official_valid")["about"]
+    with pytest.raises(KeyError, match="official_valid"):
+        data.extra_set("pcam", "official_test")
+    kaggle_only = synthetic_sets["pcam"]
+    assert data.pcam_table(kaggle_only, "official_valid", missing_ok=True).empty
+    with pytest.raises(data.DatasetNotFoundError, match="official_valid_labels.csv"):
+        data.pcam_table(kaggle_only, "official_valid")
+    assert "official_valid" not in data.verify("pcam", kaggle_only).counts
+    root = _with_official_valid(synthetic_sets, tmp_path)
+    official = data.pcam_table(root, "official_valid", missing_ok=True)
+    assert len(official) == 6 and all(official.id.str.startswith("valid_"))
+    assert all(Path(p).parent.name == "official_valid" for p in official.path)
+    report = data.verify("pcam", root)
+    assert report.ok, str(report)
+    assert sum(report.counts["official_valid"].values()) == 6
+    assert any("official_valid/" in note for note in report.notes)
+
+
+def test_a_damaged_official_valid_set_is_named(synthetic_sets, tmp_path):
+    root = _with_official_valid(synthetic_sets, tmp_path)
+    gone = next((root / "official_valid").iterdir())
+    gone.unlink()
+    report = data.verify("pcam", root)
+    assert any(gone.stem in p.path and "official_valid_labels.csv" in p.message for p in report.problems)
+    (root / "official_valid_labels.csv").unlink()
+    with pytest.raises(data.DatasetNotFoundError, match="official_valid_labels.csv"):
+        data.pcam_table(root, "official_valid", missing_ok=True)  # half a set is not "absent"
+
+
 def test_missing_dataset_says_where_and_how(tmp_path, monkeypatch):
     monkeypatch.setenv("TL_DATA_DIR", str(tmp_path))
     with pytest.raises(data.DatasetNotFoundError) as error:
@@ -318,7 +360,7 @@ SHARED_COUNTS = {
     "brain_tumor_mri_4class": {"Training": {"glioma": 1321, "meningioma": 1339, "notumor": 1591, "pituitary": 1457}},
     "chest_xray": {"train": {"NORMAL": 1341, "PNEUMONIA": 3875}},
     "lgg_mri_segmentation": {"patients": 20, "slices": 737},
-    "pcam": {"train": {"0": 6000, "1": 6000}},
+    "pcam": {"train": {"0": 6000, "1": 6000}, "official_valid": {"0": 1500, "1": 1500}},
 }
 
 

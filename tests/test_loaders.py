@@ -368,3 +368,23 @@ def test_all_batches_returns_images_and_masks_in_table_order(lgg_table):
         expected_image, expected_mask = load_example(lgg_table.path[i], (32, 32), mask_path=lgg_table.mask_path[i])
         np.testing.assert_array_equal(images[i], expected_image)
         np.testing.assert_array_equal(masks[i], expected_mask)
+
+
+def test_seconds_to_load_prepares_each_item_once_and_times_it():
+    import time
+
+    from tl_helpers.train.loaders import seconds_to_load
+
+    class Slow:
+        def __init__(self):
+            self.asked = []
+
+        def __getitem__(self, index):
+            self.asked.append(index)
+            time.sleep(0.02)
+            return index
+
+    dataset = Slow()
+    seconds = seconds_to_load(dataset, 5)
+    assert dataset.asked == [0, 1, 2, 3, 4]
+    assert 0.1 <= seconds < 2.0

@@ -150,3 +150,39 @@ def test_compare_calibration_shows_its_diagram_in_a_notebook_only(monkeypatch):
     assert [line.get_label() for line in shown[0].axes[0].lines][1:] == [
         f"raw (ECE {tl.calibration.expected_calibration_error(y, p):.3f})",
         f"scaled (ECE {tl.calibration.expected_calibration_error(y, p ** 2):.3f})"]
+
+
+def test_another_test_set_is_scored_with_the_same_threshold_and_leaves_the_test_split_alone():
+    y_val, p_val = predictions(1)
+    y_other, p_other = predictions(5, n=200)
+    protocol = tl.protocol.BinaryProtocol(("sensitivity", 0.95), seed=3, at_specificity=0.9)
+    with pytest.raises(RuntimeError, match="choose_on_validation comes first"):
+        protocol.score_other_test_set(y_other, p_other)
+    protocol.choose_on_validation(y_val, p_val)
+    other = protocol.score_other_test_set(y_other, p_other)
+    assert other.point == protocol.point and other.count == 200
+    assert other.at_point == tl.metrics.binary_report(y_other, p_other, threshold=protocol.point, seed=3,
+                                                      at_specificity=0.9)
+    assert other.at_half == tl.metrics.binary_report(y_other, p_other, seed=3, at_specificity=0.9)
+    assert protocol.scores is None  # the test split is still unscored: score_test works once
+    protocol.score_test(*predictions(2))
+    card = RunCard("nb", "smoke")
+    other.record(card, prefix="official_valid", other_prefix="official_valid_operating_point",
+                 split="official_valid")
+    assert card.record["metrics"]["official_valid_roc_auc"]["split"] == "official_valid"
+    assert "official_valid_operating_point_sensitivity" in card.record["metrics"]
+
+
+def test_held_out_sets_side_by_side_share_the_threshold_rows():
+    y_val, p_val = predictions(1)
+    protocol = tl.protocol.BinaryProtocol(("sensitivity", 0.95), seed=3, at_specificity=0.9)
+    protocol.choose_on_validation(y_val, p_val)
+    patch, other = protocol.score_test(*predictions(2)), protocol.score_other_test_set(*predictions(6, n=80))
+    table = tl.protocol.scores_side_by_side({"patch split": patch, "other slides": other})
+    assert list(table.columns) == ["patch split", "other slides"]
+    assert table.loc["ROC AUC", "other slides"] == format(other.at_half["roc_auc"])
+    assert table.loc["patches"].tolist() == ["120", "80"]
+    chosen = f"sensitivity at {protocol.point.threshold:.3f} (chosen on validation)"
+    assert table.loc[chosen, "patch split"] == format(patch.at_point["sensitivity"])
+    assert table.loc["specificity at 0.5", "other slides"] == format(other.at_half["specificity"])
+    assert "sensitivity at specificity 90" in table.index

@@ -243,11 +243,26 @@ def _report_duplicate_ids(labels: pd.DataFrame, csv_path: Path, report: VerifyRe
 
 def _verify_labels_csv(s: DatasetSpec, root: Path, report: VerifyReport, deep: bool,
                        progress: bool = False) -> None:
-    csv_path, train = root / "train_labels.csv", root / "train"
-    for needed in (csv_path, train):
-        if not needed.exists():
-            report.problems.append(Problem(str(needed), "missing; expected " + s.layout))
-    if report.problems:
+    """Kaggle's train/ + train_labels.csv, then each extra set of the registry that is there
+    (PCam's official_valid/ + official_valid_labels.csv), each checked the same way."""
+    _verify_labels_split(s, root, "train", report, deep, progress)
+    if report.counts.get("train") is not None and report.counts["train"] != s.full_counts["train"]:
+        report.notes.append(f"a subset of the full release {s.full_counts['train']}")
+    for name, about in s.extra_sets.items():
+        if (root / name).exists() or (root / f"{name}_labels.csv").exists():
+            _verify_labels_split(s, root, name, report, deep, progress)
+            if name in report.counts:
+                report.notes.append(f"{name}/: {about['title']}")
+
+
+def _verify_labels_split(s: DatasetSpec, root: Path, split: str, report: VerifyReport, deep: bool,
+                         progress: bool = False) -> None:
+    """One `<split>/` folder and its `<split>_labels.csv`: layout, labels, ids, readability."""
+    csv_path, folder = root / f"{split}_labels.csv", root / split
+    missing = [needed for needed in (csv_path, folder) if not needed.exists()]
+    for needed in missing:
+        report.problems.append(Problem(str(needed), "missing; expected " + s.layout))
+    if missing:
         return
     labels = pd.read_csv(csv_path, dtype={"id": str})
     if list(labels.columns[:2]) != ["id", "label"]:
@@ -257,27 +272,26 @@ def _verify_labels_csv(s: DatasetSpec, root: Path, report: VerifyReport, deep: b
     for _, row in bad.head(20).iterrows():
         report.problems.append(Problem(str(csv_path), f"id {row['id']}: label {row['label']!r} is not 0 or 1"))
     _report_duplicate_ids(labels, csv_path, report)
-    files, to_read = {}, []
-    for f in train.iterdir():
+    files = {}
+    for f in folder.iterdir():
         if not is_visible(f):
             continue
         if f.is_dir() or not is_image_file(f):
-            report.problems.append(Problem(str(f), "unexpected entry in train/ (expected <id>.tif images)"))
+            report.problems.append(Problem(str(f), f"unexpected entry in {split}/ (expected <id>.tif images)"))
         else:
             files[f.stem] = f
     listed = set(labels["id"])
-    for missing in sorted(listed - set(files))[:20]:
-        report.problems.append(Problem(str(train / f"{missing}.tif"), "listed in train_labels.csv but no image file"))
+    for missing_id in sorted(listed - set(files))[:20]:
+        report.problems.append(Problem(str(folder / f"{missing_id}.tif"),
+                                       f"listed in {csv_path.name} but no image file"))
     for extra in sorted(set(files) - listed)[:20]:
-        report.problems.append(Problem(str(files[extra]), "image not listed in train_labels.csv"))
+        report.problems.append(Problem(str(files[extra]), f"image not listed in {csv_path.name}"))
     to_read = [files[i] for i in labels["id"] if i in files]
     counts = labels["label"].value_counts().sort_index()
-    report.counts = {"train": {str(k): int(v) for k, v in counts.items()}}
+    report.counts[split] = {str(k): int(v) for k, v in counts.items()}
     exts = sorted({f.suffix for f in files.values()})
-    if exts != [".tif"]:
+    if split == "train" and exts != [".tif"]:
         report.notes.append(f"image files are {', '.join(exts)} (Kaggle ships .tif); read the same way")
-    if report.counts["train"] != s.full_counts["train"]:
-        report.notes.append(f"a subset of the full release {s.full_counts['train']}")
     if deep:
         _check_readable(to_read, report.problems, report.sizes, sample_every=max(1, len(to_read) // 400),
                         progress=progress)

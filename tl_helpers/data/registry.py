@@ -18,7 +18,7 @@ from ..paths import cache_dir, process_running, project_root
 
 __all__ = ['DATA_DIR_ENV', 'SYNTHETIC_MARKER', 'DatasetSpec', 'DATASETS', 'DataError',
            'DatasetNotFoundError', 'DataLayoutError', 'DownloadError', 'spec', 'resolve_data_dir',
-           'how_to_get', 'locate', 'is_synthetic', 'describe_source', 'dataset_root']
+           'how_to_get', 'locate', 'is_synthetic', 'describe_source', 'dataset_root', 'extra_set']
 
 DATA_DIR_ENV = "TL_DATA_DIR"
 SYNTHETIC_MARKER = "SYNTHETIC.json"
@@ -45,6 +45,7 @@ class DatasetSpec:
     full_counts: dict = field(default_factory=dict)  # {split: {class: n}} of the Kaggle release
     citation: str = ""
     download_mb: float | None = None  # about how large the Kaggle archive is, in MB
+    extra_sets: dict = field(default_factory=dict)  # {name: {title, about}}: labelled sets not on Kaggle
 
     @property
     def kaggle_url(self) -> str:
@@ -102,6 +103,18 @@ def spec(name: str) -> DatasetSpec:
         return DATASETS[name]
     except KeyError:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
+
+
+def extra_set(name: str, set_name: str) -> dict:
+    """What the registry says about `set_name`, a labelled set of dataset `name` that is not part
+    of the Kaggle release (PCam: "official_valid", PatchCamelyon's own validation split, from
+    slides its training split does not use): {"title", "about"}. Unknown names raise KeyError
+    with the ones known. Used by chapter 5 (through tl.data.pcam_table and tl.data.verify).
+    """
+    known = spec(name).extra_sets
+    if set_name not in known:
+        raise KeyError(f"dataset {name!r} has no extra set {set_name!r}; known: {', '.join(known) or 'none'}")
+    return known[set_name]
 
 
 # --- where things are ------------------------------------------------------------------

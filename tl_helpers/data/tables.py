@@ -8,7 +8,7 @@ import pandas as pd
 
 from .images import is_image_file, read_image
 
-from .registry import DatasetNotFoundError
+from .registry import DatasetNotFoundError, extra_set
 
 
 # --- listing files ---------------------------------------------------------------------
@@ -98,15 +98,30 @@ def lgg_slice_table(root: str | Path, with_tumour: bool = True) -> pd.DataFrame:
     return table
 
 
-def pcam_table(root: str | Path) -> pd.DataFrame:
-    """(id, path, label) for PCam: `train_labels.csv` joined to `train/<id>.<ext>`.
+def pcam_table(root: str | Path, split: str = "train", missing_ok: bool = False) -> pd.DataFrame:
+    """(id, path, label) for PCam: `<split>_labels.csv` joined to `<split>/<id>.<ext>`.
 
+    split: "train" (Kaggle's labelled patches) or an extra set of the registry that is not on
+        Kaggle: "official_valid", PatchCamelyon's own validation split, whose slides its
+        training split does not use (`tl.data.extra_set("pcam", "official_valid")`).
+    missing_ok: an extra set whose folder and table are both absent (a copy with only Kaggle's
+        data) gives an empty table instead of DatasetNotFoundError.
     The Kaggle files are `.tif`; other image endings (the JPEG subset) are accepted.
     Used by the dataset tour (chapter 0) and chapter 5.
     """
     root = Path(root)
-    labels = pd.read_csv(root / "train_labels.csv", dtype={"id": str})
-    files = {f.stem: f for f in (root / "train").iterdir() if is_image_file(f)}
+    if split != "train":
+        extra_set("pcam", split)  # a name the registry knows
+    csv, folder = root / f"{split}_labels.csv", root / split
+    if missing_ok and split != "train" and not csv.exists() and not folder.exists():
+        return pd.DataFrame({"id": pd.Series(dtype=str), "path": pd.Series(dtype=str),
+                             "label": pd.Series(dtype=int)})
+    for needed in (csv, folder):
+        if not needed.exists():
+            raise DatasetNotFoundError(f"{needed} is missing: PCam's {split!r} set is "
+                                       f"{split}/<id>.<ext> + {split}_labels.csv under {root}")
+    labels = pd.read_csv(csv, dtype={"id": str})
+    files = {f.stem: f for f in folder.iterdir() if is_image_file(f)}
     labels["path"] = [str(files[i]) if i in files else "" for i in labels["id"]]
     return labels[["id", "path", "label"]]
 

@@ -80,6 +80,28 @@ class TestScores:
         return self
 
 
+def scores_side_by_side(sets: Mapping[str, TestScores]):
+    """Several held-out sets scored with the same choices, one column each (a DataFrame to
+    display): ROC AUC and the threshold-free sensitivity, then accuracy, sensitivity and
+    specificity at 0.5 and at the threshold chosen on validation, every entry `value (low-high)`.
+
+    Used by chapter 5.
+    """
+    import pandas as pd
+
+    columns = {}
+    for name, scores in sets.items():
+        chosen = f"at {scores.point.threshold:.3f} (chosen on validation)"
+        rows = {"ROC AUC": scores.at_half["roc_auc"], "patches": scores.count}
+        rows.update({key.replace("_", " "): value for key, value in scores.at_half.items()
+                     if key.startswith("sensitivity_at_")})
+        for measure in ("accuracy", "sensitivity", "specificity"):
+            rows[f"{measure} at 0.5"] = scores.at_half[measure]
+            rows[f"{measure} {chosen}"] = scores.at_point[measure]
+        columns[name] = {row: format(value) for row, value in rows.items()}
+    return pd.DataFrame(columns)
+
+
 @dataclass
 class BinaryProtocol:
     """The protocol for a yes/no model, one step per method.
@@ -129,6 +151,18 @@ class BinaryProtocol:
         at_point = binary_report(y_test, p_test, threshold=point, **options)
         self.scores = TestScores(at_half, at_point, point, len(np.asarray(y_test)))
         return self.scores
+
+    def score_other_test_set(self, y, p, groups=None) -> TestScores:
+        """Score a second held-out set (another source, other slides) as `score_test` does,
+        with the same threshold, without counting as a look at the test split.
+
+        Like the test split, it must choose nothing: score it once, after every choice is
+        fixed on validation. Used by chapter 5 (PCam's official validation split).
+        """
+        point = self._chosen()
+        options = dict(n_boot=self.n_boot, seed=self.seed, at_specificity=self.at_specificity, groups=groups)
+        return TestScores(binary_report(y, p, threshold=0.5, **options),
+                          binary_report(y, p, threshold=point, **options), point, len(np.asarray(y)))
 
     # --- step 3: calibration -----------------------------------------------------------------
     def calibrated(self, p) -> np.ndarray:

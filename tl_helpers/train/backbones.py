@@ -319,6 +319,25 @@ def get_backbone(name: str, framework: str = "keras", weights: str | None = "ima
                     feature_dim=feature_dim, default_size=default_size, pooling=pooling)
 
 
+# The module of each PyTorch body (pooling=None) whose output is the feature map at a stride
+# (input pixels per cell): the last block of the stage that ends there. At 96 px: 12, 6, 3 cells.
+TORCH_STAGES = {"efficientnet_lite0": {8: "blocks.2", 16: "blocks.4", 32: "bn2"},
+                "resnet50": {8: "5", 16: "6", 32: "7"}}  # layer2, layer3, layer4 of the Sequential
+
+
+def torch_stage(body, name: str, stride: int):
+    """The module of PyTorch backbone `name`'s body (`get_backbone(name, "torch",
+    pooling=None).model`; chapter 5's `model[0]`) whose output is the feature map with one cell
+    per `stride` x `stride` input pixels (8, 16 or 32; 32 is the last map): a layer for Grad-CAM
+    finer than the last one (tl.explain.grad_cam's `layer`). Used by chapter 5.
+    """
+    stages = TORCH_STAGES.get(name)
+    if stages is None or stride not in stages:
+        raise ValueError(f"no stage of stride {stride} known for {name!r}: "
+                         f"{ {n: sorted(s) for n, s in TORCH_STAGES.items()} }")
+    return body.get_submodule(stages[stride])
+
+
 STANDARDIZE = "standardize"  # the segmenter's preprocessing: each image on its own scale
 RAW_PIXELS = "raw_pixels"  # no preprocessing: the network scales its input itself (chapter 3)
 

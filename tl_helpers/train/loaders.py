@@ -320,6 +320,20 @@ def seed_worker(worker_id: int):
     dataset.reseed(dataset.seed, torch.initial_seed() % 2**63)
 
 
+def seconds_to_load(dataset, count: int) -> float:
+    """Seconds this process takes to prepare items 0 .. count-1 of `dataset` (read, decode,
+    augment, normalise: one batch's worth when `count` is the batch size), in order.
+
+    Used by chapter 5 (where the time goes: loading against training).
+    """
+    import time
+
+    start = time.perf_counter()
+    for index in range(count):
+        dataset[index]
+    return time.perf_counter() - start
+
+
 def make_torch_loader(dataset, batch_size: int = 32, shuffle: bool = True, num_workers: int = 0,
                       seed: int = 0, drop_last: bool = False, **kwargs):
     """A DataLoader whose order and augmentation are fixed by `seed`, also with workers.
