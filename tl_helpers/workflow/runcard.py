@@ -300,6 +300,18 @@ class RunCard:
             self.metric(f"{prefix}_{name}" if prefix else name, value, split=split)
         return self
 
+    def scored(self, name: str, count: int, total: int | None = None, left_out: str | None = None) -> "RunCard":
+        """Record how many cases a headline was scored on: `count` of `total`, and why the rest
+        were left out (e.g. "near-duplicates of training images"). The results page's overview
+        shows it beside the number ("36 of 50 test images"). Used by tl.protocol (chapters 1 to 5)."""
+        entry = {"count": int(count)}
+        if total is not None:
+            entry["total"] = int(total)
+        if left_out:
+            entry["left_out"] = left_out
+        self.record.setdefault("scored", {})[name] = entry
+        return self
+
     def note(self, text: str) -> "RunCard":
         self.record["notes"].append(text)
         return self
