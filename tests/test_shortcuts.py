@@ -106,3 +106,18 @@ def test_describe_of_two_classes_at_chance(tmp_path):
     lines = shortcuts.describe(shortcuts.shortcut_check(write_images(tmp_path, specs), n_boot=100)).splitlines()
     assert "(5-fold cross-validated, 120 files): ROC AUC" in lines[0] and "macro" not in lines[0]
     assert len(lines) == 3 and lines[2].startswith("-> not distinguishable from chance")
+
+
+def test_coloured_share_counts_images_whose_channels_differ(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(6):
+        gray = rng.integers(0, 255, (16, 16), dtype=np.uint8)
+        Image.fromarray(np.stack([gray] * 3, axis=2)).save(tmp_path / f"gray{k}.png")  # equal channels
+        tinted = np.stack([gray, gray, np.clip(gray.astype(int) + 20, 0, 255).astype(np.uint8)], axis=2)
+        Image.fromarray(tinted).save(tmp_path / f"tint{k}.png")
+        rows += [(str(tmp_path / f"gray{k}.png"), "gray"), (str(tmp_path / f"tint{k}.png"), "tinted" if k < 3 else "gray")]
+    table = pd.DataFrame(rows, columns=["path", "label"])
+    shares = shortcuts.coloured_share(table, per_class=20)
+    assert shares.to_dict() == {"gray": pytest.approx(3 / 9), "tinted": 1.0}
+    assert shortcuts.coloured_share(table, per_class=2, seed=1).index.tolist() == ["gray", "tinted"]

@@ -75,6 +75,15 @@ def test_without_a_test_folder_all_three_are_carved():
         split_with_test_folder(out.drop(columns="split"), val_fraction=0.2)
 
 
+def test_the_test_source_names_the_folder_or_the_carving():
+    from tl_helpers.data.splits import test_folder_source
+
+    assert test_folder_source(folder_table(with_testing=True)) == "Kaggle's Testing/ folder"
+    carved = test_folder_source(folder_table(with_testing=False), (0.5, 0.25, 0.25), seed=7)
+    assert carved.startswith("carved from Training/ (stratified by class, fractions (0.5, 0.25, 0.25), seed 7")
+    assert "no Testing/ folder" in carved
+
+
 # --- chapter 3: the official test folder, else a test split carved by patient ----------
 
 def test_official_test_or_carved_keeps_the_folder_and_never_splits_a_patient(synthetic_sets):

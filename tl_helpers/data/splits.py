@@ -160,6 +160,18 @@ def split_with_test_folder(table: pd.DataFrame, val_fraction: float, fractions=(
     return pd.concat([training, testing], ignore_index=True)
 
 
+def test_folder_source(table: pd.DataFrame, fractions=(0.7, 0.15, 0.15), seed: int = 0,
+                       test_folder: str = "Testing", train_folder: str = "Training") -> str:
+    """Where `split_with_test_folder` took the test split from, in words, for the printout and
+    the run card: the dataset's own `test_folder`, or carved from `train_folder` (with the
+    fractions and seed). Taught in chapter 2.
+    """
+    if (table["split"] == test_folder).any():
+        return f"Kaggle's {test_folder}/ folder"
+    return (f"carved from {train_folder}/ (stratified by class, fractions {tuple(fractions)}, seed {seed}; "
+            f"this copy of the dataset has no {test_folder}/ folder, and the files name no patient)")
+
+
 # --- chapter 3: the official test folder, else a test split carved by group -----------
 
 def official_test_or_carved(table: pd.DataFrame, label_col: str, fractions, names,

@@ -211,3 +211,19 @@ def describe(check: ShortcutCheck, unit: str = "files") -> str:
     else:
         lines.append("-> not distinguishable from chance: the files' metadata does not give the label away")
     return "\n".join(lines)
+
+
+def coloured_share(table: pd.DataFrame, per_class: int = 25, seed: int = 0, label_col: str = "label",
+                   path_col: str = "path", tolerance: int = 2) -> pd.Series:
+    """Per class, the share of up to `per_class` random images (e.g. crops) whose three colour
+    channels differ by more than `tolerance` gray levels somewhere: a gray scan saved as RGB has
+    equal channels, one that went through a colour JPEG or a colour source does not. A class
+    whose share stands apart carries a colour shortcut the network can read. Taught in chapter 2.
+    """
+    from ..data.images import read_image
+    from ..data.tables import sample_per_class
+
+    looked_at = sample_per_class(table, per_class, seed=seed, label_col=label_col)
+    coloured = [np.abs(np.diff(read_image(path, channels=3).astype(int), axis=2)).max() > tolerance
+                for path in looked_at[path_col]]
+    return looked_at.assign(coloured=coloured).groupby(label_col).coloured.mean()

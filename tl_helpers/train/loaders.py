@@ -324,7 +324,7 @@ def seconds_to_load(dataset, count: int) -> float:
     """Seconds this process takes to prepare items 0 .. count-1 of `dataset` (read, decode,
     augment, normalise: one batch's worth when `count` is the batch size), in order.
 
-    Used by chapter 5 (where the time goes: loading against training).
+    Used by chapter 5.
     """
     import time
 

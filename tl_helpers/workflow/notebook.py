@@ -309,7 +309,7 @@ def spread_over_seeds(card: RunCard, names, minimum: int = 2):
     (`tl.metrics.seed_spread`) is returned, its `mean ± sd` column noted on the run card and
     each mean and sd recorded as the metrics `<name>_seed_mean` and `<name>_seed_sd` (which
     the results page shows as a mean with its spread), otherwise None, after saying how to
-    make them. Taught in chapter 1; used by chapter 4.
+    make them. Taught in chapter 1; used by chapters 2 and 4.
     """
     from ..evaluate.metrics import seed_spread
 
