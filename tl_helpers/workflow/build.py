@@ -298,6 +298,12 @@ def run_summary(card: dict | None, article: dict, changed: str | None = None, so
     data_line = "; ".join(x for x in (f["share"], f"test set: {f['test']}" if f["test"] else "") if x)
     if data_line:
         lines.append(f"- **Data:** {data_line}" + (f" ({f['prevalence']})." if f["prevalence"] and f["test"] else "."))
+    headline = next(iter(overview_rows({card.get("notebook"): card}, {card.get("notebook"): article})), None)
+    if headline and not f["synthetic"]:  # the number the chapter leads with, and how many cases it rests on
+        ours = headline["ours"]
+        spread = (f" (sd {ours['sd']:.3f} over seeds)" if "sd" in ours else
+                  f" ({ours['ci95'][0]:.3f}-{ours['ci95'][1]:.3f})" if "ci95" in ours else "")
+        lines.append(f"- **Headline:** {headline['label']} {ours['value']:.3f}{spread}, scored on {headline['scored']}.")
     source = article.get("article")
     if source:
         name = f"*{source['title']}*" + (f" by {source['author']}" if source.get("author") else "")
