@@ -438,3 +438,31 @@ def test_chapter_sections_lose_their_numbers_and_the_run_card_folds():
     card_html = cells[-1]["outputs"][0]["data"]["text/html"]
     assert card_html.startswith('<details class="tl-runcard-details"><summary>Run card: how this run was made and its 2 numbers')
     assert "<td>ROC AUC</td>" in card_html and "<td>roc_auc</td>" not in card_html
+
+
+def test_results_page_opens_with_an_overview_of_every_chapter(tmp_path):
+    """Issue 24: one row per chapter first: headline, what it was scored on, article, field, difference."""
+    card = json.loads(json.dumps(CARD))
+    card["scored"] = {"test": {"count": 598}}
+    card["notes"] = ["near-duplicate audit (pHash within 4 bits): 257 of 855 test images have one in an earlier split"]
+    card_file = tmp_path / "02_x.json"
+    card_file.write_text(json.dumps(card))
+    article = dict(ARTICLE, overview={"metrics": ["not_on_the_card", "accuracy"], "theirs": ["accuracy"],
+                                      "article_label": "accuracy", "difference": "another test set"})
+    text = book.results_page([card_file], {"02_x": article}, figures_dir=tmp_path)
+    assert text.index("## At a glance") < text.index("## Chapter 2")
+    row = re.sub(r' data-label="[^"]*"', "", next(line for line in text.splitlines() if "02_x.html" in line))
+    assert row == ('<tr><td><a href="02_x.html">2</a></td><td>accuracy <strong>0.960</strong> <span class="tl-ci">'
+                   '(0.940-0.970)</span></td><td>598 of 855 test images (near-duplicates of earlier splits left out)'
+                   '</td><td>accuracy 0.992</td><td>-</td><td>another test set</td></tr>')
+    assert "What the numbers mean" in text and "**ECE**" in text
+    without = book.results_page([card_file], {"02_x": ARTICLE}, figures_dir=tmp_path)
+    assert "At a glance" not in without  # no overview spec: no row invented
+
+
+def test_scored_text_reads_patients_for_a_per_patient_metric():
+    card = {"data": {"lgg_mri_segmentation": {"splits": {"test": {"slices": 141, "patients": 4}}}}}
+    assert book.scored_text(card, "dice_volumetric_per_patient_mean") == "4 test patients"
+    assert book.scored_text(card, "stage1_roc_auc") == "141 test slices"
+    card["scored"] = {"stage1": {"count": 141}}
+    assert book.scored_text(card, "stage1_roc_auc") == "141 test slices"

@@ -130,8 +130,9 @@ def reference_patient_bootstrap(scores, patients, statistic=np.mean, n_boot=1000
 @pytest.mark.parametrize("statistic", [np.mean, np.median])
 def test_grouped_bootstrap_equals_the_plain_patient_bootstrap(statistic):
     rng = np.random.default_rng(7)
-    patients = rng.choice(["p3", "p1", "p10", "p2", "p7"], size=23)  # unsorted names, unequal group sizes
-    scores = rng.random(23)
+    names = ["p3", "p1", "p10", "p2", "p7", "p12", "p5", "p11", "p4", "p9", "p8"]  # unsorted, more than 10
+    patients = rng.choice(names, size=60)  # unequal group sizes
+    scores = rng.random(60)
     expected = reference_patient_bootstrap(scores, patients, statistic, n_boot=300, seed=4)
     got = metrics.bootstrap_ci(statistic, scores, groups=patients, n_boot=300, seed=4)
     assert got == pytest.approx(expected, abs=1e-12, rel=0)
@@ -141,9 +142,9 @@ def test_grouped_bootstrap_equals_the_plain_patient_bootstrap(statistic):
 
 
 def test_grouped_bootstrap_with_two_arrays_moves_whole_groups():
-    y_true = np.array([0, 1, 0, 1, 1, 0, 0, 1])
-    y_pred = np.array([0, 1, 1, 1, 0, 0, 0, 1])
-    patients = np.array(["a", "a", "b", "b", "c", "c", "d", "d"])
+    y_true = np.tile([0, 1, 0, 1, 1, 0, 0, 1], 3)
+    y_pred = np.tile([0, 1, 1, 1, 0, 0, 0, 1], 3)
+    patients = np.repeat([f"p{i}" for i in range(12)], 2)
     seen = []
 
     def accuracy(t, p):
@@ -152,14 +153,15 @@ def test_grouped_bootstrap_with_two_arrays_moves_whole_groups():
 
     estimate = metrics.bootstrap_ci(accuracy, y_true, y_pred, groups=patients, n_boot=100, seed=0)
     assert estimate.value == pytest.approx(0.75)
-    assert set(seen) == {8}  # four patients of two slices each, every time
+    assert set(seen) == {24} and len(seen) > 1  # twelve patients of two slices each, every resample
     with pytest.raises(ValueError, match="group labels"):
         metrics.bootstrap_ci(np.mean, y_true, groups=patients[:5])
 
 
-def test_grouped_bootstrap_of_one_group_has_zero_width():
-    estimate = metrics.bootstrap_ci(np.mean, [0.2, 0.4, 0.9], groups=["a", "a", "a"], n_boot=50)
-    assert estimate.low == estimate.high == estimate.value == pytest.approx(0.5)
+def test_grouped_bootstrap_of_one_group_gives_no_interval():
+    with pytest.warns(metrics.FewGroupsWarning):
+        estimate = metrics.bootstrap_ci(np.mean, [0.2, 0.4, 0.9], groups=["a", "a", "a"], n_boot=50)
+    assert estimate.value == pytest.approx(0.5) and np.isnan(estimate.low) and np.isnan(estimate.high)
 
 
 # --- masks: binarize and Dice -------------------------------------------------------------

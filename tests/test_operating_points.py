@@ -105,9 +105,10 @@ def test_seed_spread_over_run_cards(tmp_path):
 
 
 def test_spread_over_seeds_reads_only_this_version_of_the_chapter(tmp_path, monkeypatch, capsys):
-    """The seed step's cards: same source hash and profile count, one per seed; others are named and left out."""
+    """The seed step's cards: same version key (profile, notebook source, helpers) count, one per seed;
+    others are named and left out."""
     from tl_helpers.workflow.notebook import spread_over_seeds
-    from tl_helpers.workflow.runcard import RunCard, notebook_source_hash
+    from tl_helpers.workflow.runcard import RunCard, helpers_source_hash, notebook_source_hash, version_key
 
     monkeypatch.setenv("TL_PROJECT_ROOT", str(tmp_path))
     (tmp_path / "_toc.yml").write_text("root: index\n")
@@ -116,11 +117,12 @@ def test_spread_over_seeds_reads_only_this_version_of_the_chapter(tmp_path, monk
     notebook.write_text(json.dumps({"cells": [{"cell_type": "code", "source": "print(1)"}]}))
     this_version = notebook_source_hash(notebook)
 
-    def write(folder, seed, auc, source=this_version, profile="cpu"):
+    def write(folder, seed, auc, source=this_version, profile="cpu", helpers=helpers_source_hash()):
         path = tmp_path / folder / "01_x.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"notebook": "01_x", "profile": profile, "seed": seed, "source_sha256": source,
-                                    "metrics": {"roc_auc": {"value": auc, "split": "test"}}}))
+        record = {"notebook": "01_x", "profile": profile, "seed": seed, "source_sha256": source,
+                  "helpers_sha256": helpers, "metrics": {"roc_auc": {"value": auc, "split": "test"}}}
+        path.write_text(json.dumps({**record, "version_key": version_key(record)}))
 
     card = RunCard("01_x", "cpu", seed=0)
     card.metric("roc_auc", 0.90, split="test")
@@ -129,6 +131,7 @@ def test_spread_over_seeds_reads_only_this_version_of_the_chapter(tmp_path, monk
     assert "at least 2 are needed" in capsys.readouterr().out
     write("runs/cpu-seed2", 2, 0.70)
     write("runs/cpu-seed3", 3, 0.10, source="an older chapter")
+    write("runs/cpu-seed4", 4, 0.15, helpers="older helpers")
     write("runs/cpu-seed1", 1, 0.55)  # the same seed again: the committed card in results/ wins
     write("runs/cpu-seed0", 0, 0.30)  # this run's own seed
     table = spread_over_seeds(card, ["roc_auc"])
@@ -136,6 +139,7 @@ def test_spread_over_seeds_reads_only_this_version_of_the_chapter(tmp_path, monk
     assert table.loc["roc_auc", "seeds"] == [0, 1, 2]
     assert table.loc["roc_auc", "mean"] == pytest.approx(0.80)
     assert "left out (another version of the chapter): runs/cpu-seed3/01_x.json" in printed
+    assert "left out (another version of the chapter): runs/cpu-seed4/01_x.json" in printed
     assert "left out (seed already used): runs/cpu-seed1/01_x.json" in printed
     assert "left out (this run): runs/cpu-seed0/01_x.json" in printed
     assert card.record["notes"][-1] == "spread over seeds [0, 1, 2]: roc_auc 0.800 ± 0.100"

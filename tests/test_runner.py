@@ -156,3 +156,15 @@ def test_weights_none_is_a_marked_dry_run(tmp_path, monkeypatch):
     shown = RunCard(card["notebook"], card["profile"])
     shown.record = card
     assert "DRY RUN" in shown.text() and "DRY RUN" in shown._repr_html_()
+
+
+def test_runner_echoes_what_the_notebook_prints_as_it_runs(tmp_path, capsys):
+    """Issue 28: a runner's log shows a chapter's epoch lines (`--no-output` keeps it quiet)."""
+    nb = _notebook(tmp_path / "src" / "07_epochs.ipynb",
+                   "for epoch in (1, 2):\n    print(f'epoch {epoch}/2  loss {1 / epoch:.3f}')")
+    assert runner.main(["--profile", "smoke", "--out", str(tmp_path / "out"), "--no-progress", str(nb)]) == 0
+    printed = capsys.readouterr().out
+    assert "epoch 1/2  loss 1.000" in printed and "epoch 2/2  loss 0.500" in printed
+    assert runner.main(["--profile", "smoke", "--out", str(tmp_path / "out2"), "--no-progress", "--no-output",
+                        str(nb)]) == 0
+    assert "epoch 1/2" not in capsys.readouterr().out

@@ -12,6 +12,13 @@ Every estimate is an `Estimate(value, low, high)`, a named tuple.
 A decision threshold is chosen on validation for a stated goal (`choose_threshold`) and then
 applied to test; `sensitivity_at_specificity` reads the ROC curve at a fixed specificity.
 Results over several seeds are summarised by `spread` and `seed_spread`.
+
+Two refusals keep small samples honest. A bootstrap over groups (patients, slides) with fewer
+than `MIN_GROUPS_FOR_INTERVAL` groups gives no interval (a percentile interval over 3 or 4
+patients is mostly an artefact of which patients there are): the value comes with NaN bounds and
+a `FewGroupsWarning`, and `per_group_values` / `describe_groups` show the groups themselves. A
+threshold that calls every case one class raises a `ConstantPredictionWarning`.
+Two models scored on the same cases are compared by `paired_difference` (a paired bootstrap).
 """
 from __future__ import annotations
 
@@ -20,6 +27,23 @@ from statistics import NormalDist
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
+
+# Fewer groups than this give no bootstrap interval (tl.metrics.bootstrap_ci with `groups`).
+MIN_GROUPS_FOR_INTERVAL = 10
+
+
+class FewGroupsWarning(UserWarning):
+    """A grouped bootstrap was asked for with fewer than MIN_GROUPS_FOR_INTERVAL groups.
+
+    Raised (as a warning) by tl.metrics.bootstrap_ci; chapter 4 shows per-patient values instead.
+    """
+
+
+class ConstantPredictionWarning(UserWarning):
+    """A threshold calls every case the same class: accuracy then measures the class mix.
+
+    Raised (as a warning) by tl.metrics.choose_threshold and binary_report (chapters 1, 3, 4, 5).
+    """
 
 
 class Estimate(NamedTuple):
@@ -92,7 +116,9 @@ def bootstrap_ci(metric_fn: Callable, y_true, y_score_or_pred=None, n_boot: int 
     """Percentile-bootstrap interval of metric_fn(y_true, y_score_or_pred), or of metric_fn(y_true).
 
     Resamples with replacement `n_boot` times: whole `groups` when given (patients, slides:
-    the unit that was sampled, so that correlated examples move together), else examples,
+    the unit that was sampled, so that correlated examples move together; with fewer than
+    MIN_GROUPS_FOR_INTERVAL groups no interval is given: NaN bounds and a FewGroupsWarning),
+    else examples,
     within each class of y_true when `stratified` (labels and scores given; a single array of
     values is resampled plainly). Resamples where the metric is undefined
     (raises ValueError or gives NaN) are dropped. The value is the metric on the full data.
@@ -108,6 +134,11 @@ def bootstrap_ci(metric_fn: Callable, y_true, y_score_or_pred=None, n_boot: int 
         if len(groups) != len(y_true):
             raise ValueError(f"{len(groups)} group labels for {len(y_true)} samples")
     value = float(metric_fn(*arrays))
+    if groups is not None and len(np.unique(groups)) < MIN_GROUPS_FOR_INTERVAL:
+        warnings.warn(f"{len(np.unique(groups))} groups are too few for a {confidence:.0%} interval (at least "
+                      f"{MIN_GROUPS_FOR_INTERVAL} needed): the value alone is given; show the groups' own "
+                      "values with tl.metrics.per_group_values", FewGroupsWarning, stacklevel=2)
+        return Estimate(value, float("nan"), float("nan"))
     # One array is a sample of values (Dice per slice, per patient), not class labels:
     # stratifying by its distinct values would resample each value onto itself.
     stratified = stratified and y_score_or_pred is not None
@@ -129,6 +160,78 @@ def bootstrap_ci(metric_fn: Callable, y_true, y_score_or_pred=None, n_boot: int 
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(samples, [tail, 100 - tail])
     return Estimate(value, float(low), float(high))
+
+
+def per_group_values(metric_fn: Callable, y_true, y_score_or_pred=None, groups=None):
+    """metric_fn on each group's own samples: a pandas Series indexed by group (sorted).
+
+    What to show instead of an interval when there are too few groups (tl.metrics.bootstrap_ci):
+    e.g. the ROC AUC of each test patient's slices. A group where the metric is undefined (one
+    class only, for an AUC) gets NaN. Used by chapter 4.
+    """
+    import pandas as pd
+
+    if groups is None:
+        raise ValueError("per_group_values needs `groups` (one group label per sample)")
+    y_true, groups = np.asarray(y_true), np.asarray(groups)
+    arrays = [y_true] if y_score_or_pred is None else [y_true, np.asarray(y_score_or_pred)]
+    if any(len(array) != len(groups) for array in arrays):
+        raise ValueError(f"{len(groups)} group labels for {len(y_true)} samples")
+    values = {}
+    for group in np.unique(groups):
+        members = groups == group
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                values[group] = float(metric_fn(*(array[members] for array in arrays)))
+        except ValueError:
+            values[group] = float("nan")
+    return pd.Series(values, dtype=np.float64)
+
+
+def describe_groups(values, what: str = "patients", digits: int = 3) -> str:
+    """One line for a few per-group values: mean, range and count, and whether an interval is given.
+
+    e.g. "mean 0.736, range 0.610-0.930 over 4 patients (too few for a 95% interval)".
+    NaN values (metric undefined in a group) are counted apart. Used by chapter 4.
+    """
+    values = np.asarray(list(getattr(values, "values", values)), dtype=np.float64)
+    defined = values[~np.isnan(values)]
+    undefined = len(values) - len(defined)
+    if not len(defined):
+        return f"undefined in all {len(values)} {what}"
+    text = (f"mean {defined.mean():.{digits}f}, range {defined.min():.{digits}f}-{defined.max():.{digits}f} "
+            f"over {len(defined)} {what}")
+    if undefined:
+        text += f" ({undefined} more where it is undefined)"
+    if len(values) < MIN_GROUPS_FOR_INTERVAL:
+        text += f" (too few for a 95% interval: at least {MIN_GROUPS_FOR_INTERVAL} needed)"
+    return text
+
+
+def paired_difference(metric_fn: Callable, y_true, score_a, score_b, n_boot: int = 1000, seed: int = 0,
+                      stratified: bool = True, confidence: float = 0.95, groups=None) -> Estimate:
+    """metric(a) - metric(b) for two models scored on the same cases, with a paired bootstrap interval.
+
+    Both models are scored on the same resample each time (the cases, or whole `groups`), so
+    what the two share (the hard cases, the easy ones) cancels out: the interval of the
+    difference is much narrower than the two models' own intervals side by side suggest. An
+    interval that excludes 0 supports "a differs from b" at this test set's size.
+    Taught in chapter 3.
+    """
+    y_true, score_a, score_b = np.asarray(y_true), np.asarray(score_a), np.asarray(score_b)
+    if not len(y_true) == len(score_a) == len(score_b):
+        raise ValueError(f"{len(y_true)} labels, {len(score_a)} and {len(score_b)} scores: pair the same cases")
+    both = np.stack([score_a, score_b], axis=-1) if score_a.ndim == 1 else np.stack([score_a, score_b], axis=1)
+    return bootstrap_ci(lambda t, s: float(metric_fn(t, s[:, 0]) - metric_fn(t, s[:, 1])), y_true, both,
+                        n_boot=n_boot, seed=seed, stratified=stratified, confidence=confidence, groups=groups)
+
+
+def paired_roc_auc_difference(y_true, p_a, p_b, n_boot: int = 1000, seed: int = 0, groups=None) -> Estimate:
+    """ROC AUC of a minus ROC AUC of b on the same cases (tl.metrics.paired_difference). Used by chapter 3."""
+    y_true, p_a = _binary_arrays(y_true, p_a)
+    _, p_b = _binary_arrays(y_true, p_b)
+    return paired_difference(_roc_auc, y_true, p_a, p_b, n_boot=n_boot, seed=seed, groups=groups)
 
 
 def _balanced_accuracy(y_true, y_pred) -> float:
@@ -214,6 +317,11 @@ def choose_threshold(y_val, p_val, goal="youden") -> OperatingPoint:
         else:
             raise ValueError(f"unknown goal {kind!r}: use 'youden', ('sensitivity', x) or ('specificity', x)")
         label = f"{kind} >= {target:g}"
+    if sensitivity[best] in (0.0, 1.0) and specificity[best] == 1.0 - sensitivity[best]:
+        called = "positive" if sensitivity[best] == 1.0 else "negative"
+        warnings.warn(f"the threshold chosen for {label} ({thresholds[best]:.4g}) calls every validation case "
+                      f"{called}: the model does not separate the classes on validation", ConstantPredictionWarning,
+                      stacklevel=2)
     return OperatingPoint(float(thresholds[best]), label, float(sensitivity[best]), float(specificity[best]))
 
 
@@ -268,6 +376,10 @@ def binary_report(y_true, p_positive, threshold: float | OperatingPoint = 0.5, n
     y_pred = (p_positive >= threshold).astype(int)
     positives, negatives = y_true == 1, y_true == 0
     both_classes = positives.any() and negatives.any()
+    if both_classes and len(np.unique(y_pred)) == 1:
+        warnings.warn(f"at threshold {threshold:.4g} every case is called {'positive' if y_pred[0] else 'negative'}: "
+                      "sensitivity and specificity are 1 and 0 by construction", ConstantPredictionWarning,
+                      stacklevel=2)
     nan = Estimate(float("nan"), float("nan"), float("nan"))
     if groups is not None:
         grouped = dict(n_boot=n_boot, seed=seed, groups=groups)
@@ -397,7 +509,9 @@ def seed_spread(cards, names: Sequence[str] | None = None):
     card's JSON loaded), RunCard objects, or paths to `<notebook>.json`. Returns a pandas
     DataFrame, one row per metric (`names`, else every metric any card has), with its split,
     mean, sd, min, max, n (cards that recorded it), the seeds, and `mean ± sd` as text.
-    Raises ValueError when the cards come from different notebooks. Taught in chapter 1;
+    Raises ValueError when the cards come from different notebooks, profiles or versions (their
+    `version_key`: notebook source and helper package), so that a spread never pools a changed
+    recipe with the old one. Taught in chapter 1;
     used by chapters 2 to 5.
     """
     import json
@@ -416,6 +530,10 @@ def seed_spread(cards, names: Sequence[str] | None = None):
     if len(notebooks) > 1:
         raise ValueError(f"run cards of different notebooks ({', '.join(notebooks)}): a spread over "
                          "seeds compares runs of one notebook")
+    versions = sorted({f"{r.get('profile')} {r.get('version_key', 'without a version key')}" for r in records})
+    if len(versions) > 1:
+        raise ValueError(f"run cards of different versions ({'; '.join(versions)}): a spread over seeds pools runs "
+                         "of one profile, notebook source and helper package; re-run the seeds with one version")
     if names is None:
         names = list(dict.fromkeys(name for r in records for name in r.get("metrics", {})))
     rows = []

@@ -5,7 +5,9 @@ re-encoded, slightly brightened. When one copy lands in training and the other i
 test split, the test score partly measures memory. A perceptual hash (here imagehash's
 pHash: the signs of the lowest frequencies of the image's discrete cosine transform)
 changes little under such edits, so two images whose hashes differ in only a few of
-their 64 bits are almost surely the same picture.
+their 64 bits are almost surely the same picture. A hash is not mirror-invariant, and a
+left-right flipped copy is a common edit (and a common augmentation someone saved), so audits
+also compare each image with the mirror images of the others (`mirrored=True`, the default).
 
     hashes = perceptual_hashes(paths)                  # (N, 64) bits
     pairs = near_duplicate_pairs(test_hashes, train_hashes, max_distance=4)
@@ -30,16 +32,26 @@ def perceptual_hash(image: np.ndarray, hash_size: int = 8) -> np.ndarray:
     return imagehash.phash(Image.fromarray(np.asarray(image)).convert("L"), hash_size=hash_size).hash.ravel()
 
 
-def perceptual_hashes(paths: Sequence, hash_size: int = 8, threads: int = 4) -> np.ndarray:
-    """(N, hash_size**2) bool array: the pHash of each image file, in order. Taught in chapter 2."""
+def perceptual_hashes(paths: Sequence, hash_size: int = 8, threads: int = 4, mirrored: bool = False):
+    """(N, hash_size**2) bool array: the pHash of each image file, in order.
+
+    With `mirrored`, a pair (hashes, hashes of the left-right mirrored images), each file read
+    once. Taught in chapter 2.
+    """
     def one(path):
-        return perceptual_hash(read_image(path, channels=1), hash_size)
+        image = read_image(path, channels=1)
+        if mirrored:
+            return np.stack([perceptual_hash(image, hash_size), perceptual_hash(np.ascontiguousarray(image[:, ::-1]),
+                                                                                 hash_size)])
+        return perceptual_hash(image, hash_size)
 
     paths = [str(p) for p in paths]
     if not paths:
-        return np.zeros((0, hash_size * hash_size), dtype=bool)
+        empty = np.zeros((0, hash_size * hash_size), dtype=bool)
+        return (empty, empty.copy()) if mirrored else empty
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return np.stack(list(pool.map(one, paths)))
+        hashes = np.stack(list(pool.map(one, paths)))
+    return (hashes[:, 0], hashes[:, 1]) if mirrored else hashes
 
 
 def hamming_distances(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -58,41 +70,56 @@ def hamming_distances(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def nearest_reference(query: np.ndarray, reference: np.ndarray, chunk: int = 512,
-                      exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                      exclude_self: bool = False, reference_mirrored: np.ndarray | None = None,
+                      return_mirrored: bool = False):
     """(index, distance) of each query hash's closest reference hash (ties: the lowest index).
 
     With `exclude_self`, query and reference are the same hashes and row i is not compared
-    with itself (duplicates within one set). Taught in chapter 2.
+    with itself (duplicates within one set), nor with its own mirror image. With
+    `reference_mirrored` (the hashes of the mirrored reference images) a reference counts at the
+    smaller of its two distances; `return_mirrored` adds a third array, True where the mirror
+    was the closer. Taught in chapter 2.
     """
     if len(reference) == 0 or (exclude_self and len(reference) < 2):
         raise ValueError("no reference hashes to compare with")
     if exclude_self and len(query) != len(reference):
         raise ValueError(f"exclude_self needs the same hashes twice, got {len(query)} and {len(reference)}")
+    if reference_mirrored is not None and len(reference_mirrored) != len(reference):
+        raise ValueError(f"{len(reference_mirrored)} mirrored hashes for {len(reference)} reference hashes")
+    candidates = reference if reference_mirrored is None else np.concatenate([reference, reference_mirrored])
     indices, distances = [], []
     for start in range(0, len(query), chunk):
-        block = hamming_distances(query[start:start + chunk], reference)
+        block = hamming_distances(query[start:start + chunk], candidates)
         if exclude_self:
             rows = np.arange(len(block))
             block[rows, start + rows] = np.iinfo(block.dtype).max
+            if reference_mirrored is not None:
+                block[rows, len(reference) + start + rows] = np.iinfo(block.dtype).max
         best = block.argmin(axis=1)
         indices.append(best)
         distances.append(block[np.arange(len(best)), best])
     if not indices:
-        return np.zeros(0, dtype=int), np.zeros(0, dtype=np.int32)
-    return np.concatenate(indices), np.concatenate(distances)
+        found = np.zeros(0, dtype=int), np.zeros(0, dtype=np.int32)
+        return (*found, np.zeros(0, dtype=bool)) if return_mirrored else found
+    index = np.concatenate(indices)
+    found = index % len(reference), np.concatenate(distances)
+    return (*found, index >= len(reference)) if return_mirrored else found
 
 
 def near_duplicate_pairs(query: np.ndarray, reference: np.ndarray, max_distance: int = 4,
-                         exclude_self: bool = False) -> pd.DataFrame:
+                         exclude_self: bool = False, reference_mirrored: np.ndarray | None = None) -> pd.DataFrame:
     """Query rows whose nearest reference hash differs in at most `max_distance` bits.
 
-    Columns: query (row in `query`), reference (row in `reference`), distance (bits);
+    Columns: query (row in `query`), reference (row in `reference`), distance (bits),
+    mirrored (the match was the reference's mirror image; needs `reference_mirrored`);
     sorted by distance, then query. With `exclude_self` (query and reference the same
     hashes), a row's own hash does not count. Taught in chapter 2.
     """
-    index, distance = nearest_reference(query, reference, exclude_self=exclude_self)
+    index, distance, mirrored = nearest_reference(query, reference, exclude_self=exclude_self,
+                                                  reference_mirrored=reference_mirrored, return_mirrored=True)
     close = np.flatnonzero(distance <= max_distance)
-    pairs = pd.DataFrame({"query": close, "reference": index[close], "distance": distance[close]})
+    pairs = pd.DataFrame({"query": close, "reference": index[close], "distance": distance[close],
+                          "mirrored": mirrored[close]})
     return pairs.sort_values(["distance", "query"], kind="stable").reset_index(drop=True)
 
 
@@ -104,7 +131,8 @@ class SplitAudit:
       among the reference rows) and per split against itself, with the rows of each, the
       near-duplicates found, how many were exact (distance 0) and their share of the query rows;
     - `pairs`: every flagged query row with its nearest partner: `row` and `partner` (labels of
-      the table's index), `split`, `partner_split`, `distance`, `within` (same split);
+      the table's index), `split`, `partner_split`, `distance`, `within` (same split),
+      `mirrored` (the partner matched as a mirror image);
     - `leaked`: a boolean Series on the table's index, True for a row with a near-duplicate in a
       split before its own (a val or test row whose picture training saw): the rows to leave
       out for the metrics without near-duplicates, `table[~audit.leaked]`.
@@ -118,13 +146,14 @@ class SplitAudit:
 
 def audit_splits(table: pd.DataFrame, split_col: str = "split", path_col: str = "path", max_distance: int = 4,
                  order: Sequence[str] = ("train", "val", "test"), hash_size: int = 8,
-                 threads: int = 4) -> SplitAudit:
+                 threads: int = 4, mirrored: bool = True) -> SplitAudit:
     """Near-duplicate images between every pair of splits and within each split.
 
     Hashes every file once (perceptual_hashes), then for each pair of splits searches the later
     split's images among the earlier split's (train before val before test, as `order` says;
     splits it does not name come after, sorted) with near_duplicate_pairs, and each split
-    among its own images. A row counts once per pair, matched to its nearest partner. When the
+    among its own images (and, with `mirrored`, among their mirror images: a flipped copy counts).
+    A row counts once per pair, matched to its nearest partner. When the
     counts are not zero, report the metrics on the rows `leaked` leaves out as the headline,
     beside the metrics on all rows. Taught in chapter 2; used by chapters 1 and 3.
     """
@@ -132,7 +161,8 @@ def audit_splits(table: pd.DataFrame, split_col: str = "split", path_col: str = 
         raise ValueError("the table's index has duplicate labels; reset_index() it first")
     names = list(pd.unique(table[split_col].astype(str)))
     ranked = [name for name in order if name in names] + sorted(n for n in names if n not in order)
-    hashes = perceptual_hashes(table[path_col].tolist(), hash_size=hash_size, threads=threads)
+    hashes = perceptual_hashes(table[path_col].tolist(), hash_size=hash_size, threads=threads, mirrored=mirrored)
+    hashes, flipped = hashes if mirrored else (hashes, None)
     split_of = table[split_col].astype(str).to_numpy()
     rows_of = {name: np.flatnonzero(split_of == name) for name in ranked}
     counts, pairs = [], []
@@ -141,9 +171,10 @@ def audit_splits(table: pd.DataFrame, split_col: str = "split", path_col: str = 
             q_rows, r_rows = rows_of[query], rows_of[reference]
             within = query == reference
             if within and len(q_rows) < 2:
-                found = pd.DataFrame({"query": [], "reference": [], "distance": []}, dtype=int)
+                found = pd.DataFrame({"query": [], "reference": [], "distance": [], "mirrored": []}, dtype=int)
             else:
-                found = near_duplicate_pairs(hashes[q_rows], hashes[r_rows], max_distance, exclude_self=within)
+                found = near_duplicate_pairs(hashes[q_rows], hashes[r_rows], max_distance, exclude_self=within,
+                                             reference_mirrored=None if flipped is None else flipped[r_rows])
             counts.append({"reference": reference, "query": query, "reference_rows": len(r_rows),
                            "query_rows": len(q_rows), "near_duplicates": len(found),
                            "exact": int((found["distance"] == 0).sum()),
@@ -152,7 +183,8 @@ def audit_splits(table: pd.DataFrame, split_col: str = "split", path_col: str = 
                 "row": table.index[q_rows[found["query"].to_numpy(dtype=int)]],
                 "partner": table.index[r_rows[found["reference"].to_numpy(dtype=int)]],
                 "split": query, "partner_split": reference,
-                "distance": found["distance"].to_numpy(dtype=int), "within": within}))
+                "distance": found["distance"].to_numpy(dtype=int), "within": within,
+                "mirrored": found["mirrored"].to_numpy(dtype=bool)}))
     pairs = pd.concat(pairs, ignore_index=True)
     leaked = pd.Series(False, index=table.index, name="leaked")
     leaked.loc[pairs.loc[~pairs["within"], "row"].unique()] = True

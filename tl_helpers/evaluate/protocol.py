@@ -59,8 +59,11 @@ class TestScores:
     def record(self, card, main: str = "half", prefix: str = "", other_prefix: str = "operating_point",
                other_names: Sequence[str] = ("accuracy", "sensitivity", "specificity"), split: str = "test"):
         """Write the scores on the run card: the `main` report ("half" or "point") whole under
-        `prefix`, and `other_names` of the other report under `other_prefix`."""
+        `prefix`, and `other_names` of the other report under `other_prefix`; the number of cases
+        scored goes on the card too (RunCard.scored, under `prefix`, else `split`)."""
         first, second = (self.at_half, self.at_point) if main == "half" else (self.at_point, self.at_half)
+        if hasattr(card, "scored"):  # how many cases these numbers rest on, for the results page
+            card.scored(prefix or split, self.count)
         card.metrics(first, prefix=prefix, split=split)
         card.metrics(second, prefix=other_prefix, split=split, names=list(other_names))
         return self

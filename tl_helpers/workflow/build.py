@@ -22,6 +22,7 @@ import argparse
 import html
 import json
 import re
+import textwrap
 import subprocess
 import sys
 from pathlib import Path
@@ -297,6 +298,12 @@ def run_summary(card: dict | None, article: dict, changed: str | None = None, so
     data_line = "; ".join(x for x in (f["share"], f"test set: {f['test']}" if f["test"] else "") if x)
     if data_line:
         lines.append(f"- **Data:** {data_line}" + (f" ({f['prevalence']})." if f["prevalence"] and f["test"] else "."))
+    headline = next(iter(overview_rows({card.get("notebook"): card}, {card.get("notebook"): article})), None)
+    if headline and not f["synthetic"]:  # the number the chapter leads with, and how many cases it rests on
+        ours = headline["ours"]
+        spread = (f" (sd {ours['sd']:.3f} over seeds)" if "sd" in ours else
+                  f" ({ours['ci95'][0]:.3f}-{ours['ci95'][1]:.3f})" if "ci95" in ours else "")
+        lines.append(f"- **Headline:** {headline['label']} {ours['value']:.3f}{spread}, scored on {headline['scored']}.")
     source = article.get("article")
     if source:
         name = f"*{source['title']}*" + (f" by {source['author']}" if source.get("author") else "")
@@ -544,20 +551,29 @@ def results_table(rows: list[dict], facts: dict, article: dict) -> list[str]:
 
 
 def results_figure(rows: list[dict], title: str, path: Path) -> Path:
-    """Dot plot of one chapter: ours with 95% intervals, the article's and the field's numbers.
+    """Dot plot of one chapter: ours with 95% intervals (a mean over seeds with its sd), the
+    article's and the field's numbers.
 
-    Written as SVG at `path`, from the rows of `result_rows`. Used by the book machinery (build).
+    Written as SVG at `path`, from the rows of `result_rows`. Narrow (4.6 in) with each metric's
+    name written above its line rather than beside it, so that the text stays at least 9 pt
+    when a phone shows the figure 360 px wide. Used by the book machinery (build).
     """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.6, 1.4 + 0.55 * len(rows)), layout="constrained")
+    lines = sum(len(textwrap.wrap(row["label"], 48)) for row in rows)
+    fig = Figure(figsize=(4.6, 1.2 + 0.45 * len(rows) + 0.22 * lines), layout="constrained")
     ax = fig.add_subplot()
     lows = []
     for y, row in enumerate(reversed(rows)):
         ours = row["ours"]
-        low, high = ours.get("ci95", [ours["value"], ours["value"]])
-        ax.errorbar(ours["value"], y, xerr=[[ours["value"] - low], [high - ours["value"]]], fmt="o", color="black",
-                    capsize=4, markersize=7, label="ours, 95% interval" if y == 0 else None)
+        if "sd" in ours:  # a mean over seeds: its spread, not an interval
+            low, high = ours["value"] - ours["sd"], min(1.0, ours["value"] + ours["sd"])
+            ax.errorbar(ours["value"], y, xerr=[[ours["value"] - low], [high - ours["value"]]], fmt="o", color="#7f7f7f",
+                        capsize=4, markersize=7, label="ours, mean ± sd over seeds")
+        else:
+            low, high = ours.get("ci95", [ours["value"], ours["value"]])
+            ax.errorbar(ours["value"], y, xerr=[[ours["value"] - low], [high - ours["value"]]], fmt="o", color="black",
+                        capsize=4, markersize=7, label="ours, 95% interval")
         lows.append(low)
         if row["article"] is not None:
             ax.plot(row["article"], y, "D", color="#c0392b", markersize=8, label="the article")
@@ -565,16 +581,21 @@ def results_figure(rows: list[dict], title: str, path: Path) -> Path:
         if row["field"]:
             ax.plot(row["field"]["value"], y, "s", color="#2471a3", markersize=8, label=row["field"]["source"])
             lows.append(row["field"]["value"])
+    left = max(0.0, min(lows) - 0.05) // 0.1 * 0.1
+    for y, row in enumerate(reversed(rows)):  # the name above its line, wrapped to the axes' width
+        label = ax.text(0.01, y + 0.25, textwrap.fill(row["label"], 48), fontsize=12, va="bottom", ha="left",
+                        transform=ax.get_yaxis_transform())
+        label.set_in_layout(False)
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
-    ax.set_yticks(range(len(rows)), [r["label"] for r in reversed(rows)], fontsize=12)
-    ax.set_xlim(max(0.0, min(lows) - 0.05) // 0.1 * 0.1, 1.0)
-    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_yticks([])
+    ax.set_xlim(left, 1.0)
+    ax.set_ylim(-0.5, len(rows) - 0.1 + 0.2 * max(len(textwrap.wrap(rows[0]["label"], 48)) - 1, 0))
     ax.grid(axis="x", color="#dddddd")
-    ax.tick_params(axis="x", labelsize=11)
+    ax.tick_params(axis="x", labelsize=12)
     ax.set_title(title, fontsize=13, loc="left")
-    ax.legend(unique.values(), unique.keys(), fontsize=11, loc="upper center", bbox_to_anchor=(0.5, -0.12 if len(rows) > 2 else -0.2),
-              ncol=3, frameon=False)
+    ax.legend(unique.values(), unique.keys(), fontsize=11, loc="upper center", bbox_to_anchor=(0.5, -0.08),
+              ncol=1 if len(unique) > 2 else 2, frameon=False)
     fig.savefig(path, format="svg", bbox_inches="tight")
     return path
 
@@ -585,6 +606,126 @@ def _chapter_title(notebook: Path | None) -> str:
     first = next((c for c in json.loads(notebook.read_text()).get("cells", []) if c["cell_type"] == "markdown"), None)
     match = _TITLE.search(_text(first["source"])) if first else None
     return match.group("title").strip() if match else ""
+
+
+_UNITS = {"pcam": "patches", "chest_xray": "films", "lgg_mri_segmentation": "slices"}
+
+
+def _split_size(card: dict, split: str = "test", per_patient: bool = False) -> tuple[int | None, str, int]:
+    """How many cases a card's data say the split holds, their unit, and how many of them the
+    near-duplicate audit flagged (0 when the card says nothing)."""
+    for name, entry in (card.get("data") or {}).items():
+        size = (entry.get("splits") or {}).get(split)
+        if isinstance(size, dict):
+            if per_patient and size.get("patients"):
+                return size["patients"], "patients", 0
+            size = size.get("slices") or size.get("images")
+        if isinstance(size, int):
+            return size, _UNITS.get(name, "images"), int(entry.get(f"near_duplicate_{split}_images") or 0)
+    return None, "cases", 0
+
+
+def scored_text(card: dict, metric: str) -> str:
+    """How many cases a headline number rests on, from the card: "36 of 50 test images (near-
+    duplicates of earlier splits left out)", else the test split's size (patients for a
+    per-patient metric)."""
+    scored = card.get("scored") or {}
+    entry = next((scored[k] for k in sorted(scored, key=len, reverse=True)
+                  if metric == k or metric.startswith(k + "_")), scored.get("test"))
+    total, unit, flagged = _split_size(card, per_patient="per_patient" in metric)
+    if entry is None and flagged and total:  # a card that names the flagged test images but not the count
+        entry = {"count": total - flagged}
+    if entry is None:
+        return f"{total:,} test {unit}" if total else "?"
+    count, total = entry["count"], entry.get("total", total)
+    text = f"{count:,}" + (f" of {total:,}" if total and total != count else "") + f" test {unit}"
+    reason = entry.get("left_out")
+    if not reason and total and total > count and (flagged or any("near-duplicate" in n for n in card.get("notes", []))):
+        reason = "near-duplicates of earlier splits left out"
+    return text + (f" ({reason})" if reason else "")
+
+
+def overview_rows(by_notebook: dict, article_results: dict) -> list[dict]:
+    """One row per chapter for the results page's overview: our headline (the first of the
+    chapter's `overview.metrics` its card has), what it was scored on, the article's and the field's
+    numbers (from the rows named by `overview.theirs`: the first with an article number, the first
+    with a field reference) and the main difference in a few words.
+
+    Used by the book machinery (results_page)."""
+    rows = []
+    for notebook, card in sorted(by_notebook.items()):
+        article = article_results.get(notebook) or {}
+        spec = article.get("overview")
+        metrics = card.get("metrics") or {}
+        if not spec or not metrics:
+            continue
+        name = next((m for m in spec["metrics"] if m in metrics), None)
+        if name is None:
+            continue
+        ours = dict(metrics[name])
+        sd = metrics.get(name[:-len("_mean")] + "_sd") if name.endswith("_seed_mean") else None
+        if sd:
+            ours["sd"] = sd["value"]
+        wanted = spec.get("theirs") or []
+        wanted = [wanted] if isinstance(wanted, str) else wanted
+        theirs = {}
+        for metric in wanted:  # the article's number and the field's may sit on different rows
+            row = next((r for r in article.get("rows", []) if r["metric"] == metric), {})
+            if row.get("article") is not None and theirs.get("article") is None:
+                theirs.update(article=row["article"], metric=row["metric"])
+            if row.get("field") and not theirs.get("field"):
+                theirs["field"] = row["field"]
+        rows.append({"notebook": notebook, "chapter": article.get("chapter", notebook[:2].lstrip("0")),
+                     "label": spec.get("labels", {}).get(name) or metric_label(name), "ours": ours,
+                     "scored": scored_text(card, name), "article": theirs.get("article"),
+                     "article_label": spec.get("article_label", metric_label(theirs.get("metric", ""))),
+                     "field": theirs.get("field"), "difference": spec.get("difference", "")})
+    return rows
+
+
+def overview_table(rows: list[dict]) -> list[str]:
+    """The overview as HTML lines (class `tl-results tl-overview`, stacked on a phone)."""
+    esc = html.escape
+    lines = ['<table class="table tl-results tl-overview">',
+             "<thead><tr><th>chapter</th><th>our headline (95% CI)</th><th>scored on</th><th>the article</th>"
+             "<th>the field</th><th>main difference</th></tr></thead>", "<tbody>"]
+    for row in rows:
+        ours = row["ours"]
+        spread = (f' <span class="tl-ci">(sd {ours["sd"]:.3f} over seeds)</span>' if "sd" in ours else
+                  f' <span class="tl-ci">({ours["ci95"][0]:.3f}-{ours["ci95"][1]:.3f})</span>' if "ci95" in ours
+                  else ' <span class="tl-ci">(no interval)</span>')
+        article = f"{esc(row['article_label'])} {row['article']:.3f}" if row["article"] is not None else "-"
+        field = (f"{row['field']['value']:.3f} <small>{esc(row['field']['source'])}</small>" if row["field"] else "-")
+        cells = zip(("chapter", "our headline", "scored on", "the article", "the field", "main difference"),
+                    (f'<a href="{row["notebook"]}.html">{esc(str(row["chapter"]))}</a>',
+                     f"{esc(row['label'])} <strong>{ours['value']:.3f}</strong>{spread}", esc(row["scored"]),
+                     article, field, esc(row["difference"])))
+        lines.append("<tr>" + "".join(f'<td data-label="{name}">{value}</td>' for name, value in cells) + "</tr>")
+    return lines + ["</tbody>", "</table>"]
+
+
+# What the page's numbers are, for its glossary (issue 24: every metric on the page defined).
+GLOSSARY = {
+    "ROC AUC": "the chance that a random positive case scores above a random negative one (0.5: chance, 1: "
+               "perfect ranking); it needs no threshold",
+    "accuracy": "the share of cases called right at the stated threshold",
+    "sensitivity": "the share of positive cases (tumour, pneumonia, metastasis) called positive",
+    "specificity": "the share of negative cases called negative",
+    "balanced accuracy": "the mean of sensitivity and specificity (of per-class recall with four classes)",
+    "operating point": "the threshold chosen on the validation split for a stated goal (e.g. sensitivity "
+                       ">= 0.95), then applied once to test",
+    "macro F1": "the mean over classes of the F1 score (the harmonic mean of precision and recall)",
+    "ECE": "expected calibration error: the case-weighted gap between confidence and accuracy over 10 bins; "
+           "no interval below 100 cases",
+    "Brier": "the mean squared error of the predicted probabilities",
+    "Dice": "twice the overlap of predicted and true mask over their summed areas (1: identical); a slice "
+            "with both masks empty scores 1 by rule",
+    "volumetric Dice": "Dice of a patient's slices summed into one 3-D volume, then averaged over patients",
+    "mean over seeds": "the same run repeated with other seeds (other splits and initialisations); "
+                       "the spread is their standard deviation, not a confidence interval",
+    "95% CI": "a percentile bootstrap (Wilson for proportions), resampling patients where a chapter has "
+              "them; none is given from fewer than 10 patients",
+}
 
 
 def results_page(cards: list[Path], article_results: dict, figures_dir: Path | None = None) -> str:
@@ -603,6 +744,14 @@ def results_page(cards: list[Path], article_results: dict, figures_dir: Path | N
              "both sides. None of the pairs is like for like, and numbers from synthetic data (profile `smoke`) "
              "only show that the code runs.", ""]
     by_notebook = {json.loads(p.read_text())["notebook"]: json.loads(p.read_text()) for p in cards}
+    overview = overview_rows(by_notebook, article_results)
+    if overview:
+        lines += ["## At a glance", "",
+                  "One row per chapter: our headline number, the cases it was scored on, the article's number and "
+                  "the field's reference, and what differs most. The sections below give every number.", ""]
+        lines += overview_table(overview) + [""]
+        lines += ["```{admonition} What the numbers mean", ":class: dropdown", ""]
+        lines += [f"- **{term}**: {meaning}." for term, meaning in GLOSSARY.items()] + ["```", ""]
     no_metrics = [n for n, c in sorted(by_notebook.items()) if not c.get("metrics")]
     if no_metrics:
         lines += ["Without a model, and so without numbers: " + ", ".join(
@@ -629,13 +778,12 @@ def results_page(cards: list[Path], article_results: dict, figures_dir: Path | N
         if rows:
             lines += results_table(rows, facts, article) + [""]
         if rows:
-            figure = results_figure(rows, f"Chapter {number}: ours ({facts['backbone']}, {facts['profile']})"
-                                    + (f" vs the article ({article['backbone']})" if article.get("backbone") else ""),
+            figure = results_figure(rows, f"Chapter {number}: ours ({facts['backbone']})",
                                     figures_dir / f"results_{notebook}.svg")
             refs = [r for r in rows if r["article"] is not None or r["field"]]
             alt = (f"Dot plot for chapter {number}: our " + ", ".join(r["label"] for r in rows)
                    + " with 95% intervals" + (", beside the published numbers" if refs else "") + ".")
-            caption = ("Black dots: ours, with 95% intervals. "
+            caption = ("Black dots: ours, with 95% intervals; grey dots: our means over seeds, with their sd. "
                        + ("Red diamonds: the article's numbers. " if any(r["article"] is not None for r in rows) else "")
                        + ("Blue squares: " + ", ".join(sorted({r["field"]["source"] for r in rows if r["field"]}))
                           + ". " if any(r["field"] for r in rows) else "")

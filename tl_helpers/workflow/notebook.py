@@ -259,21 +259,32 @@ def finish(card: RunCard, output_dir: str | Path | None = None, overwrite: bool 
     return path
 
 
+def current_version_key(card: RunCard) -> str:
+    """The version key this run's card will carry (tl.runcard.version_key), known before it is saved.
+
+    Used by other_seed_cards and spread_over_seeds (chapters 1, 2 and 4).
+    """
+    from .runcard import helpers_source_hash, notebook_source_hash, version_key
+
+    record = card.record
+    source = project_root() / "notebooks" / f"{record['notebook']}.ipynb"
+    return version_key({**record, "source_sha256": notebook_source_hash(source) if source.is_file() else None,
+                        "helpers_sha256": helpers_source_hash()})
+
+
 def other_seed_cards(card: RunCard, folders: tuple[str, ...] = ("results", "runs")) -> list[dict]:
     """Run cards of this chapter's version made with other seeds: the separate seed step.
 
     Looks for `<folder>/<profile>-seed*/<notebook>.json` under the project (the committed
-    `results/` first, then `runs/`), keeps those made from this very version of the notebook
-    (the same source hash and profile, another seed, one card per seed), and prints which
+    `results/` first, then `runs/`), keeps those made from this very version of the chapter
+    (the same version key: profile, notebook source and helper package; another seed, one card
+    per seed), and prints which
     it used and which it left out, and why. Used by chapters 1 and 4 (`spread_over_seeds`).
     """
     import json
 
-    from .runcard import notebook_source_hash
-
+    key = current_version_key(card)
     record = card.record
-    source = project_root() / "notebooks" / f"{record['notebook']}.ipynb"
-    source_hash = notebook_source_hash(source) if source.is_file() else None
     found, seeds = [], {record.get("seed")}
     for folder in folders:
         for path in sorted((project_root() / folder).glob(f"{record['profile']}-seed*/{record['notebook']}.json")):
@@ -282,7 +293,7 @@ def other_seed_cards(card: RunCard, folders: tuple[str, ...] = ("results", "runs
             if other.get("seed") in seeds:
                 print(f"left out ({'this run' if other.get('seed') == record.get('seed') else 'seed already used'}): "
                       f"{shown} (seed {other.get('seed')})")
-            elif other.get("source_sha256") != source_hash or other.get("profile") != record["profile"]:
+            elif other.get("version_key") != key:
                 print(f"left out (another version of the chapter): {shown} (seed {other.get('seed')})")
             else:
                 print(f"using: {shown} (seed {other.get('seed')})")
@@ -328,7 +339,7 @@ def spread_over_seeds(card: RunCard, names, minimum: int = 2):
         print(f"{len(others)} run(s) of this version of the chapter with other seeds: at least {minimum} are needed "
               f"for a spread; run the seed step above first (runs/{card.record['profile']}-seed*/)")
         return None
-    table = seed_spread([card, *others], names=names)
+    table = seed_spread([{**card.record, "version_key": current_version_key(card)}, *others], names=names)
     for name, row in table.iterrows():
         card.metric(f"{name}_seed_mean", row["mean"], split=row["split"])
         card.metric(f"{name}_seed_sd", row["sd"], split=row["split"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import os
 import re
 import platform
@@ -86,6 +87,31 @@ def notebook_source_hash(path: str | Path) -> str:
     text = "\x00".join(cell["cell_type"] + "\x01" + ("".join(cell["source"]) if isinstance(cell["source"], list)
                                                     else cell["source"]) for cell in cells)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def helpers_source_hash() -> str:
+    """SHA-256 of the helper package's own files (code and data files, sorted by path).
+
+    Works without git (an installed copy, a Colab clone): two runs with the same hash ran the
+    same helpers. Used by RunCard.finish (every chapter).
+    """
+    import hashlib
+
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(p for p in package.rglob("*") if p.suffix in {".py", ".yml", ".json"} and p.is_file()):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\x00" + path.read_bytes() + b"\x00")
+    return digest.hexdigest()
+
+
+def version_key(record: dict) -> str:
+    """What makes two runs the same version of a chapter: notebook, profile, notebook source and
+    helper package (16 hex digits). Runs that differ only by seed share it, so
+    tl.metrics.seed_spread pools only runs with one key. Used by RunCard.finish."""
+    import hashlib
+
+    parts = [str(record.get(k)) for k in ("notebook", "profile", "source_sha256", "helpers_sha256")]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
 def git_provenance(notebook: str | Path | None = None, repo: str | Path | None = None) -> dict:
@@ -257,7 +283,8 @@ class RunCard:
                 raise ValueError(f"{name}: an Estimate carries its own interval; do not pass ci= too")
             value, ci = value[0], (value[1], value[2])
         entry = {"value": float(value), "split": split}
-        if ci is not None:
+        # NaN bounds mean "no interval" (too few groups or cases, tl.metrics): none is stored
+        if ci is not None and not (math.isnan(float(ci[0])) and math.isnan(float(ci[1]))):
             entry["ci95"] = [float(ci[0]), float(ci[1])]
         self.record["metrics"][name] = entry
         return self
@@ -271,6 +298,18 @@ class RunCard:
         for name in (names if names is not None else report):
             value = report[name]
             self.metric(f"{prefix}_{name}" if prefix else name, value, split=split)
+        return self
+
+    def scored(self, name: str, count: int, total: int | None = None, left_out: str | None = None) -> "RunCard":
+        """Record how many cases a headline was scored on: `count` of `total`, and why the rest
+        were left out (e.g. "near-duplicates of training images"). The results page's overview
+        shows it beside the number ("36 of 50 test images"). Used by tl.protocol (chapters 1 to 5)."""
+        entry = {"count": int(count)}
+        if total is not None:
+            entry["total"] = int(total)
+        if left_out:
+            entry["left_out"] = left_out
+        self.record.setdefault("scored", {})[name] = entry
         return self
 
     def note(self, text: str) -> "RunCard":
@@ -289,6 +328,9 @@ class RunCard:
                                       "every metric of this run is meaningless")
         source = project_root() / "notebooks" / f"{self.record['notebook']}.ipynb"
         self.record["source_sha256"] = notebook_source_hash(source) if source.is_file() else None
+        self.record["helpers_sha256"] = helpers_source_hash()
+        self.record["helpers_commit"] = ask_git("log", "-1", "--format=%H", "--", ".", cwd=Path(__file__).parents[1])
+        self.record["version_key"] = version_key(self.record)
         return self.record
 
     def save(self, output_dir: str | Path, overwrite: bool = False) -> Path:

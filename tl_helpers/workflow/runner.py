@@ -352,8 +352,12 @@ def relative_parameters(path: Path, root: Path) -> None:
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True))  # as papermill writes it
 
 
-def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool = True) -> Path:
+def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool = True,
+                 show_output: bool = False) -> Path:
     """Execute one notebook into `out_dir`; raise NotebookFailed naming the failing cell.
+
+    With `show_output`, what the notebook prints (a line per training epoch, progress of long
+    steps) is echoed to this process's stdout as it comes, so the runner's log shows training move.
 
     The notebook runs in a hidden folder in `out_dir` (its OUTPUT_DIR, where it writes its
     run card); only on success do the executed notebook and its card replace the previous
@@ -376,7 +380,8 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool
     try:
         with kernel_profile(parameters.get("PROFILE")), kernel_pythonpath(project_root()):
             papermill.execute_notebook(str(notebook), str(staging / notebook.name), parameters=parameters,
-                                       kernel_name="python3", progress_bar=progress, cwd=str(notebook.parent))
+                                       kernel_name="python3", progress_bar=progress, cwd=str(notebook.parent),
+                                       stdout_file=sys.stdout if show_output else None)
         _keep_models(staging / "models", out_dir)
         if (staging / card.name).is_file():
             os.replace(staging / card.name, card)
@@ -414,8 +419,10 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool
 
 def run(profile: str, notebooks: list[Path] | None = None, out_dir: Path | None = None,
         data_dir: str | None = None, overrides: dict | None = None, overwrite: bool = False,
-        progress: bool = True, jobs: int = 1) -> list[Path]:
+        progress: bool = True, jobs: int = 1, show_output: bool = False) -> list[Path]:
     """Run `notebooks` (default: all chapters) for `profile`; return the executed notebooks.
+
+    `show_output` echoes what each notebook prints (epoch lines) as it runs (one at a time only).
 
     `jobs` > 1 runs that many notebooks at once, each in its own process (and, on a machine
     with several GPUs, each on its own GPU); the outputs are the same as one at a time.
@@ -459,7 +466,7 @@ def run(profile: str, notebooks: list[Path] | None = None, out_dir: Path | None 
 
     for notebook, parameters in tqdm(planned, desc=f"profile {profile}", unit="notebook", disable=not progress):
         started = time.perf_counter()
-        executed.append(run_notebook(notebook, out_dir, parameters, progress))
+        executed.append(run_notebook(notebook, out_dir, parameters, progress, show_output))
         card = out_dir / f"{notebook.stem}.json"
         metrics = json.loads(card.read_text()).get("metrics", {}) if card.is_file() else {}
         shown = ", ".join(f"{k}={v['value']:.4g}" for k, v in list(metrics.items())[:6])
@@ -590,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override one notebook parameter (repeatable)")
     parser.add_argument("--overwrite", action="store_true", help="allow replacing committed results")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-output", action="store_true",
+                        help="do not echo what the notebook prints (a line per training epoch) while it runs")
     parser.add_argument("--weights", choices=["none"], help="none: random backbone weights, a dry run at full "
                         "size where the profile's weights cannot be fetched (timing and memory; metrics meaningless)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
@@ -611,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with stop_cleanly_on_signals():
             run(args.profile, args.notebooks or None, args.out, args.data_dir, overrides, args.overwrite,
-                progress=not args.no_progress, jobs=args.jobs)
+                progress=not args.no_progress, jobs=args.jobs, show_output=not args.no_output)
     except KeyboardInterrupt as stop:  # RunInterrupted (SIGTERM, SIGINT), or Ctrl-C before the handler
         number = getattr(stop, "signal_number", signal.SIGINT)
         print(f"stopped by {signal.Signals(number).name}: the unfinished run's staging folder was removed; the "
