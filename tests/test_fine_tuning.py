@@ -8,7 +8,7 @@ import pytest
 from tl_helpers.evaluate.uncertainty import live_hidden_units, mc_dropout_head
 from tl_helpers.techniques.fine_tuning import (Snapshot, both_cross_entropies, collapse_rates, collapse_study,
                                                collapsed, compare_frozen_settings, describe_collapse,
-                                               guard_phase2, sgd, unfreeze)
+                                               fine_tuning_model, guard_phase2, reset_optimizer, sgd, unfreeze)
 
 Y = np.array([0, 0, 0, 0, 1, 1, 1, 1], dtype=bool)
 GOOD = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])  # ranks perfectly, loss ~0.34
@@ -141,3 +141,37 @@ def test_both_cross_entropies_agree_on_a_two_way_softmax():
     binary, categorical = both_cross_entropies(targets, predicted)
     expected = -np.mean(np.log([0.9, 0.7, 0.4, 0.5]))
     assert np.isclose(binary, categorical, atol=1e-6) and np.isclose(categorical, expected, atol=1e-6)
+
+
+def _small_backbone():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+
+
+def test_fine_tuning_model_is_compiled_once_and_its_optimizer_reset_on_the_next_call():
+    backbone, head = _small_backbone(), mc_dropout_head(4, 2, seed=0)
+    x = np.random.default_rng(0).normal(size=(16, 8, 8, 3)).astype("float32")
+    y = np.eye(2, dtype="float32")[np.arange(16) % 2]
+    model = fine_tuning_model(backbone, head, lambda: sgd(0.01, decay=0.1))
+    assert backbone.get_layer("conv").trainable and not backbone.get_layer("bn").trainable
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    assert int(model.optimizer.iterations) == 4
+    assert any(np.abs(np.asarray(v)).sum() > 0 for v in model.optimizer.variables if "momentum" in v.path)
+    train_function = model.train_function
+    again = fine_tuning_model(backbone, head, lambda: sgd(0.01, decay=0.1))
+    assert again is model and again.train_function is train_function  # no new trace
+    assert int(model.optimizer.iterations) == 0  # as a fresh optimizer starts
+    assert all(np.abs(np.asarray(v)).sum() == 0 for v in model.optimizer.variables)
+    other = fine_tuning_model(backbone, mc_dropout_head(4, 2, seed=1), lambda: sgd(0.01))
+    assert other is not model  # another head: its own model
+
+
+def test_reset_optimizer_keeps_a_plain_learning_rate():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss="mse")
+    model.fit(np.ones((4, 3)), np.ones((4, 1)), epochs=1, verbose=0)
+    reset_optimizer(model.optimizer)
+    assert int(model.optimizer.iterations) == 0
+    assert np.isclose(float(model.optimizer.learning_rate), 0.05)

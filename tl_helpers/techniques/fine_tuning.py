@@ -8,6 +8,7 @@ that way). This module holds the pieces that make the recipe safe, and measure i
 
     sgd(0.001, decay=1e-4)                    # Keras 2's SGD(lr=, decay=) in Keras 3 terms
     unfreeze(backbone_model)                  # every layer trains, BatchNorm kept frozen
+    fine_tuning_model(backbone_model, head, lambda: sgd(0.001))  # compiled once, reset after
     kept = Snapshot(backbone_model, head)     # weights in memory; kept.restore() goes back
     decision = guard_phase2(is_positive_val, p_phase1, p_phase2, live_units)
     study = collapse_study(recipe, seeds)     # one row per seed: both candidates on validation
@@ -53,13 +54,52 @@ def unfreeze(model, keep_batchnorm_frozen: bool = True) -> int:
 
     With batches of 20, re-estimating BatchNorm statistics on the fly undoes part of the
     pretraining; frozen, its layers stay in inference mode with the ImageNet statistics.
-    Returns how many weights are now trainable. Used by chapter 1.
+    Returns how many weights are now trainable. Used by tl.fine_tuning.fine_tuning_model (chapter 1).
     """
     import keras
 
     for layer in model.layers:
         layer.trainable = not (keep_batchnorm_frozen and isinstance(layer, keras.layers.BatchNormalization))
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def reset_optimizer(optimizer) -> None:
+    """Put a built Keras optimizer back to its start: step count and every slot (momentum,
+    moments) at zero, the learning rate (or its schedule) kept. Used by tl.fine_tuning.fine_tuning_model (chapter 1).
+    """
+    rate = getattr(optimizer, "_learning_rate", None)
+    for variable in optimizer.variables:
+        if variable is not rate and variable.name != "learning_rate":
+            variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+
+
+_FINE_TUNING_MODELS: dict = {}  # (id(backbone model), id(head)) -> (backbone model, head, compiled model)
+
+
+def fine_tuning_model(backbone_model, head, optimizer: Callable, keep_batchnorm_frozen: bool = True,
+                      loss: str = "categorical_crossentropy", metrics=("accuracy",)):
+    """The head on the backbone (tl.features.stack_head), `unfreeze`d and compiled with `optimizer()`.
+
+    Called again for the same backbone model and head, it returns the same compiled model with
+    its optimizer put back to the start (`reset_optimizer`) instead of a new one: a new Keras
+    model traces its training step again, about ten seconds for EfficientNet-Lite0 on two
+    cores, which the collapse study would pay for every seed. A fresh optimizer and a reset one
+    are the same (zero steps, zero momentum). Used by chapter 1.
+    """
+    from ..train.features import stack_head
+
+    unfreeze(backbone_model, keep_batchnorm_frozen)
+    key = (id(backbone_model), id(head))
+    known = _FINE_TUNING_MODELS.get(key)
+    if known is not None and known[0] is backbone_model and known[1] is head:
+        model = known[2]
+        if model.optimizer.built:
+            reset_optimizer(model.optimizer)
+        return model
+    model = stack_head(backbone_model, head)
+    model.compile(optimizer=optimizer(), loss=loss, metrics=list(metrics))
+    _FINE_TUNING_MODELS[key] = (backbone_model, head, model)
+    return model
 
 
 class Snapshot:
