@@ -145,3 +145,22 @@ def test_spread_over_seeds_reads_only_this_version_of_the_chapter(tmp_path, monk
     assert card.record["notes"][-1] == "spread over seeds [0, 1, 2]: roc_auc 0.800 ± 0.100"
     assert card.record["metrics"]["roc_auc_seed_mean"] == {"value": pytest.approx(0.80), "split": "test"}
     assert card.record["metrics"]["roc_auc_seed_sd"]["value"] == pytest.approx(0.10)
+
+
+def test_seed_table_reads_one_row_per_card_sorted_by_seed(tmp_path, monkeypatch, capsys):
+    """The previous version's seeds, shown beside this version's: one row per committed card."""
+    from tl_helpers.workflow.notebook import seed_table
+
+    monkeypatch.setenv("TL_PROJECT_ROOT", str(tmp_path))
+    (tmp_path / "_toc.yml").write_text("root: index\n")
+    for seed, metrics in ((2, {"val_roc_auc": 0.5}), (0, {"val_roc_auc": 0.93, "roc_auc": 0.97})):
+        path = tmp_path / "results" / "cpu-v1" / f"seed{seed}" / "01_x.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"seed": seed, "commit": "abcdef0123456789",
+                                    "metrics": {k: {"value": v, "split": "val"} for k, v in metrics.items()}}))
+    table = seed_table("results/cpu-v1/seed*/01_x.json", ["val_roc_auc", "roc_auc"], what="previous version")
+    assert list(table.index) == [0, 2]
+    assert table.loc[0, "roc_auc"] == 0.97 and np.isnan(table.loc[2, "roc_auc"])  # a metric a card lacks
+    assert table.loc[2, "val_roc_auc"] == 0.5
+    assert "previous version: results/cpu-v1/seed0/01_x.json (seed 0, commit abcdef01)" in capsys.readouterr().out
+    assert seed_table("results/nothing/*.json", ["roc_auc"]).empty

@@ -121,3 +121,37 @@ def test_coloured_share_counts_images_whose_channels_differ(tmp_path):
     shares = shortcuts.coloured_share(table, per_class=20)
     assert shares.to_dict() == {"gray": pytest.approx(3 / 9), "tinted": 1.0}
     assert shortcuts.coloured_share(table, per_class=2, seed=1).index.tolist() == ["gray", "tinted"]
+
+
+def test_score_vs_field_tells_a_model_that_reads_the_size_from_one_that_reads_the_image():
+    rng = np.random.default_rng(0)
+    is_positive = np.repeat([False, True], 60)
+    height = np.where(is_positive, rng.normal(340, 60, 120), rng.normal(250, 60, 120))  # tall files: yes
+    reads_size = 1 / (1 + np.exp(-(height - 295) / 30))  # a score made from the height alone
+    reads_image = np.clip(0.25 + 0.5 * is_positive + rng.normal(0, 0.12, 120), 0, 1)  # blind to the height
+    size = shortcuts.score_vs_field(reads_size, is_positive, height, n_boot=200)
+    image = shortcuts.score_vs_field(reads_image, is_positive, height, n_boot=200)
+    # both correlate with the height over all images, since the height carries the label...
+    assert size.overall.value > 0.9 and image.overall.low > 0.1
+    # ...but only the size reader keeps it inside a class
+    assert (size.within_class.value > 0.99).all()
+    assert (image.within_class.low < 0).all() and (image.within_class.high > 0).all()
+    assert list(size.within_class.n) == [60, 60]
+    # inside a height stratum the image reader still ranks; the size reader only as well as the height
+    assert len(image.strata) == 3 and image.strata.n.sum() == 120
+    assert (image.strata.model_roc_auc > 0.9).all()
+    np.testing.assert_allclose(size.strata.model_roc_auc, size.strata.field_roc_auc)
+    report = size.report()
+    assert list(report) == ["overall", "within_0", "within_1"] and report["overall"] == size.overall
+    text = image.describe("P(yes)")
+    assert text.startswith("Spearman correlation of P(yes) with the image height:") and "height alone" in text
+    with pytest.raises(ValueError):
+        shortcuts.score_vs_field(reads_size[:5], is_positive, height)
+
+
+def test_score_vs_field_leaves_a_one_class_stratum_undefined():
+    is_positive = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0, 1, 1, 1], dtype=bool)
+    values = np.arange(12.0)  # the lowest third holds no positive
+    table = shortcuts.score_vs_field(np.linspace(0, 1, 12), is_positive, values, n_boot=50).strata
+    assert np.isnan(table.model_roc_auc.iloc[0]) and np.isnan(table.field_roc_auc.iloc[0])
+    assert not np.isnan(table.model_roc_auc.iloc[2])

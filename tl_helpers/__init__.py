@@ -10,7 +10,7 @@ from rooms above it in this list, never from one below:
 | `data/` | `tl.data` (registry, tables, integrity, downloads), `images`, `synthetic`, `splits` | the five datasets: where, what, intact?, tables of files, decoding, look-alikes, splits |
 | `train/` | `augment`, `loaders`, `weights`, `lite0`, `backbones`, `features`, `partial_finetune`, `keras_training`, `torch_training` | turning images into a trained model, in Keras and PyTorch |
 | `evaluate/` | `metrics`, `uncertainty`, `plotting`, `calibration`, `explain`, `near_duplicates`, `label_noise`, `shortcuts`, `protocol` | the evaluation protocol (threshold and temperature on validation, the test split once, calibration, Grad-CAM cases); numbers with intervals (Dice, bootstraps), MC dropout, figures, calibration, Grad-CAM, leakage, label-noise and shortcut audits |
-| `techniques/` | `cropping`, `oversampling`, `imbalance`, `domains`, `segmentation` | what one chapter teaches |
+| `techniques/` | `fine_tuning`, `cropping`, `oversampling`, `imbalance`, `domains`, `segmentation` | what one chapter teaches |
 | `serve/` | `model_cards`, `card_schema`, `hub_readme`, `exports`, `predict`, `onnx_predict`, `external` | the trained model outside the notebook: model cards (checked, with a Hugging Face README), export with a reload check, prediction (also with ONNX Runtime alone) and evaluation on any folder |
 | `workflow/` | `notebook`, `runcard`, `timing`, `repro`, `profiles`, `runner`, `build`, `captions`, `backlinks`, `cli` | running chapters (one stopwatch for where the time went), building the book (with back-links from helpers to the chapters that call them); the `tl` command |
 
@@ -38,7 +38,7 @@ MODULES = {
     "label_noise": "evaluate.label_noise",
     "cropping": "techniques.cropping", "oversampling": "techniques.oversampling",
     "imbalance": "techniques.imbalance", "domains": "techniques.domains",
-    "segmentation": "techniques.segmentation",
+    "segmentation": "techniques.segmentation", "fine_tuning": "techniques.fine_tuning",
     "protocol": "evaluate.protocol",
     "model_cards": "serve.model_cards", "exports": "serve.exports", "predict": "serve.predict",
     "external": "serve.external", "card_schema": "serve.card_schema",

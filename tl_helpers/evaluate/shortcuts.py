@@ -49,7 +49,8 @@ def image_metadata(paths: Sequence, threads: int = 4) -> pd.DataFrame:
     bytes_per_pixel (compression) and bit_depth (bits per pixel of the mode).
 
     Read from headers only (PIL opens without decoding), so thousands of files take seconds.
-    Taught in chapter 1; used by chapter 2 (tl.shortcuts.shortcut_check).
+    Taught in chapter 1 (the image heights beside the network's scores); reached through
+    tl.shortcuts.shortcut_check in chapter 2.
     """
     paths = [str(p) for p in paths]
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -227,3 +228,94 @@ def coloured_share(table: pd.DataFrame, per_class: int = 25, seed: int = 0, labe
     coloured = [np.abs(np.diff(read_image(path, channels=3).astype(int), axis=2)).max() > tolerance
                 for path in looked_at[path_col]]
     return looked_at.assign(coloured=coloured).groupby(label_col).coloured.mean()
+
+
+# --- chapter 1: does the model's score track a metadata field? ---------------------------
+
+def _spearman(x, y) -> float:
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
+
+
+@dataclass
+class ScoreVsField:
+    """What `score_vs_field` measured: does a model's score follow one metadata field?
+
+    - `overall`: Spearman correlation of the score with the field over all images (it is
+      expected when the field predicts the label and the model predicts the label too);
+    - `within_class`: the same correlation inside each class, where the label is fixed: a
+      model that reads the field rather than the image keeps it there;
+    - `strata`: the images cut into `n_strata` groups of about equal size by the field; in
+      each, the count, positives, the model's ROC AUC and the field's own ROC AUC (in the
+      direction it has over all images). A model that reads the image ranks well inside a
+      stratum where the field has little left to say.
+
+    Used by tl.shortcuts.score_vs_field (chapter 1).
+    """
+    field: str
+    overall: Estimate
+    within_class: pd.DataFrame
+    strata: pd.DataFrame
+
+    def report(self) -> dict:
+        """The correlations as Estimates for `card.metrics`: `overall` and `within_<class>`."""
+        inside = {f"within_{label}": Estimate(row.value, row.low, row.high)
+                  for label, row in self.within_class.iterrows()}
+        return {"overall": self.overall, **inside}
+
+    def describe(self, what: str = "the model's P(positive)") -> str:
+        """Lines to print: the correlations and, per stratum, the two ROC AUCs."""
+        inside = "; ".join(f"{label} {row.value:.2f} ({row.low:.2f} to {row.high:.2f}, {int(row.n)} images)"
+                           for label, row in self.within_class.iterrows())
+        lines = [f"Spearman correlation of {what} with the image {self.field}: {self.overall} over all "
+                 f"images; within each class: {inside}"]
+        for name, row in self.strata.iterrows():
+            lines.append(f"  {self.field} {name}: {int(row.n)} images, {int(row.positives)} positive; ROC AUC "
+                         f"model {row.model_roc_auc:.3f}, {self.field} alone {row.field_roc_auc:.3f}")
+        return "\n".join(lines)
+
+
+def score_vs_field(p_positive, is_positive, values, field: str = "height", n_strata: int = 3,
+                   n_boot: int = 1000, seed: int = 0, labels: Sequence | None = None) -> ScoreVsField:
+    """Does a model's score track a file's metadata field (`values`, e.g. image heights)?
+
+    Spearman correlations of `p_positive` with `values`, over all images and within each
+    class (`labels`, default the 0/1 `is_positive`), each with a bootstrap interval
+    (tl.metrics.bootstrap_ci, resampling within the classes overall); and the ROC AUC of the
+    model and of the field alone inside `n_strata` strata of the field (quantiles; NaN where
+    a stratum holds one class). Meant for the validation split, before the test is scored.
+    Taught in chapter 1.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    p = np.asarray(p_positive, dtype=np.float64)
+    y = np.asarray(is_positive, dtype=bool)
+    v = np.asarray(values, dtype=np.float64)
+    if not (len(p) == len(y) == len(v)):
+        raise ValueError(f"{len(p)} scores, {len(y)} labels and {len(v)} {field} values")
+    labels = np.asarray(labels) if labels is not None else y.astype(int)
+    pair = np.column_stack([p, v])
+    overall = bootstrap_ci(lambda _, s: _spearman(s[:, 0], s[:, 1]), y.astype(int), pair, n_boot=n_boot, seed=seed)
+    rows = []
+    for label in np.unique(labels):
+        inside = labels == label
+        estimate = bootstrap_ci(lambda s: _spearman(s[:, 0], s[:, 1]), pair[inside], n_boot=n_boot, seed=seed)
+        rows.append({"class": label, **estimate._asdict(), "n": int(inside.sum())})
+    within = pd.DataFrame(rows).set_index("class")
+    sign = 1.0 if roc_auc_score(y, v) >= 0.5 else -1.0
+
+    def auc(score, mask):
+        return float(roc_auc_score(y[mask], score[mask])) if len(np.unique(y[mask])) == 2 else float("nan")
+
+    cuts = pd.qcut(v, n_strata, duplicates="drop")
+    strata = []
+    for interval in cuts.categories:
+        mask = np.asarray(cuts == interval)
+        strata.append({"stratum": f"{interval.left:.0f}-{interval.right:.0f}", "n": int(mask.sum()),
+                       "positives": int(y[mask].sum()), "model_roc_auc": auc(p, mask),
+                       "field_roc_auc": auc(sign * v, mask)})
+    return ScoreVsField(field, overall, within, pd.DataFrame(strata).set_index("stratum"))

@@ -302,6 +302,27 @@ def other_seed_cards(card: RunCard, folders: tuple[str, ...] = ("results", "runs
     return found
 
 
+def seed_table(pattern: str, names, what: str = "run cards"):
+    """One row per committed run card that `pattern` matches: its seed and the metrics `names`.
+
+    `pattern` is a glob under the project (e.g. `results/cpu-v1/seed*/01_x.json`); a metric a
+    card lacks is NaN; the index is the seed, sorted. Prints which cards it read (as `what`).
+    Used by chapter 1 (the previous version's seeds, beside this version's).
+    """
+    import json
+
+    import pandas as pd
+
+    rows = []
+    for path in sorted(project_root().glob(pattern)):
+        record = json.loads(path.read_text())
+        rows.append({"seed": record.get("seed"), **{name: record.get("metrics", {}).get(name, {}).get("value")
+                                                    for name in names}})
+        print(f"{what}: {path.relative_to(project_root())} (seed {record.get('seed')}, "
+              f"commit {str(record.get('commit'))[:8]})")
+    return pd.DataFrame(rows, columns=["seed", *names]).astype({n: float for n in names}).set_index("seed").sort_index()
+
+
 def spread_over_seeds(card: RunCard, names, minimum: int = 2):
     """Mean and spread over seeds of the metrics `names`: this run and the other seeds' runs.
 
