@@ -233,7 +233,8 @@ def check_book(html_root: Path, screenshots: Path = SCREENSHOTS) -> dict:
                 problems["paths"] += [f"{rel}: ...{text[max(0, m.start() - 40):m.end() + 40]}..."
                                       for m in MACHINE_PATH.finditer(text)]
                 if html.stem == "results":
-                    chapters = page.eval_on_selector_all("article h2", "hs => hs.map(h => h.innerText)")
+                    chapters = page.eval_on_selector_all(  # the overview ("At a glance") is no chapter
+                        "article h2", "hs => hs.map(h => h.innerText).filter(t => t.startsWith('Chapter'))")
                     figures = page.eval_on_selector_all("article figure img", "fs => fs.map(f => f.getAttribute('src'))")
                     if not chapters or len(figures) != len(chapters):
                         problems["results"].append(f"{len(chapters)} chapter sections, {len(figures)} figures")

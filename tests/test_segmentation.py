@@ -56,11 +56,13 @@ def test_per_patient_dice_and_patient_bootstrap():
     assert list(table.patient) == ["a", "b", "c"]
     assert list(table.slices) == [2, 3, 1]
     np.testing.assert_allclose(table.mean_dice, [0.75, 0.5, 0.9])
-    estimate = metrics.bootstrap_ci(np.mean, scores, groups=patients, n_boot=200)
-    assert estimate.value == pytest.approx(np.mean(scores))
+    with pytest.warns(metrics.FewGroupsWarning):  # three patients: the value, no interval
+        estimate = metrics.bootstrap_ci(np.mean, scores, groups=patients, n_boot=200)
+    assert estimate.value == pytest.approx(np.mean(scores)) and np.isnan(estimate.low) and np.isnan(estimate.high)
+    many = [f"p{i}" for i in range(metrics.MIN_GROUPS_FOR_INTERVAL) for _ in range(2)]
+    spread = np.linspace(0.1, 0.9, len(many))
+    estimate = metrics.bootstrap_ci(np.mean, spread, groups=many, n_boot=200)
     assert estimate.low < estimate.value < estimate.high
-    one_patient = metrics.bootstrap_ci(np.mean, [0.2, 0.4], groups=["a", "a"], n_boot=50)
-    assert one_patient.low == one_patient.high == pytest.approx(0.3)
 
 
 def test_resunet_output_shape_and_size_check():

@@ -163,3 +163,30 @@ def check_output_file(path: str | Path, inputs: Iterable[str | Path] = (), force
         raise OutputWriteError(f"{option} {path} already exists; nothing was done. Pass --force to replace it, "
                                "or choose another name.")
     return path
+
+
+class BookWarning(UserWarning):
+    """The base of the warnings the helpers give a reader (few groups, a constant threshold, a
+    temperature at its bound): shown as `Name: message`, without the helper file's path and
+    line (`show_book_warnings_briefly`), which say nothing to a reader and would put this
+    machine's folders into a notebook's saved output. Used by tl.metrics and tl.calibration.
+    """
+
+
+def show_book_warnings_briefly() -> None:
+    """Print BookWarnings as one line `Name: message`; other warnings as Python formats them.
+
+    Used by tl.notebook.start (every chapter).
+    """
+    import warnings
+
+    plain = getattr(warnings.formatwarning, "plain", warnings.formatwarning)
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        if isinstance(category, type) and issubclass(category, BookWarning):
+            return f"{category.__name__}: {message}\n"
+        return plain(message, category, filename, lineno, line)
+
+    formatwarning.plain = plain  # calling this twice wraps Python's own format once
+    warnings.formatwarning = formatwarning
+

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+
+from ..paths import BookWarning
 import pandas as pd
 
 from .metrics import Estimate, bootstrap_ci
@@ -38,7 +40,7 @@ TEMPERATURE_BOUNDS = (0.05, 20.0)
 MIN_CASES_FOR_ECE_INTERVAL = 100
 
 
-class TemperatureAtBoundWarning(UserWarning):
+class TemperatureAtBoundWarning(BookWarning):
     """The fitted temperature reached a bound of its search: the model may be constant or degenerate.
 
     Raised (as a warning) by tl.calibration.fit_temperature (chapters 1 to 5).

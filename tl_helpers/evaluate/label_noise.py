@@ -51,15 +51,13 @@ def cross_label_twins(audit, table: pd.DataFrame, label_col: str = "label", path
     """
     pairs = audit.pairs[~audit.pairs["within"]]
     labels, partner_labels = (table.loc[pairs[c], label_col].to_numpy() for c in ("row", "partner"))
-    pairs = pairs[labels != partner_labels]
-    mirrored = (pairs["mirrored"].to_numpy(dtype=bool) if "mirrored" in pairs
-                else np.zeros(len(pairs), dtype=bool))
+    differ = labels != partner_labels
+    pairs = pairs[differ]
     twins = pd.DataFrame({
         "row": pairs["row"].to_numpy(), "partner": pairs["partner"].to_numpy(),
-        "split": pairs["split"].to_numpy(), "label": table.loc[pairs["row"], label_col].to_numpy(),
-        "partner_split": pairs["partner_split"].to_numpy(),
-        "partner_label": table.loc[pairs["partner"], label_col].to_numpy(),
-        "distance": pairs["distance"].to_numpy(dtype=int), "mirrored": mirrored})
+        "split": pairs["split"].to_numpy(), "label": labels[differ],
+        "partner_split": pairs["partner_split"].to_numpy(), "partner_label": partner_labels[differ],
+        "distance": pairs["distance"].to_numpy(dtype=int), "mirrored": pairs["mirrored"].to_numpy(dtype=bool)})
     twins["pixel_gap"] = [pixel_gap(table.loc[r, path_col], table.loc[p, path_col], m, size)
                           for r, p, m in zip(twins["row"], twins["partner"], twins["mirrored"])]
     twins["same_picture"] = twins["pixel_gap"] < SAME_PICTURE_GAP

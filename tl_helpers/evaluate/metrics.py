@@ -28,18 +28,20 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from ..paths import BookWarning
+
 # Fewer groups than this give no bootstrap interval (tl.metrics.bootstrap_ci with `groups`).
 MIN_GROUPS_FOR_INTERVAL = 10
 
 
-class FewGroupsWarning(UserWarning):
+class FewGroupsWarning(BookWarning):
     """A grouped bootstrap was asked for with fewer than MIN_GROUPS_FOR_INTERVAL groups.
 
     Raised (as a warning) by tl.metrics.bootstrap_ci; chapter 4 shows per-patient values instead.
     """
 
 
-class ConstantPredictionWarning(UserWarning):
+class ConstantPredictionWarning(BookWarning):
     """A threshold calls every case the same class: accuracy then measures the class mix.
 
     Raised (as a warning) by tl.metrics.choose_threshold and binary_report (chapters 1, 3, 4, 5).
@@ -222,7 +224,7 @@ def paired_difference(metric_fn: Callable, y_true, score_a, score_b, n_boot: int
     y_true, score_a, score_b = np.asarray(y_true), np.asarray(score_a), np.asarray(score_b)
     if not len(y_true) == len(score_a) == len(score_b):
         raise ValueError(f"{len(y_true)} labels, {len(score_a)} and {len(score_b)} scores: pair the same cases")
-    both = np.stack([score_a, score_b], axis=-1) if score_a.ndim == 1 else np.stack([score_a, score_b], axis=1)
+    both = np.stack([score_a, score_b], axis=1)  # (N, 2) or (N, 2, K): a resample keeps each case's pair
     return bootstrap_ci(lambda t, s: float(metric_fn(t, s[:, 0]) - metric_fn(t, s[:, 1])), y_true, both,
                         n_boot=n_boot, seed=seed, stratified=stratified, confidence=confidence, groups=groups)
 

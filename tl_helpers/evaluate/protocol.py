@@ -149,10 +149,7 @@ class BinaryProtocol:
         if self.scores is not None and not second_look:
             raise SecondLookError("the test split was scored already; choose settings on validation, or pass "
                                   "second_look=True and report the result as a second look")
-        options = dict(n_boot=self.n_boot, seed=self.seed, at_specificity=self.at_specificity, groups=groups)
-        at_half = binary_report(y_test, p_test, threshold=0.5, **options)
-        at_point = binary_report(y_test, p_test, threshold=point, **options)
-        self.scores = TestScores(at_half, at_point, point, len(np.asarray(y_test)))
+        self.scores = self._scored(y_test, p_test, point, groups)
         return self.scores
 
     def score_other_test_set(self, y, p, groups=None) -> TestScores:
@@ -162,7 +159,10 @@ class BinaryProtocol:
         Like the test split, it must choose nothing: score it once, after every choice is
         fixed on validation. Used by chapter 5 (PCam's official validation split).
         """
-        point = self._chosen()
+        return self._scored(y, p, self._chosen(), groups)
+
+    def _scored(self, y, p, point: OperatingPoint, groups) -> TestScores:
+        """A held-out set's reports at 0.5 and at `point` (score_test, score_other_test_set)."""
         options = dict(n_boot=self.n_boot, seed=self.seed, at_specificity=self.at_specificity, groups=groups)
         return TestScores(binary_report(y, p, threshold=0.5, **options),
                           binary_report(y, p, threshold=point, **options), point, len(np.asarray(y)))

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .metrics import Estimate, bootstrap_ci, macro_roc_auc
+from .metrics import Estimate, _roc_auc, bootstrap_ci, macro_roc_auc, per_group_values
 
 NUMERIC = ("width", "height", "aspect", "file_bytes", "bytes_per_pixel", "bit_depth")
 CATEGORICAL = ("mode", "format", "extension")
@@ -290,8 +290,6 @@ def score_vs_field(p_positive, is_positive, values, field: str = "height", n_str
     a stratum holds one class). Meant for the validation split, before the test is scored.
     Taught in chapter 1.
     """
-    from sklearn.metrics import roc_auc_score
-
     p = np.asarray(p_positive, dtype=np.float64)
     y = np.asarray(is_positive, dtype=bool)
     v = np.asarray(values, dtype=np.float64)
@@ -306,16 +304,13 @@ def score_vs_field(p_positive, is_positive, values, field: str = "height", n_str
         estimate = bootstrap_ci(lambda s: _spearman(s[:, 0], s[:, 1]), pair[inside], n_boot=n_boot, seed=seed)
         rows.append({"class": label, **estimate._asdict(), "n": int(inside.sum())})
     within = pd.DataFrame(rows).set_index("class")
-    sign = 1.0 if roc_auc_score(y, v) >= 0.5 else -1.0
-
-    def auc(score, mask):
-        return float(roc_auc_score(y[mask], score[mask])) if len(np.unique(y[mask])) == 2 else float("nan")
-
+    sign = 1.0 if _roc_auc(y, v) >= 0.5 else -1.0
     cuts = pd.qcut(v, n_strata, duplicates="drop")
-    strata = []
-    for interval in cuts.categories:
-        mask = np.asarray(cuts == interval)
-        strata.append({"stratum": f"{interval.left:.0f}-{interval.right:.0f}", "n": int(mask.sum()),
-                       "positives": int(y[mask].sum()), "model_roc_auc": auc(p, mask),
-                       "field_roc_auc": auc(sign * v, mask)})
-    return ScoreVsField(field, overall, within, pd.DataFrame(strata).set_index("stratum"))
+    codes = np.asarray(cuts.codes)  # a stratum holding one class gets NaN AUCs (per_group_values)
+    strata = pd.DataFrame({
+        "stratum": [f"{interval.left:.0f}-{interval.right:.0f}" for interval in cuts.categories],
+        "n": np.bincount(codes, minlength=len(cuts.categories)),
+        "positives": np.bincount(codes, weights=y, minlength=len(cuts.categories)).astype(int),
+        "model_roc_auc": per_group_values(_roc_auc, y, p, codes).to_numpy(),
+        "field_roc_auc": per_group_values(_roc_auc, y, sign * v, codes).to_numpy()})
+    return ScoreVsField(field, overall, within, strata.set_index("stratum"))

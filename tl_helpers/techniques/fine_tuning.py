@@ -28,7 +28,7 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from ..evaluate.metrics import Estimate, proportion
+from ..evaluate.metrics import Estimate, _roc_auc, proportion
 
 COLLAPSE_AUC = 0.55  # a validation ROC AUC at or below this counts as collapsed
 _CONSTANT = 1e-6  # predictions spread less than this across images are constant
@@ -180,12 +180,6 @@ def both_cross_entropies(targets, predicted) -> tuple[float, float]:
 def _cross_entropy(is_positive: np.ndarray, p_positive: np.ndarray) -> float:
     p = np.clip(np.asarray(p_positive, dtype=np.float64), 1e-7, 1 - 1e-7)
     return float(-np.mean(np.where(is_positive, np.log(p), np.log1p(-p))))
-
-
-def _roc_auc(is_positive: np.ndarray, p_positive: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(is_positive, p_positive))
 
 
 def collapsed(is_positive, p_positive, live_units: int | None = None, auc_at_most: float = COLLAPSE_AUC) -> bool:

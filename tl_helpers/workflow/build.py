@@ -300,10 +300,9 @@ def run_summary(card: dict | None, article: dict, changed: str | None = None, so
         lines.append(f"- **Data:** {data_line}" + (f" ({f['prevalence']})." if f["prevalence"] and f["test"] else "."))
     headline = next(iter(overview_rows({card.get("notebook"): card}, {card.get("notebook"): article})), None)
     if headline and not f["synthetic"]:  # the number the chapter leads with, and how many cases it rests on
-        ours = headline["ours"]
-        spread = (f" (sd {ours['sd']:.3f} over seeds)" if "sd" in ours else
-                  f" ({ours['ci95'][0]:.3f}-{ours['ci95'][1]:.3f})" if "ci95" in ours else "")
-        lines.append(f"- **Headline:** {headline['label']} {ours['value']:.3f}{spread}, scored on {headline['scored']}.")
+        spread = _spread_text(headline["ours"])
+        lines.append(f"- **Headline:** {headline['label']} {headline['ours']['value']:.3f}"
+                     f"{' ' + spread if spread else ''}, scored on {headline['scored']}.")
     source = article.get("article")
     if source:
         name = f"*{source['title']}*" + (f" by {source['author']}" if source.get("author") else "")
@@ -479,6 +478,36 @@ def _format_metric(entry: dict) -> str:
     return text
 
 
+def _ours(metrics: dict, name: str) -> dict:
+    """A card's metric entry, with `sd` added for a mean over seeds (its `<name>_sd` sibling): a mean
+    over seeds has no interval; its spread is the seeds' standard deviation."""
+    ours = dict(metrics[name])
+    sd = metrics.get(name[:-len("_mean")] + "_sd") if name.endswith("_seed_mean") else None
+    if sd:
+        ours["sd"] = sd["value"]
+    return ours
+
+
+def _spread_text(ours: dict, none: str = "") -> str:
+    """"(sd 0.012 over seeds)", "(0.940-0.970)", or `none` for a number without either."""
+    if "sd" in ours:
+        return f"(sd {ours['sd']:.3f} over seeds)"
+    if "ci95" in ours:
+        return f"({ours['ci95'][0]:.3f}-{ours['ci95'][1]:.3f})"
+    return none
+
+
+def _html_table(css_class: str, headings: list[str], labels: list[str], rows: list[list[str]]) -> list[str]:
+    """An HTML table as lines; every cell carries its column's label (`data-label`), which the
+    book's CSS shows before the value when a phone stacks the table."""
+    lines = [f'<table class="table {css_class}">',
+             "<thead><tr>" + "".join(f"<th>{h}</th>" for h in headings) + "</tr></thead>", "<tbody>"]
+    for cells in rows:
+        lines.append("<tr>" + "".join(f'<td data-label="{name}">{value}</td>' for name, value in zip(labels, cells))
+                     + "</tr>")
+    return lines + ["</tbody>", "</table>"]
+
+
 def result_rows(card: dict, article: dict) -> list[dict]:
     """The table rows of one chapter: the article's `rows` found in the card (or, without any,
     the card's first five test metrics), each {metric, label, ours, article, field, comparable, why,
@@ -493,11 +522,7 @@ def result_rows(card: dict, article: dict) -> list[dict]:
         name = next((n for n in [spec["metric"], *spec.get("aliases", [])] if n in metrics), None)
         if name is None:
             continue
-        ours = dict(metrics[name])
-        sd = metrics.get(name[:-len("_mean")] + "_sd") if name.endswith("_seed_mean") else None
-        if sd:  # a mean over seeds has no interval; its spread is the seeds' standard deviation
-            ours["sd"] = sd["value"]
-        rows.append({"metric": name, "label": metric_label(spec["metric"]), "ours": ours,
+        rows.append({"metric": name, "label": metric_label(spec["metric"]), "ours": _ours(metrics, name),
                      "article": spec.get("article"), "article_note": spec.get("article_note", ""),
                      "field": spec.get("field"), "comparable": spec.get("comparable", True), "why": spec.get("why", ""),
                      "definition": spec.get("definition", ""), "article_definition": spec.get("article_definition", "")})
@@ -533,21 +558,17 @@ def results_table(rows: list[dict], facts: dict, article: dict) -> list[str]:
     """One chapter's table as HTML lines (class `tl-results`): metric, ours with its 95%
     interval, the article's number, the field's reference, comparable? Used by the book machinery."""
     esc = html.escape
-    lines = ['<table class="table tl-results">',
-             "<thead><tr><th>metric</th><th>ours (95% CI)</th><th>article</th><th>field reference</th>"
-             "<th>comparable? (ours <em>vs</em> theirs)</th></tr></thead>", "<tbody>"]
+    cells = []
     for row in rows:
-        ours = row["ours"]
-        ci = f'<br><span class="tl-ci">({ours["ci95"][0]:.3f}-{ours["ci95"][1]:.3f})</span>' if "ci95" in ours else ""
-        if "sd" in ours:
-            ci = f'<br><span class="tl-ci">(sd {ours["sd"]:.3f} over seeds)</span>'
+        ours, spread = row["ours"], _spread_text(row["ours"])
+        ci = f'<br><span class="tl-ci">{spread}</span>' if spread else ""
         theirs = (f"{row['article']:.3f}" + (f"<br><small>{esc(row['article_note'])}</small>" if row["article_note"] else "")
                   if row["article"] is not None else "-")
         field = (f"{row['field']['value']:.3f}<br><small>{esc(row['field']['source'])}</small>" if row["field"] else "-")
-        cells = zip(("metric", "ours (95% CI)", "article", "field reference", "comparable?"),
-                    (esc(row["label"]), f"{ours['value']:.3f}{ci}", theirs, field, _comparison_text(row, facts, article)))
-        lines.append("<tr>" + "".join(f'<td data-label="{name}">{value}</td>' for name, value in cells) + "</tr>")
-    return lines + ["</tbody>", "</table>"]
+        cells.append([esc(row["label"]), f"{ours['value']:.3f}{ci}", theirs, field, _comparison_text(row, facts, article)])
+    return _html_table("tl-results", ["metric", "ours (95% CI)", "article", "field reference",
+                                      "comparable? (ours <em>vs</em> theirs)"],
+                       ["metric", "ours (95% CI)", "article", "field reference", "comparable?"], cells)
 
 
 def results_figure(rows: list[dict], title: str, path: Path) -> Path:
@@ -560,20 +581,20 @@ def results_figure(rows: list[dict], title: str, path: Path) -> Path:
     """
     from matplotlib.figure import Figure
 
-    lines = sum(len(textwrap.wrap(row["label"], 48)) for row in rows)
-    fig = Figure(figsize=(4.6, 1.2 + 0.45 * len(rows) + 0.22 * lines), layout="constrained")
+    names = [textwrap.wrap(row["label"], 48) for row in reversed(rows)]  # bottom line first
+    fig = Figure(figsize=(4.6, 1.2 + 0.45 * len(rows) + 0.22 * sum(map(len, names))), layout="constrained")
     ax = fig.add_subplot()
     lows = []
     for y, row in enumerate(reversed(rows)):
         ours = row["ours"]
         if "sd" in ours:  # a mean over seeds: its spread, not an interval
             low, high = ours["value"] - ours["sd"], min(1.0, ours["value"] + ours["sd"])
-            ax.errorbar(ours["value"], y, xerr=[[ours["value"] - low], [high - ours["value"]]], fmt="o", color="#7f7f7f",
-                        capsize=4, markersize=7, label="ours, mean ± sd over seeds")
+            color, label = "#7f7f7f", "ours, mean ± sd over seeds"
         else:
             low, high = ours.get("ci95", [ours["value"], ours["value"]])
-            ax.errorbar(ours["value"], y, xerr=[[ours["value"] - low], [high - ours["value"]]], fmt="o", color="black",
-                        capsize=4, markersize=7, label="ours, 95% interval")
+            color, label = "black", "ours, 95% interval"
+        ax.errorbar(ours["value"], y, xerr=[[ours["value"] - low], [high - ours["value"]]], fmt="o", color=color,
+                    capsize=4, markersize=7, label=label)
         lows.append(low)
         if row["article"] is not None:
             ax.plot(row["article"], y, "D", color="#c0392b", markersize=8, label="the article")
@@ -582,15 +603,15 @@ def results_figure(rows: list[dict], title: str, path: Path) -> Path:
             ax.plot(row["field"]["value"], y, "s", color="#2471a3", markersize=8, label=row["field"]["source"])
             lows.append(row["field"]["value"])
     left = max(0.0, min(lows) - 0.05) // 0.1 * 0.1
-    for y, row in enumerate(reversed(rows)):  # the name above its line, wrapped to the axes' width
-        label = ax.text(0.01, y + 0.25, textwrap.fill(row["label"], 48), fontsize=12, va="bottom", ha="left",
+    for y, name in enumerate(names):  # the name above its line, wrapped to the axes' width
+        label = ax.text(0.01, y + 0.25, "\n".join(name), fontsize=12, va="bottom", ha="left",
                         transform=ax.get_yaxis_transform())
         label.set_in_layout(False)
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     ax.set_yticks([])
     ax.set_xlim(left, 1.0)
-    ax.set_ylim(-0.5, len(rows) - 0.1 + 0.2 * max(len(textwrap.wrap(rows[0]["label"], 48)) - 1, 0))
+    ax.set_ylim(-0.5, len(rows) - 0.1 + 0.2 * max(len(names[-1]) - 1, 0))  # room for the top name's extra lines
     ax.grid(axis="x", color="#dddddd")
     ax.tick_params(axis="x", labelsize=12)
     ax.set_title(title, fontsize=13, loc="left")
@@ -662,10 +683,7 @@ def overview_rows(by_notebook: dict, article_results: dict) -> list[dict]:
         name = next((m for m in spec["metrics"] if m in metrics), None)
         if name is None:
             continue
-        ours = dict(metrics[name])
-        sd = metrics.get(name[:-len("_mean")] + "_sd") if name.endswith("_seed_mean") else None
-        if sd:
-            ours["sd"] = sd["value"]
+        ours = _ours(metrics, name)
         wanted = spec.get("theirs") or []
         wanted = [wanted] if isinstance(wanted, str) else wanted
         theirs = {}
@@ -686,22 +704,17 @@ def overview_rows(by_notebook: dict, article_results: dict) -> list[dict]:
 def overview_table(rows: list[dict]) -> list[str]:
     """The overview as HTML lines (class `tl-results tl-overview`, stacked on a phone)."""
     esc = html.escape
-    lines = ['<table class="table tl-results tl-overview">',
-             "<thead><tr><th>chapter</th><th>our headline (95% CI)</th><th>scored on</th><th>the article</th>"
-             "<th>the field</th><th>main difference</th></tr></thead>", "<tbody>"]
+    cells = []
     for row in rows:
-        ours = row["ours"]
-        spread = (f' <span class="tl-ci">(sd {ours["sd"]:.3f} over seeds)</span>' if "sd" in ours else
-                  f' <span class="tl-ci">({ours["ci95"][0]:.3f}-{ours["ci95"][1]:.3f})</span>' if "ci95" in ours
-                  else ' <span class="tl-ci">(no interval)</span>')
+        spread = f' <span class="tl-ci">{_spread_text(row["ours"], "(no interval)")}</span>'
         article = f"{esc(row['article_label'])} {row['article']:.3f}" if row["article"] is not None else "-"
         field = (f"{row['field']['value']:.3f} <small>{esc(row['field']['source'])}</small>" if row["field"] else "-")
-        cells = zip(("chapter", "our headline", "scored on", "the article", "the field", "main difference"),
-                    (f'<a href="{row["notebook"]}.html">{esc(str(row["chapter"]))}</a>',
-                     f"{esc(row['label'])} <strong>{ours['value']:.3f}</strong>{spread}", esc(row["scored"]),
-                     article, field, esc(row["difference"])))
-        lines.append("<tr>" + "".join(f'<td data-label="{name}">{value}</td>' for name, value in cells) + "</tr>")
-    return lines + ["</tbody>", "</table>"]
+        cells.append([f'<a href="{row["notebook"]}.html">{esc(str(row["chapter"]))}</a>',
+                      f"{esc(row['label'])} <strong>{row['ours']['value']:.3f}</strong>{spread}", esc(row["scored"]),
+                      article, field, esc(row["difference"])])
+    return _html_table("tl-results tl-overview", ["chapter", "our headline (95% CI)", "scored on", "the article",
+                                                  "the field", "main difference"],
+                       ["chapter", "our headline", "scored on", "the article", "the field", "main difference"], cells)
 
 
 # What the page's numbers are, for its glossary (issue 24: every metric on the page defined).

@@ -26,7 +26,7 @@ import yaml
 
 from ..data.downloads import KAGGLE_INPUT
 from ..data.registry import DATA_DIR_ENV
-from ..paths import CACHE_DIR_ENV, RUNS_DIR_ENV, project_root, runs_dir
+from ..paths import CACHE_DIR_ENV, RUNS_DIR_ENV, project_root, runs_dir, show_book_warnings_briefly
 from . import profiles, repro
 from .runcard import RunCard
 
@@ -228,6 +228,7 @@ def start(namespace: dict, notebook: str, frameworks: tuple[str, ...] = ()) -> R
     Used by the dataset tour (chapter 0) and every chapter.
     """
     quiet_framework_logs()
+    show_book_warnings_briefly()  # no helper path (this machine's folders) in saved outputs
     for framework in frameworks:
         import_module(framework)
     quiet_framework_logs()
@@ -272,18 +273,20 @@ def current_version_key(card: RunCard) -> str:
                         "helpers_sha256": helpers_source_hash()})
 
 
-def other_seed_cards(card: RunCard, folders: tuple[str, ...] = ("results", "runs")) -> list[dict]:
+def other_seed_cards(card: RunCard, folders: tuple[str, ...] = ("results", "runs"),
+                     key: str | None = None) -> list[dict]:
     """Run cards of this chapter's version made with other seeds: the separate seed step.
 
     Looks for `<folder>/<profile>-seed*/<notebook>.json` under the project (the committed
     `results/` first, then `runs/`), keeps those made from this very version of the chapter
     (the same version key: profile, notebook source and helper package; another seed, one card
-    per seed), and prints which
-    it used and which it left out, and why. Used by chapters 1 and 4 (`spread_over_seeds`).
+    per seed), and prints which it used and which it left out, and why. `key`: this run's
+    version key when the caller has it already (current_version_key hashes the whole package).
+    Used by chapters 1 and 4 (`spread_over_seeds`).
     """
     import json
 
-    key = current_version_key(card)
+    key = key or current_version_key(card)
     record = card.record
     found, seeds = [], {record.get("seed")}
     for folder in folders:
@@ -334,12 +337,13 @@ def spread_over_seeds(card: RunCard, names, minimum: int = 2):
     """
     from ..evaluate.metrics import seed_spread
 
-    others = other_seed_cards(card)
+    key = current_version_key(card)
+    others = other_seed_cards(card, key=key)
     if len(others) < minimum:
         print(f"{len(others)} run(s) of this version of the chapter with other seeds: at least {minimum} are needed "
               f"for a spread; run the seed step above first (runs/{card.record['profile']}-seed*/)")
         return None
-    table = seed_spread([{**card.record, "version_key": current_version_key(card)}, *others], names=names)
+    table = seed_spread([{**card.record, "version_key": key}, *others], names=names)
     for name, row in table.iterrows():
         card.metric(f"{name}_seed_mean", row["mean"], split=row["split"])
         card.metric(f"{name}_seed_sd", row["sd"], split=row["split"])
