@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tl_helpers.workflow.runcard import notebook_source_hash
-from tl_helpers.workflow.runner import relative_parameters
+from tl_helpers.workflow.runner import relative_card_parameters, relative_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 # an absolute folder of a machine: /work/..., /root/..., /home/..., /tmp/... (not inside a URL or a path)
@@ -83,3 +83,23 @@ def test_runner_writes_folders_relative_to_the_project(tmp_path):
     cell["source"] = injected["source"]
     notebook.write_text(json.dumps(after))
     assert notebook_source_hash(notebook) == before  # ... every other source is as it was
+
+
+def test_runner_writes_the_run_cards_parameters_relative_to_the_project(tmp_path):
+    """The run card records every parameter in effect (issue 28); its folders, like the
+    notebook's, must not name the machine: inside the project relative, outside it None."""
+    root = tmp_path / "project"
+    staging = root / "results" / "cpu-seed4" / ".01_xception_brain_tumor.running-23608"
+    staging.mkdir(parents=True)
+    card = staging / "01_xception_brain_tumor.json"
+    card.write_text(json.dumps({"notebook": "01_xception_brain_tumor", "parameters": {
+        "DATA_DIR": "/home/reader/kaggle-data", "MODEL_DIR": f"{staging}/models",
+        "OUTPUT_DIR": str(staging), "SEED": 4, "BACKBONE": "efficientnet_lite0", "CROP": None}}, indent=1))
+
+    relative_card_parameters(card, root)
+
+    text = card.read_text()
+    assert not MACHINE_PATH.search(text) and str(root) not in text
+    assert json.loads(text)["parameters"] == {
+        "DATA_DIR": None, "MODEL_DIR": "results/cpu-seed4/models", "OUTPUT_DIR": "results/cpu-seed4",
+        "SEED": 4, "BACKBONE": "efficientnet_lite0", "CROP": None}

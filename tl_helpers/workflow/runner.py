@@ -310,6 +310,27 @@ def kernel_pythonpath(root: Path):
             os.environ["PYTHONPATH"] = before
 
 
+def _relative_folder(value, root: Path):
+    """A folder of the machine as the project-relative folder it ends up in (the hidden
+    `.<stem>.running-<pid>` staging folder as its destination), None outside the project;
+    any other value as it is."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        return value
+    folder = Path(re.sub(r"/\.[^/]+\.running-\d+(?=/|$)", "", value))
+    return folder.relative_to(root).as_posix() if folder.is_relative_to(root) else None
+
+
+def relative_card_parameters(path: Path, root: Path) -> None:
+    """Rewrite a run card (in place) so its `parameters` name folders as `relative_parameters`
+    does: relative to the project `root`, None outside it (a reader's $TL_DATA_DIR).
+    Used by the book machinery (runner.run_notebook)."""
+    card = json.loads(path.read_text())
+    if isinstance(card.get("parameters"), dict):
+        root = Path(root).resolve()
+        card["parameters"] = {k: _relative_folder(v, root) for k, v in card["parameters"].items()}
+        path.write_text(json.dumps(card, indent=1) + "\n")  # as RunCard writes it
+
+
 def relative_parameters(path: Path, root: Path) -> None:
     """Rewrite an executed notebook (in place) without the folders of the machine that ran it.
 
@@ -325,10 +346,7 @@ def relative_parameters(path: Path, root: Path) -> None:
     root = Path(root).resolve()
 
     def relative(value):
-        if not isinstance(value, str) or not value.startswith("/"):
-            return value
-        folder = Path(re.sub(r"/\.[^/]+\.running-\d+(?=/|$)", "", value))
-        return folder.relative_to(root).as_posix() if folder.is_relative_to(root) else None
+        return _relative_folder(value, root)
 
     def setting(match):
         value = relative(match.group(2))
@@ -384,6 +402,7 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool
                                        stdout_file=sys.stdout if show_output else None)
         _keep_models(staging / "models", out_dir)
         if (staging / card.name).is_file():
+            relative_card_parameters(staging / card.name, project_root())
             os.replace(staging / card.name, card)
         else:
             card.unlink(missing_ok=True)  # a card of an earlier run would not describe this one
