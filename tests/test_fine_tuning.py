@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tl_helpers.evaluate.uncertainty import live_hidden_units, mc_dropout_head
-from tl_helpers.techniques.fine_tuning import (Snapshot, both_cross_entropies, collapse_rates, collapse_study,
+from tl_helpers.techniques.fine_tuning import (Snapshot, both_cross_entropies, check_phase1, collapse_rates, collapse_study,
                                                collapsed, compare_frozen_settings, describe_collapse,
                                                fine_tuning_model, guard_phase2, reset_optimizer, sgd, unfreeze)
 
@@ -64,7 +64,7 @@ def test_collapse_study_and_rates_with_wilson_intervals(capsys):
     assert np.isnan(study.seconds[1]) and (study.seconds[[2, 3, 4]] >= 0).all()
     assert list(study.kept) == ["phase 2", "phase 1", "phase 1", "phase 2"]
     assert study.collapsed_without_guard.tolist() == [False, True, False, False]
-    assert "seed 2: phase 2 collapsed" in capsys.readouterr().out
+    assert "seed 2: without guards collapsed" in capsys.readouterr().out
     rates = collapse_rates(study)
     without, with_guard = rates["collapse_rate_without_guard"], rates["collapse_rate_with_guard"]
     assert without.value == 0.25 and with_guard.value == 0.0
@@ -175,3 +175,43 @@ def test_reset_optimizer_keeps_a_plain_learning_rate():
     reset_optimizer(model.optimizer)
     assert int(model.optimizer.iterations) == 0
     assert np.isclose(float(model.optimizer.learning_rate), 0.05)
+
+
+def test_phase1_check_trains_again_from_fresh_heads_while_collapsed(capsys):
+    trained = []
+
+    def train(seed):  # seeds 107 and 207 collapse in this made-up world, 307 does not
+        trained.append(seed)
+        return (seed, "run")
+
+    alive_first = check_phase1((7, "run"), train, lambda result: False, seed=7)
+    assert alive_first.restarts == 0 and alive_first.kept == (7, "run") and trained == []
+    check = check_phase1((7, "run"), train, lambda result: result[0] in (7, 107, 207), seed=7, attempts=5)
+    assert trained == [107, 207, 307] and check.seeds == [7, 107, 207, 307]
+    assert check.collapsed == [True, True, True, False] and check.restarts == 3 and check.kept == (307, "run")
+    assert "phase 1 (seed 7) collapsed on validation" in capsys.readouterr().out
+    trained.clear()
+    capped = check_phase1((7, "run"), train, lambda result: True, seed=7, attempts=2, quiet=True)
+    assert trained == [107] and capped.kept == (107, "run")  # the last one is kept, collapsed or not
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError):
+        check_phase1((7, "run"), train, lambda result: True, seed=7, attempts=0)
+
+
+def test_phase1_check_puts_both_recipes_on_one_record():
+    plain = guard_phase2(Y, CONSTANT, CONSTANT, live_units=0)  # phase 1 dead, phase 2 too
+    guarded = guard_phase2(Y, FAIR, GOOD, live_units=3)  # after a fresh phase 1
+    check = check_phase1(("dead", None), lambda seed: ("alive", None), lambda r: r[0] == "dead", seed=1)
+    record = check.decision(plain, guarded)
+    assert record.collapsed_without_guard and not record.collapsed_with_guard
+    assert record.phase1_collapsed and record.phase1_restarts == 1 and record.kept == "phase 2"
+    assert "phase 1 collapsed on validation and was trained again 1 time;" in record.describe()
+    with pytest.raises(ValueError):
+        check.decision(plain)  # a restart needs the guard's decision after it
+    alive = check_phase1(("alive", None), None, lambda r: False, seed=1).decision(guarded)
+    assert not alive.phase1_collapsed and alive.phase1_restarts == 0 and alive == guarded
+    study = collapse_study(lambda seed: record if seed == 2 else alive, [1, 2, 3], quiet=True)
+    rates = collapse_rates(study)
+    assert rates["collapse_rate_phase1"].value == pytest.approx(1 / 3)
+    assert rates["collapse_rate_without_guard"].value == pytest.approx(1 / 3)
+    assert rates["collapse_rate_with_guard"].value == 0.0

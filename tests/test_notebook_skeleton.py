@@ -122,8 +122,9 @@ PROTOCOL_CALLS = {
 }
 MAX_LINE = 88  # characters a code line may have: the book's code blocks do not wrap mid-word
 # Non-blank code lines, setup cell included. The book's goal is 1,450 (issue 23); it stood at
-# 1,581 when the protocol moved into the library (from 1,887): a ratchet, lower it as chapters shrink.
-MAX_CHAPTER_LINES, MAX_BOOK_LINES = 320, 1581
+# 1,581 when the protocol moved into the library (from 1,887), 1,579 after chapters 1 and 3 took in
+# the phase-1 check and the paired bootstrap: a ratchet, lower it as chapters shrink.
+MAX_CHAPTER_LINES, MAX_BOOK_LINES = 320, 1579
 
 
 def code_lines(nb) -> list[str]:

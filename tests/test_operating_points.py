@@ -161,6 +161,6 @@ def test_seed_table_reads_one_row_per_card_sorted_by_seed(tmp_path, monkeypatch,
     table = seed_table("results/cpu-v1/seed*/01_x.json", ["val_roc_auc", "roc_auc"], what="previous version")
     assert list(table.index) == [0, 2]
     assert table.loc[0, "roc_auc"] == 0.97 and np.isnan(table.loc[2, "roc_auc"])  # a metric a card lacks
-    assert table.loc[2, "val_roc_auc"] == 0.5
+    assert table.loc[2, "val_roc_auc"] == 0.5 and table.loc[2, "version"] == "cpu-v1"
     assert "previous version: results/cpu-v1/seed0/01_x.json (seed 0, commit abcdef01)" in capsys.readouterr().out
     assert seed_table("results/nothing/*.json", ["roc_auc"]).empty

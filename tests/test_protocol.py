@@ -23,6 +23,7 @@ def test_an_estimate_formats_itself():
     assert str(e) == "0.945 (0.924-0.960)"
     assert f"{e:.1%}" == "94.5% (92.4%-96.0%)"
     assert f"{Estimate(0.5, float('nan'), float('nan'))}" == "0.500"
+    assert f"{Estimate(0.038, -0.0561, 0.13)}" == "0.038 (-0.056 to 0.130)"  # a difference
 
 
 def test_the_run_card_takes_an_estimate_with_its_interval():
@@ -186,3 +187,21 @@ def test_held_out_sets_side_by_side_share_the_threshold_rows():
     assert table.loc[chosen, "patch split"] == format(patch.at_point["sensitivity"])
     assert table.loc["specificity at 0.5", "other slides"] == format(other.at_half["specificity"])
     assert "sensitivity at specificity 90" in table.index
+
+
+def test_paired_roc_auc_table_compares_every_pair_seed_by_seed():
+    from tl_helpers.evaluate.metrics import paired_roc_auc_table
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 60)
+    good = [y + rng.normal(0, 0.5, 120) for _ in range(2)]  # two seeds of a good arm
+    poor = [y + rng.normal(0, 3.0, 120) for _ in range(2)]
+    one = rng.normal(0, 1, 120)  # one model, no better than chance, for every seed
+    table, first = paired_roc_auc_table(y, {"good": good, "poor": poor, "one": one[None]}, [5, 6],
+                                        groups=np.arange(120) // 4, labels={"good": "(g)"}, n_boot=200)
+    assert list(table.index) == [("(g)", "poor"), ("(g)", "one"), ("poor", "one")]
+    assert list(table.columns) == ["seed 5", "seed 6"]
+    assert set(first) == {("good", "poor"), ("good", "one"), ("poor", "one")}
+    better = first[("good", "one")]
+    assert better.value > 0.3 and better.low > 0  # the interval excludes 0: told apart
+    assert table.loc[("(g)", "one"), "seed 5"] == str(better)

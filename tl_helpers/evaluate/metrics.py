@@ -58,11 +58,15 @@ class Estimate(NamedTuple):
     high: float
 
     def __format__(self, spec: str) -> str:
-        """`f"{e}"` gives `0.945 (0.924-0.960)`; `f"{e:.1%}"` formats all three numbers alike."""
+        """`f"{e}"` gives `0.945 (0.924-0.960)`; `f"{e:.1%}"` formats all three numbers alike.
+
+        A negative bound (a difference) reads `0.038 (-0.056 to 0.130)`, not `(-0.056-0.130)`.
+        """
         spec = spec or ".3f"
         if np.isnan(self.low) and np.isnan(self.high):
             return f"{self.value:{spec}}"
-        return f"{self.value:{spec}} ({self.low:{spec}}-{self.high:{spec}})"
+        dash = " to " if min(self.low, self.high) < 0 else "-"
+        return f"{self.value:{spec}} ({self.low:{spec}}{dash}{self.high:{spec}})"
 
     def __str__(self) -> str:
         return format(self)
@@ -234,6 +238,34 @@ def paired_roc_auc_difference(y_true, p_a, p_b, n_boot: int = 1000, seed: int = 
     y_true, p_a = _binary_arrays(y_true, p_a)
     _, p_b = _binary_arrays(y_true, p_b)
     return paired_difference(_roc_auc, y_true, p_a, p_b, n_boot=n_boot, seed=seed, groups=groups)
+
+
+def paired_roc_auc_table(y_true, scores: dict, seeds, groups=None, labels: dict | None = None,
+                         n_boot: int = 1000, seed: int = 0):
+    """Every pair of arms compared on the same cases, seed by seed, by a paired bootstrap.
+
+    `scores` is {arm: [P(positive) per seed]}, every array for the cases of `y_true`; an arm
+    with a single array (one model) stands for every seed. Returns `(table, first)`: `table`
+    has a row per pair of arms (in `scores`' order, named by `labels`) and a column per seed
+    holding the ROC AUC of the first arm minus the second's with its 95% interval
+    (`paired_roc_auc_difference`, whole `groups` resampled when given); `first` maps each
+    (first arm, second arm) to the first seed's Estimate, for the run card. Used by chapter 3.
+    """
+    import itertools
+
+    import pandas as pd
+
+    labels, seeds = labels or {}, list(seeds)
+    table, first = {}, {}
+    for a, b in itertools.combinations(scores, 2):
+        row = {}
+        for k, one_seed in enumerate(seeds):
+            p_a, p_b = (scores[arm][k if len(scores[arm]) > 1 else 0] for arm in (a, b))
+            row[f"seed {one_seed}"] = paired_roc_auc_difference(y_true, p_a, p_b, n_boot=n_boot, seed=seed,
+                                                                 groups=groups)
+        first[(a, b)] = row[f"seed {seeds[0]}"]
+        table[(labels.get(a, a), labels.get(b, b))] = {name: str(e) for name, e in row.items()}
+    return pd.DataFrame(table).T, first
 
 
 def _balanced_accuracy(y_true, y_pred) -> float:

@@ -1,28 +1,35 @@
-"""Chapter 1's two-phase recipe with a guard: when fine-tuning collapses, and how often.
+"""Chapter 1's two-phase recipe with two guards: when training collapses, and how often.
 
 Phase 1 trains a small head on a frozen backbone; phase 2 unfreezes everything and trains on.
-On 150 images phase 2 can kill every ReLU unit of the head: a unit whose input stays
+On 150 images either phase can kill every ReLU unit of the head: a unit whose input stays
 negative outputs zero and gets no gradient, and a head with none left gives every image the
 same probability (a *collapsed* run; the first version of chapter 1 lost one seed of three
-that way). This module holds the pieces that make the recipe safe, and measure it:
+that way). The second version guarded phase 2 only; its collapse studies found every collapse
+already in phase 1 (3 of 30 seeds), so the third checks phase 1 too and trains it again from
+a fresh head while it has collapsed. This module holds the pieces that make the recipe safe,
+and measure it:
 
     sgd(0.001, decay=1e-4)                    # Keras 2's SGD(lr=, decay=) in Keras 3 terms
     unfreeze(backbone_model)                  # every layer trains, BatchNorm kept frozen
     fine_tuning_model(backbone_model, head, lambda: sgd(0.001))  # compiled once, reset after
     kept = Snapshot(backbone_model, head)     # weights in memory; kept.restore() goes back
     decision = guard_phase2(is_positive_val, p_phase1, p_phase2, live_units)
+    check = check_phase1(first, train_phase1, has_collapsed, seed, attempts=3)  # fresh heads
+    check.decision(plain, guarded)            # the phase-1 check's outcome on the record
     study = collapse_study(recipe, seeds)     # one row per seed: both candidates on validation
     collapse_rates(study)                     # {"collapse_rate_without_guard": Estimate, ...}
 
-The guard is a rule fixed before it is measured, decided on the validation split alone:
-keep phase 2 only when its validation loss is below phase 1's (the same images, the same
-kind of prediction) and its head has at least one live unit; else go back to phase 1's
+Both guards are rules fixed before they are measured, decided on the validation split alone.
+Phase 1's check: when the trained head has collapsed on validation (`collapsed`), phase 1 runs
+again from a new initialisation (another seed), at most `attempts` times in all. Phase 2's
+guard: keep phase 2 only when its validation loss is below phase 1's (the same images, the
+same kind of prediction) and its head has at least one live unit; else go back to phase 1's
 weights (the frozen backbone and the head trained on it).
 """
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Iterable
 
 import numpy as np
@@ -187,7 +194,7 @@ def collapsed(is_positive, p_positive, live_units: int | None = None, auc_at_mos
 
     Collapsed: its head has no live hidden unit (`live_units == 0`), or its probabilities
     are constant across the images, or their ROC AUC is at most `auc_at_most` (chance, or
-    the wrong way round). Used by tl.fine_tuning.guard_phase2 (chapter 1).
+    the wrong way round). `guard_phase2` records it for both candidates. Taught in chapter 1.
     """
     is_positive, p_positive = np.asarray(is_positive, dtype=bool), np.asarray(p_positive, dtype=np.float64)
     if live_units == 0 or np.ptp(p_positive) < _CONSTANT:
@@ -203,7 +210,10 @@ class GuardDecision:
     validation predictions, `*_val_roc_auc` their ROC AUC, `live_units` of `units` the hidden
     ReLU units of the phase-2 head that respond to a validation image. `collapsed_without_guard`
     is the phase-2 model's state (what the recipe without a guard delivers),
-    `collapsed_with_guard` the kept model's. Used by chapter 1.
+    `collapsed_with_guard` the kept model's. When phase 1's check (`check_phase1`) trained
+    phase 1 again, `phase1_restarts` says how often, `phase1_collapsed` is True, and
+    `collapsed_without_guard` is that of phase 2 trained on the first, collapsed phase 1 (the
+    recipe with no guard at all). Used by chapter 1.
     """
 
     kept: str
@@ -215,6 +225,8 @@ class GuardDecision:
     units: int | None
     collapsed_without_guard: bool
     collapsed_with_guard: bool
+    phase1_collapsed: bool = False
+    phase1_restarts: int = 0
 
     @property
     def fell_back(self) -> bool:
@@ -226,7 +238,10 @@ class GuardDecision:
         why = ("phase 2's head has no live unit" if self.live_units == 0 else
                "phase 2 did not lower the validation loss" if self.fell_back else
                "phase 2 lowered the validation loss and its head is alive")
-        return (f"guard, on validation: phase 1 loss {self.phase1_val_loss:.3f}, ROC AUC "
+        restarted = (f"phase 1 collapsed on validation and was trained again "
+                     f"{self.phase1_restarts} time{'s' * (self.phase1_restarts > 1)}; "
+                     if self.phase1_restarts else "")
+        return (f"{restarted}guard, on validation: phase 1 loss {self.phase1_val_loss:.3f}, ROC AUC "
                 f"{self.phase1_val_roc_auc:.3f}; phase 2 loss {self.phase2_val_loss:.3f}, ROC AUC "
                 f"{self.phase2_val_roc_auc:.3f}, live hidden units {units} -> keeps {self.kept} ({why})")
 
@@ -255,6 +270,65 @@ def guard_phase2(is_positive, p_phase1, p_phase2, live_units: int, units: int | 
                          int(live_units), units, collapsed2, collapsed1 if kept == "phase 1" else collapsed2)
 
 
+@dataclass
+class Phase1Check:
+    """What `check_phase1` did: the phase-1 result kept, and the seeds it was trained with.
+
+    `kept` is the last `train(seed)` result (a (head, run) pair in chapter 1); `seeds` the
+    seeds phase 1 was trained with, the first one's result included (one seed: it did not
+    collapse); `collapsed` whether each of them collapsed on validation. Used by chapter 1.
+    """
+
+    kept: tuple
+    seeds: list = field(default_factory=list)
+    collapsed: list = field(default_factory=list)
+
+    @property
+    def restarts(self) -> int:
+        return len(self.seeds) - 1
+
+    def decision(self, plain: GuardDecision, guarded: GuardDecision | None = None) -> GuardDecision:
+        """One record of the recipe with both guards, for `collapse_study`.
+
+        `plain`: phase 2's guard after the first phase 1; `guarded`: after the phase 1 kept
+        here, when there was a restart (else `plain` is the whole story). The record keeps
+        `plain`'s phase-2 state as the recipe without guards and `guarded`'s kept model as the
+        recipe with them.
+        """
+        first_collapsed = bool(self.collapsed[0]) if self.collapsed else False
+        if not self.restarts:
+            return replace(plain, phase1_collapsed=first_collapsed)
+        if guarded is None:
+            raise ValueError("phase 1 was trained again: pass the guard's decision after it")
+        return replace(guarded, collapsed_without_guard=plain.collapsed_without_guard,
+                       phase1_collapsed=first_collapsed, phase1_restarts=self.restarts)
+
+
+def check_phase1(first: tuple, train: Callable[[int], tuple], has_collapsed: Callable[[tuple], bool],
+                 seed: int, attempts: int = 3, quiet: bool = False, seed_step: int = 100) -> Phase1Check:
+    """Phase 1's check, decided on validation: train again from a fresh head while it collapsed.
+
+    `first` is phase 1 trained with `seed`; while `has_collapsed(result)` says the latest
+    result collapsed on the validation split (`collapsed`: no live unit, constant output or
+    ROC AUC at chance), phase 1 is trained again with `train(seed + k * seed_step)`, a new
+    initialisation of the head (k = 1, 2, ...), at most `attempts` trainings in all; the last
+    one is kept, collapsed or not. Prints a line per restart unless `quiet`. Taught in
+    chapter 1.
+    """
+    if attempts < 1:
+        raise ValueError(f"attempts must be at least 1, not {attempts}")
+    check = Phase1Check(first, [int(seed)], [bool(has_collapsed(first))])
+    while check.collapsed[-1] and len(check.seeds) < attempts:
+        next_seed = int(seed) + len(check.seeds) * seed_step
+        if not quiet:
+            print(f"phase 1 (seed {check.seeds[-1]}) collapsed on validation: trained again "
+                  f"from a fresh head (seed {next_seed})", flush=True)
+        check.kept = train(next_seed)
+        check.seeds.append(next_seed)
+        check.collapsed.append(bool(has_collapsed(check.kept)))
+    return check
+
+
 def collapse_study(recipe: Callable[[int], GuardDecision], seeds: Iterable[int], done: dict | None = None,
                    keep: tuple = (), quiet: bool = False) -> pd.DataFrame:
     """Run `recipe(seed)` for each seed; one row per seed of what its guard saw on validation.
@@ -275,8 +349,11 @@ def collapse_study(recipe: Callable[[int], GuardDecision], seeds: Iterable[int],
         rows.append({"seed": int(seed), **asdict(decision), "seconds": seconds})
         if not quiet:
             flag = "collapsed" if decision.collapsed_without_guard else "alive"
-            print(f"seed {seed}: phase 2 {flag} (val ROC AUC {decision.phase2_val_roc_auc:.3f}), "
-                  f"kept {decision.kept}" + ("" if np.isnan(seconds) else f" ({seconds:.0f} s)"), flush=True)
+            restarts = (f"phase 1 collapsed, trained again {decision.phase1_restarts}x; "
+                        if decision.phase1_restarts else "")
+            print(f"seed {seed}: without guards {flag}; {restarts}with them, val ROC AUC "
+                  f"{decision.phase2_val_roc_auc:.3f}, kept {decision.kept}"
+                  + ("" if np.isnan(seconds) else f" ({seconds:.0f} s)"), flush=True)
     kept.restore()
     if not rows:
         raise ValueError("no seeds to study")
@@ -284,15 +361,20 @@ def collapse_study(recipe: Callable[[int], GuardDecision], seeds: Iterable[int],
 
 
 def collapse_rates(study: pd.DataFrame) -> dict[str, Estimate]:
-    """The share of seeds whose model collapsed on validation, without and with the guard.
+    """The share of seeds whose model collapsed on validation, without and with the guards.
 
-    Keys `collapse_rate_without_guard` and `collapse_rate_with_guard`, each an Estimate with
-    its Wilson 95% interval (tl.metrics.proportion) over the seeds of `collapse_study`'s table.
-    Taught in chapter 1.
+    Keys `collapse_rate_without_guard` (phase 2 on the first phase 1, no guard),
+    `collapse_rate_with_guard` (the model the guards kept) and, when the study recorded it,
+    `collapse_rate_phase1` (the first phase 1 alone), each an Estimate with its Wilson 95%
+    interval (tl.metrics.proportion) over the seeds of `collapse_study`'s table. Taught in
+    chapter 1.
     """
     n = len(study)
-    return {f"collapse_rate_{name}_guard": proportion(int(study[f"collapsed_{name}_guard"].sum()), n)
-            for name in ("without", "with")}
+    rates = {f"collapse_rate_{name}_guard": proportion(int(study[f"collapsed_{name}_guard"].sum()), n)
+             for name in ("without", "with")}
+    if "phase1_collapsed" in study:
+        rates["collapse_rate_phase1"] = proportion(int(study.phase1_collapsed.sum()), n)
+    return rates
 
 
 def describe_collapse(study: pd.DataFrame) -> str:
@@ -301,6 +383,7 @@ def describe_collapse(study: pd.DataFrame) -> str:
     Taught in chapter 1.
     """
     rates = collapse_rates(study)
-    return "\n".join(f"collapse_rate_{name}_guard: {rates[f'collapse_rate_{name}_guard']} "
-                     f"({int(study[f'collapsed_{name}_guard'].sum())} of {len(study)} seeds)"
-                     for name in ("without", "with"))
+    columns = {"collapse_rate_without_guard": "collapsed_without_guard",
+               "collapse_rate_with_guard": "collapsed_with_guard", "collapse_rate_phase1": "phase1_collapsed"}
+    return "\n".join(f"{name}: {rate} ({int(study[columns[name]].sum())} of {len(study)} seeds)"
+                     for name, rate in rates.items())

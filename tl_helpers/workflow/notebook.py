@@ -308,9 +308,10 @@ def other_seed_cards(card: RunCard, folders: tuple[str, ...] = ("results", "runs
 def seed_table(pattern: str, names, what: str = "run cards"):
     """One row per committed run card that `pattern` matches: its seed and the metrics `names`.
 
-    `pattern` is a glob under the project (e.g. `results/cpu-v1/seed*/01_x.json`); a metric a
-    card lacks is NaN; the index is the seed, sorted. Prints which cards it read (as `what`).
-    Used by chapter 1 (the previous version's seeds, beside this version's).
+    `pattern` is a glob under the project (e.g. `results/cpu-v*/seed*/01_x.json`); a metric a
+    card lacks is NaN; the index is the seed, sorted; the column `version` names the folder
+    under `results/` the card came from (`cpu-v1`). Prints which cards it read (as `what`).
+    Used by chapter 1 (the previous versions' seeds, beside this version's).
     """
     import json
 
@@ -319,11 +320,12 @@ def seed_table(pattern: str, names, what: str = "run cards"):
     rows = []
     for path in sorted(project_root().glob(pattern)):
         record = json.loads(path.read_text())
-        rows.append({"seed": record.get("seed"), **{name: record.get("metrics", {}).get(name, {}).get("value")
-                                                    for name in names}})
+        rows.append({"seed": record.get("seed"), "version": path.relative_to(project_root()).parts[1],
+                     **{name: record.get("metrics", {}).get(name, {}).get("value") for name in names}})
         print(f"{what}: {path.relative_to(project_root())} (seed {record.get('seed')}, "
               f"commit {str(record.get('commit'))[:8]})")
-    return pd.DataFrame(rows, columns=["seed", *names]).astype({n: float for n in names}).set_index("seed").sort_index()
+    return (pd.DataFrame(rows, columns=["seed", "version", *names]).astype({n: float for n in names})
+            .set_index("seed").sort_index())
 
 
 def spread_over_seeds(card: RunCard, names, minimum: int = 2):
