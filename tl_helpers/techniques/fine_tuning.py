@@ -348,12 +348,14 @@ def collapse_study(recipe: Callable[[int], GuardDecision], seeds: Iterable[int],
         seconds = float("nan") if seed in (done or {}) else time.perf_counter() - started
         rows.append({"seed": int(seed), **asdict(decision), "seconds": seconds})
         if not quiet:
-            flag = "collapsed" if decision.collapsed_without_guard else "alive"
+            flags = ["collapsed" if state else "alive"
+                     for state in (decision.collapsed_without_guard, decision.collapsed_with_guard)]
             restarts = (f"phase 1 collapsed, trained again {decision.phase1_restarts}x; "
                         if decision.phase1_restarts else "")
-            print(f"seed {seed}: without guards {flag}; {restarts}with them, val ROC AUC "
-                  f"{decision.phase2_val_roc_auc:.3f}, kept {decision.kept}"
-                  + ("" if np.isnan(seconds) else f" ({seconds:.0f} s)"), flush=True)
+            kept_auc = decision.phase2_val_roc_auc if decision.kept == "phase 2" else decision.phase1_val_roc_auc
+            print(f"seed {seed}: without guards {flags[0]}; {restarts}with them {flags[1]} (kept "
+                  f"{decision.kept}, val ROC AUC {kept_auc:.3f})"
+                  + ("" if np.isnan(seconds) else f", {seconds:.0f} s"), flush=True)
     kept.restore()
     if not rows:
         raise ValueError("no seeds to study")
