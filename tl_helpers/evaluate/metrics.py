@@ -111,9 +111,15 @@ def _resample_indices(y_true: np.ndarray, rng: np.random.Generator, stratified: 
     return np.concatenate(parts)
 
 
-def _resample_groups(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _group_members(groups: np.ndarray) -> list[np.ndarray]:
+    """The indices of each group's members, in the order of np.unique (found once per bootstrap)."""
+    _, inverse = np.unique(groups, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(inverse))[:-1])
+
+
+def _resample_groups(members: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """Indices of one bootstrap resample of whole groups (as many groups as there are)."""
-    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
     return np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
 
 
@@ -149,9 +155,10 @@ def bootstrap_ci(metric_fn: Callable, y_true, y_score_or_pred=None, n_boot: int 
     # stratifying by its distinct values would resample each value onto itself.
     stratified = stratified and y_score_or_pred is not None
     rng = np.random.default_rng(seed)
+    members = _group_members(groups) if groups is not None else None
     samples = []
     for _ in range(n_boot):
-        index = _resample_groups(groups, rng) if groups is not None else _resample_indices(y_true, rng, stratified)
+        index = _resample_groups(members, rng) if groups is not None else _resample_indices(y_true, rng, stratified)
         try:
             with warnings.catch_warnings():
                 # A resample without some class makes sklearn warn "not defined"; it is dropped.
