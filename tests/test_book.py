@@ -467,3 +467,15 @@ def test_scored_text_reads_patients_for_a_per_patient_metric():
     assert book.scored_text(card, "stage1_roc_auc") == "141 test slices"
     card["scored"] = {"stage1": {"count": 141}}
     assert book.scored_text(card, "stage1_roc_auc") == "141 test slices"
+
+
+def test_scored_text_counts_the_split_a_headline_was_scored_on():
+    """Chapter 5's headline is on PCam's official validation split, not on its 1,800 test patches."""
+    card = {"data": {"pcam": {"splits": {"official_valid": 3000, "test": 1800, "train": 8400}}},
+            "scored": {"test": {"count": 1800}, "official_valid": {"count": 3000}}}
+    assert book.scored_text(card, "official_valid_roc_auc") == "3,000 official valid patches"
+    assert book.scored_text(card, "roc_auc") == "1,800 test patches"
+    card = {"data": {"chest_xray": {"splits": {"test": 780}}}, "scored": {"domain_a": {"count": 744}},
+            "notes": ["near-duplicate audit: 36 of 780 test films have one in an earlier group"]}
+    assert book.scored_text(card, "domain_a_roc_auc") == (  # a prefix that names no split: the test split
+        "744 of 780 test films (near-duplicates of earlier splits left out)")

@@ -525,7 +525,8 @@ def result_rows(card: dict, article: dict) -> list[dict]:
         rows.append({"metric": name, "label": metric_label(spec["metric"]), "ours": _ours(metrics, name),
                      "article": spec.get("article"), "article_note": spec.get("article_note", ""),
                      "field": spec.get("field"), "comparable": spec.get("comparable", True), "why": spec.get("why", ""),
-                     "definition": spec.get("definition", ""), "article_definition": spec.get("article_definition", "")})
+                     "definition": spec.get("definition", ""), "article_definition": spec.get("article_definition", ""),
+                     "figure": spec.get("figure", True)})
     return rows
 
 
@@ -593,7 +594,8 @@ def results_figure(rows: list[dict], title: str, path: Path) -> Path:
         else:
             low, high = ours.get("ci95", [ours["value"], ours["value"]])
             color, label = "black", "ours, 95% interval"
-        ax.errorbar(ours["value"], y, xerr=[[ours["value"] - low], [high - ours["value"]]], fmt="o", color=color,
+        below, above = max(0.0, ours["value"] - low), max(0.0, high - ours["value"])  # Wilson at 0 of n: 1e-17
+        ax.errorbar(ours["value"], y, xerr=[[below], [above]], fmt="o", color=color,
                     capsize=4, markersize=7, label=label)
         lows.append(low)
         if row["article"] is not None:
@@ -651,15 +653,18 @@ def scored_text(card: dict, metric: str) -> str:
     duplicates of earlier splits left out)", else the test split's size (patients for a
     per-patient metric)."""
     scored = card.get("scored") or {}
-    entry = next((scored[k] for k in sorted(scored, key=len, reverse=True)
-                  if metric == k or metric.startswith(k + "_")), scored.get("test"))
-    total, unit, flagged = _split_size(card, per_patient="per_patient" in metric)
+    key = next((k for k in sorted(scored, key=len, reverse=True) if metric == k or metric.startswith(k + "_")), "test")
+    entry = scored.get(key)
+    # a headline on a split of its own (chapter 5's official_valid) counts that split, not the test split
+    split = key if key != "test" and _split_size(card, key)[0] else "test"
+    total, unit, flagged = _split_size(card, split, per_patient="per_patient" in metric)
     if entry is None and flagged and total:  # a card that names the flagged test images but not the count
         entry = {"count": total - flagged}
+    what = f"{split.replace('_', ' ')} {unit}"
     if entry is None:
-        return f"{total:,} test {unit}" if total else "?"
+        return f"{total:,} {what}" if total else "?"
     count, total = entry["count"], entry.get("total", total)
-    text = f"{count:,}" + (f" of {total:,}" if total and total != count else "") + f" test {unit}"
+    text = f"{count:,}" + (f" of {total:,}" if total and total != count else "") + f" {what}"
     reason = entry.get("left_out")
     if not reason and total and total > count and (flagged or any("near-duplicate" in n for n in card.get("notes", []))):
         reason = "near-duplicates of earlier splits left out"
@@ -790,16 +795,17 @@ def results_page(cards: list[Path], article_results: dict, figures_dir: Path | N
         lines += [run, ""]
         if rows:
             lines += results_table(rows, facts, article) + [""]
-        if rows:
-            figure = results_figure(rows, f"Chapter {number}: ours ({facts['backbone']})",
+        plotted = [row for row in rows if row["figure"]]  # rates and differences: table only
+        if plotted:
+            figure = results_figure(plotted, f"Chapter {number}: ours ({facts['backbone']})",
                                     figures_dir / f"results_{notebook}.svg")
-            refs = [r for r in rows if r["article"] is not None or r["field"]]
-            alt = (f"Dot plot for chapter {number}: our " + ", ".join(r["label"] for r in rows)
+            refs = [r for r in plotted if r["article"] is not None or r["field"]]
+            alt = (f"Dot plot for chapter {number}: our " + ", ".join(r["label"] for r in plotted)
                    + " with 95% intervals" + (", beside the published numbers" if refs else "") + ".")
             caption = ("Black dots: ours, with 95% intervals; grey dots: our means over seeds, with their sd. "
-                       + ("Red diamonds: the article's numbers. " if any(r["article"] is not None for r in rows) else "")
-                       + ("Blue squares: " + ", ".join(sorted({r["field"]["source"] for r in rows if r["field"]}))
-                          + ". " if any(r["field"] for r in rows) else "")
+                       + ("Red diamonds: the article's numbers. " if any(r["article"] is not None for r in plotted) else "")
+                       + ("Blue squares: " + ", ".join(sorted({r["field"]["source"] for r in plotted if r["field"]}))
+                          + ". " if any(r["field"] for r in plotted) else "")
                        + ("A marker outside our interval is still no verdict: the pairs differ in test set, "
                           "data and backbone (table above)." if refs else "The article published none of these."))
             lines += [f"```{{figure}} {figure.name}", f":alt: {alt}", f":name: results-{notebook}", "",
