@@ -328,3 +328,11 @@ def test_roc_aucs_match_binary_report_and_follow_the_order_of_each_score():
     assert aucs["logit"].value == pytest.approx(aucs["p"].value)  # same order, same AUC
     assert aucs["reversed"].value == pytest.approx(1 - aucs["p"].value)
     assert aucs["p"].value == pytest.approx(roc_auc_score(y, p))
+
+
+def test_a_wilson_interval_holds_its_proportion_at_the_edges():
+    from tl_helpers.evaluate.metrics import proportion
+
+    for n in (4, 10, 30, 101):
+        none, every = proportion(0, n), proportion(n, n)
+        assert none.low == 0.0 <= none.value and every.high == 1.0 >= every.value

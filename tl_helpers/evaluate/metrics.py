@@ -90,7 +90,8 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half_width = z / denominator * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return float(max(0.0, centre - half_width)), float(min(1.0, centre + half_width))
+    # the interval holds p; rounding alone put the low end of 0 of 10 at 2.8e-17, above it
+    return float(min(p, max(0.0, centre - half_width))), float(max(p, min(1.0, centre + half_width)))
 
 
 def proportion(successes: int, n: int, confidence: float = 0.95) -> Estimate:

@@ -594,7 +594,7 @@ def results_figure(rows: list[dict], title: str, path: Path) -> Path:
         else:
             low, high = ours.get("ci95", [ours["value"], ours["value"]])
             color, label = "black", "ours, 95% interval"
-        below, above = max(0.0, ours["value"] - low), max(0.0, high - ours["value"])  # Wilson at 0 of n: 1e-17
+        below, above = max(0.0, ours["value"] - low), max(0.0, high - ours["value"])  # a percentile bootstrap may exclude the value
         ax.errorbar(ours["value"], y, xerr=[[below], [above]], fmt="o", color=color,
                     capsize=4, markersize=7, label=label)
         lows.append(low)
