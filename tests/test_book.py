@@ -467,6 +467,9 @@ def test_scored_text_reads_patients_for_a_per_patient_metric():
     assert book.scored_text(card, "stage1_roc_auc") == "141 test slices"
     card["scored"] = {"stage1": {"count": 141}}
     assert book.scored_text(card, "stage1_roc_auc") == "141 test slices"
+    card["scored"]["cv"] = {"count": 20, "what": "patients, cross-validated"}  # named by the card
+    assert book.scored_text(card, "cv_pipeline_dice_volumetric_per_patient_mean") == "20 patients, cross-validated"
+    assert book.scored_text(card, "dice_volumetric_per_patient_mean") == "4 test patients"
 
 
 def test_scored_text_counts_the_split_a_headline_was_scored_on():

@@ -308,3 +308,89 @@ def test_out_of_fold_record_puts_the_report_and_the_spread_on_a_real_run_card(tm
     assert list(spread.index) == ["roc_auc", "sensitivity", "specificity"]
     assert spread.loc["roc_auc", "mean"] == pytest.approx(0.85)
     assert card.record["notes"][-1].startswith("stage 1, spread over the 2 patient folds: roc_auc 0.850 ± ")
+
+
+# --- chapter 4: the segmenter cross-validated on cached encoder features ---------------------
+
+def test_decoder_on_cached_features_is_the_unet_with_its_encoder_frozen():
+    from tl_helpers.train.backbones import get_backbone
+
+    backbone = get_backbone("efficientnet_lite0", input_shape=(64, 64, 3), pooling=None)
+    keras.utils.set_random_seed(0)
+    unet = seg.build_pretrained_unet(backbone.model, train_encoder=False)
+    features = seg.encoder_features(backbone.model)
+    shapes = [tuple(output.shape[1:]) for output in features.outputs]
+    assert [shape[:2] for shape in shapes] == [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)]
+    decoder = seg.build_unet_decoder(shapes)
+    unet_layers = {layer.name: layer for layer in unet.layers}
+    copied = [layer for layer in decoder.layers if layer.weights]
+    assert copied and all(layer.name in unet_layers for layer in copied)  # the same layers by name
+    for layer in copied:
+        layer.set_weights(unet_layers[layer.name].get_weights())
+    trained = sum(int(np.prod(w.shape)) for w in unet.trainable_weights)
+    assert trained == sum(int(np.prod(w.shape)) for w in decoder.trainable_weights)
+    images = backbone.preprocess(tumour_batch(size=64)[0])
+    np.testing.assert_allclose(decoder.predict(features.predict(images, verbose=0), verbose=0),
+                               unet.predict(images, verbose=0), atol=1e-5)
+    with pytest.raises(ValueError, match="feature maps for 4 decoder levels"):
+        seg.build_unet_decoder(shapes[1:])
+
+
+def test_cross_validate_segmenter_draws_each_slice_from_its_folds_own_patients(lgg_flair_features, tmp_path):
+    from tl_helpers.data.splits import grouped_kfold
+    from tl_helpers.train.loaders import KerasImageDataset, all_batches
+
+    table = lgg_flair_features[0]
+    images, masks = all_batches(KerasImageDataset(
+        table, x_col="image_path", y_col=None, mask_col="mask_path", class_mode="mask", image_size=(32, 32),
+        batch_size=16, shuffle=False, preprocess=seg.standardize_images))
+    # "features" at 1/2 ... 1/32 of the slice: average-pooled images stand in for an encoder's maps
+    features = [keras.ops.convert_to_numpy(keras.layers.AveragePooling2D(2 ** level)(images))
+                for level in range(1, 6)]
+    trained_on = []
+
+    def make_decoder():
+        decoder = seg.build_unet_decoder([f.shape[1:] for f in features], decoder_filters=(8, 8, 8, 8))
+        fit = decoder.fit
+        decoder.fit = lambda x, **kw: (trained_on.append(x.inputs[0]), fit(x, **kw))[1]  # ArrayBatches
+        return decoder
+
+    result = seg.cross_validate_segmenter(table, features, masks, make_decoder, n_folds=3, seed=2, patience=3,
+                                          epochs=4, batch_size=8, checkpoint_dir=tmp_path)
+    folds = grouped_kfold(table, "patient", n_folds=3, label_col="has_tumour", seed=2, inner_val_fraction=0.2)
+    tumour = table.has_tumour.to_numpy()
+    assert len(trained_on) == 3 and list(result.per_fold.index) == [0, 1, 2]
+    for k, fold in enumerate(folds):
+        train = fold["train"][tumour[fold["train"]]]  # tumour slices of the fold's training patients only
+        np.testing.assert_array_equal(trained_on[k], features[0][train])
+        row = result.per_fold.loc[k]
+        assert row["test patients"] == table.patient.iloc[fold["test"]].nunique()
+        assert row["tumour slices"] == tumour[fold["test"]].sum() and 1 <= row["epochs"] <= 4
+    assert result.p_masks.shape == masks.shape[:3] and (result.p_masks > 0).all()  # every slice drawn once
+    report, per_patient = result.report(seed=0)
+    assert list(per_patient.patient) == sorted(table.patient.unique())
+    expected = metrics.dice_scores(masks[tumour, ..., 0], result.p_masks[tumour]).mean()
+    assert report["dice_mean"].value == pytest.approx(expected)
+    # the pipeline out of fold: a slice nobody flagged gets an empty mask
+    flagged = np.zeros(len(table), bool)
+    pipeline, per_slice, _ = result.pipeline(flagged, seed=0)
+    visible = masks[..., 0].any(axis=(1, 2))  # a tiny tumour can vanish at 32 px: an empty mask, Dice 1
+    assert (per_slice.dice[visible] == 0).all() and (per_slice.dice[~visible] == 1).all()
+    assert pipeline["pipeline_dice_mean"].value == pytest.approx(1 - visible.mean())
+    with pytest.raises(ValueError, match="features of"):
+        seg.cross_validate_segmenter(table.head(5), features, masks, make_decoder)
+
+
+def test_out_of_fold_intervals_resample_patients_when_it_knows_them():
+    rng = np.random.default_rng(0)
+    y = np.tile([1, 0], 40)
+    called = rng.random(80) < np.where(y == 1, 0.8, 0.3)
+    per_fold = pd.DataFrame({"roc_auc": [0.8], "sensitivity": [0.8], "specificity": [0.7]})
+    p = np.where(called, 0.7, 0.3)
+    by_slice = seg.OutOfFold(y, p, called, per_fold).report(seed=0)
+    by_patient = seg.OutOfFold(y, p, called, per_fold, np.repeat(np.arange(20), 4)).report(seed=0)
+    assert by_patient["sensitivity"].value == pytest.approx(by_slice["sensitivity"].value)
+    assert by_patient["sensitivity"] != by_slice["sensitivity"]  # bootstrap over patients, not Wilson
+    few = seg.OutOfFold(y, p, called, per_fold, np.repeat(np.arange(4), 20))
+    with pytest.warns(metrics.FewGroupsWarning):
+        assert np.isnan(few.report(seed=0)["roc_auc"].low)

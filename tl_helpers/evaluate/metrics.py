@@ -203,6 +203,27 @@ def per_group_values(metric_fn: Callable, y_true, y_score_or_pred=None, groups=N
     return pd.Series(values, dtype=np.float64)
 
 
+def calls_by_group(y_true, called, groups):
+    """Each group's own share of cases called right: a pandas DataFrame indexed by group (sorted)
+    with columns cases, positives, sensitivity and specificity (NaN where the group has no case
+    of that class). What to show beside a table without intervals when there are too few
+    groups (tl.metrics.bootstrap_ci). Used by chapter 4.
+    """
+    import pandas as pd
+
+    y_true, called = np.asarray(y_true).astype(int), np.asarray(called).astype(bool)
+    groups = np.asarray(groups)
+    if not len(y_true) == len(called) == len(groups):
+        raise ValueError(f"{len(y_true)} labels, {len(called)} calls and {len(groups)} group labels")
+    frame = pd.DataFrame({"group": groups, "positive": y_true == 1, "hit": called & (y_true == 1),
+                          "negative": y_true == 0, "rejected": ~called & (y_true == 0)})
+    sums = frame.groupby("group")[["positive", "hit", "negative", "rejected"]].sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.DataFrame({"cases": frame.groupby("group").size(), "positives": sums.positive,
+                             "sensitivity": sums.hit / sums.positive.where(sums.positive > 0),
+                             "specificity": sums.rejected / sums.negative.where(sums.negative > 0)})
+
+
 def describe_groups(values, what: str = "patients", digits: int = 3) -> str:
     """One line for a few per-group values: mean, range and count, and whether an interval is given.
 

@@ -48,7 +48,7 @@ from keras import layers, ops
 
 from ..data.splits import grouped_kfold
 from ..evaluate.metrics import (Estimate, Spread, binary_report, bootstrap_ci, choose_threshold, dice_scores,
-                                proportion, spread)
+                                proportion, report_table, spread)
 from ..evaluate.metrics import binarize, volumetric_dice  # noqa: F401 (tl.segmentation.volumetric_dice)
 from ..train.features import fit_head_on_features
 from ..train.keras_training import TimeBudget, TrainingRun, fit_keeping_best
@@ -180,7 +180,12 @@ def build_pretrained_unet(encoder: keras.Model, decoder_filters: Sequence[int] =
         if not train_encoder or (freeze_batchnorm and isinstance(layer, keras.layers.BatchNormalization)):
             layer.trainable = False
     skips = [encoder.get_layer(layer_name).output for layer_name in skip_layers]
-    x = encoder.output
+    outputs = _unet_decoder(encoder.output, skips, decoder_filters, final_filters, momentum)
+    return keras.Model(encoder.input, outputs, name=name)
+
+
+def _unet_decoder(x, skips, decoder_filters, final_filters, momentum):
+    """The decoder of build_pretrained_unet on tensors: the last map `x`, `skips` from 1/2 down."""
     for level in reversed(range(len(decoder_filters))):
         x = layers.UpSampling2D(2, name=f"dec{level}_up")(x)
         x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
@@ -188,11 +193,40 @@ def build_pretrained_unet(encoder: keras.Model, decoder_filters: Sequence[int] =
     if final_filters:
         x = layers.UpSampling2D(2, name="full_up")(x)
         x = residual_block(x, final_filters, "full", momentum)
-        outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask")(x)
-    else:
-        x = layers.Conv2D(1, 1, activation="sigmoid", name="half_mask")(x)
-        outputs = layers.UpSampling2D(2, interpolation="bilinear", name="mask")(x)
-    return keras.Model(encoder.input, outputs, name=name)
+        return layers.Conv2D(1, 1, activation="sigmoid", name="mask")(x)
+    x = layers.Conv2D(1, 1, activation="sigmoid", name="half_mask")(x)
+    return layers.UpSampling2D(2, interpolation="bilinear", name="mask")(x)
+
+
+def encoder_features(encoder: keras.Model, depth: int = 4, skip_layers: Sequence[str] | None = None) -> keras.Model:
+    """What a U-Net's decoder reads from a frozen encoder, as one model: the skips at 1/2 ...
+    1/2**depth of the input (`encoder_skip_layers`), then the last feature map.
+
+    With the encoder frozen these outputs are the same every epoch, so they can be computed
+    once per slice and the decoder alone trained on them (`build_unet_decoder`,
+    `cross_validate_segmenter`). Taught in chapter 4.
+    """
+    names = list(skip_layers) if skip_layers is not None else encoder_skip_layers(encoder, depth)
+    outputs = [encoder.get_layer(name).output for name in names] + [encoder.output]
+    return keras.Model(encoder.input, outputs, name=f"{encoder.name}_features")
+
+
+def build_unet_decoder(feature_shapes: Sequence[tuple], decoder_filters: Sequence[int] = (128, 64, 32, 16),
+                       final_filters: int | None = None, momentum: float = 0.9,
+                       name: str = "unet_decoder") -> keras.Model:
+    """The decoder of `build_pretrained_unet` alone, fed the outputs of `encoder_features`
+    (`feature_shapes`: their shapes without the batch axis, skips first, last map last).
+
+    The same layers, names and defaults as the full U-Net's decoder, so that training it on
+    cached features is training that U-Net with its encoder frozen (without augmentation:
+    a cached feature cannot be rotated). Taught in chapter 4.
+    """
+    inputs = [keras.Input(tuple(shape), name=f"feature{i}") for i, shape in enumerate(feature_shapes)]
+    if len(inputs) != len(decoder_filters) + 1:
+        raise ValueError(f"{len(inputs)} feature maps for {len(decoder_filters)} decoder levels: give "
+                         "one skip per level and the last map")
+    outputs = _unet_decoder(inputs[-1], inputs[:-1], decoder_filters, final_filters, momentum)
+    return keras.Model(inputs, outputs, name=name)
 
 
 # --- soft scores and losses (keras.ops: any backend) ------------------------------------
@@ -272,22 +306,65 @@ def run_line(label: str, run: TrainingRun, test_dice: Estimate) -> str:
 
 def fit_segmenter(model: keras.Model, train_data, val_data, checkpoint, patience: int,
                   epochs: int, learning_rate: float, seconds: float | None = None,
-                  name: str = "segmenter") -> TrainingRun:
-    """Compile a segmenter (Adam, focal Tversky loss, Tversky and Dice metrics) and fit it,
-    keeping the epoch of lowest validation loss, within `seconds` of training if given.
+                  name: str = "segmenter", batch_size: int = 16, quiet: bool = False) -> TrainingRun:
+    """Compile a segmenter (Adam, focal Tversky loss, Tversky and Dice metrics) and fit it for
+    at most `epochs`, keeping the epoch of lowest validation loss (within `seconds` of
+    training if given: a budget in seconds differs between machines, one in epochs does not).
 
-    Says in one line whether the time budget, or early stopping / the epoch limit, ended
-    it. Gives the pretrained U-Net and the from-scratch ResUNet the same recipe and cost.
-    Taught in chapter 4.
+    train_data, val_data: Keras datasets of (images, masks), or (inputs, masks) tuples of
+    arrays (cached features), then batched by `batch_size` and the training data shuffled.
+    Says in one line whether the time budget, or early stopping / the epoch limit, ended it
+    (`quiet`: nothing printed). Gives the pretrained U-Net and the from-scratch ResUNet the
+    same recipe. Taught in chapter 4.
     """
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=focal_tversky_loss(),
                   metrics=[tversky, dice_coefficient])
     budget = [TimeBudget(seconds)] if seconds is not None else []
-    run = fit_keeping_best(model, checkpoint, patience, name=name, extra_callbacks=budget,
-                           x=train_data, validation_data=val_data, epochs=epochs)
-    print("stopped by", "the time budget" if budget and budget[0].stopped_early
-          else "early stopping or the epoch limit")
+    if isinstance(train_data, tuple):  # arrays: batches drawn straight from memory
+        train_data = ArrayBatches(*train_data, batch_size=batch_size, shuffle=True)
+        val_data = ArrayBatches(*val_data, batch_size=batch_size, shuffle=False)
+    run = fit_keeping_best(model, checkpoint, patience, name=name, extra_callbacks=budget, quiet=quiet,
+                           epochs=epochs, x=train_data, validation_data=val_data)
+    if not quiet:
+        print("stopped by", "the time budget" if budget and budget[0].stopped_early
+              else "early stopping or the epoch limit")
     return run
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """Batches of in-memory arrays for `fit`: `inputs` (one array or a list, e.g. cached
+    encoder features) and `targets`, in a new seeded order every epoch when `shuffle`.
+
+    Keras' own path for NumPy arrays (tf.data) costs about a second an epoch more on two
+    cores (chapter 4's cross-validation trains 5 decoders); this hands over views. Used by
+    `fit_segmenter`.
+    """
+
+    def __init__(self, inputs, targets, batch_size: int = 16, shuffle: bool = True, seed: int = 0):
+        super().__init__()
+        self.inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        self.targets, self.batch_size, self.shuffle, self.seed = targets, int(batch_size), shuffle, seed
+        if any(len(x) != len(targets) for x in self.inputs):
+            raise ValueError(f"inputs of {[len(x) for x in self.inputs]} rows for {len(targets)} targets")
+        self.epoch = 0
+        self._order = self._epoch_order()
+
+    def _epoch_order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.targets))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.targets))
+
+    def __len__(self) -> int:
+        return -(-len(self.targets) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        rows = np.sort(self._order[index * self.batch_size:(index + 1) * self.batch_size])
+        batch = [x[rows] for x in self.inputs]
+        return (tuple(batch) if len(batch) > 1 else batch[0]), self.targets[rows]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self._epoch_order()
 
 
 def pipeline_masks(flagged, pred_masks, threshold: float = 0.5) -> np.ndarray:
@@ -346,8 +423,11 @@ def dice_report(patients, true_masks, pred_masks, seed: int = 0) -> tuple[dict[s
     report = {
         "dice_mean": bootstrap_ci(np.mean, dice, groups=patients, seed=seed),
         "dice_median": bootstrap_ci(np.median, dice, groups=patients, seed=seed),
-        "dice_per_patient_mean": bootstrap_ci(np.mean, per_patient.mean_dice, seed=seed),
-        "dice_volumetric_per_patient_mean": bootstrap_ci(np.mean, volumes.dice, seed=seed),
+        # one value per patient: each its own group, so that few patients give no interval
+        "dice_per_patient_mean": bootstrap_ci(np.mean, per_patient.mean_dice, groups=per_patient.patient,
+                                              seed=seed),
+        "dice_volumetric_per_patient_mean": bootstrap_ci(np.mean, volumes.dice, groups=volumes.patient,
+                                                         seed=seed),
     }
     return report, per_patient.assign(volumetric_dice=volumes.dice.to_numpy())
 
@@ -378,7 +458,8 @@ def pipeline_report(patients, true_masks, final_masks, has_tumour, flagged,
     report = {
         "pipeline_dice_mean": bootstrap_ci(np.mean, dice, groups=patients, seed=seed),
         "pipeline_dice_tumour_mean": bootstrap_ci(np.mean, dice[tumour], groups=patients[tumour], seed=seed),
-        "pipeline_dice_volumetric_per_patient_mean": bootstrap_ci(np.mean, volumes.dice, seed=seed),
+        "pipeline_dice_volumetric_per_patient_mean": bootstrap_ci(np.mean, volumes.dice, groups=volumes.patient,
+                                                                  seed=seed),
     }
     return report, pd.DataFrame({"patient": patients, "outcome": outcome, "dice": dice}), volumes
 
@@ -416,18 +497,26 @@ class OutOfFold:
     p_positive: np.ndarray
     called: np.ndarray
     per_fold: pd.DataFrame
+    groups: np.ndarray | None = None
 
     def report(self, at_specificity: float | None = None, n_boot: int = 1000,
                seed: int = 0) -> dict[str, Estimate]:
-        """Pooled over all slices, with 95% intervals: ROC AUC (bootstrap), the sensitivity and
-        specificity of the per-fold calls (Wilson) and, with `at_specificity`, the sensitivity
-        where the pooled ROC curve reaches it."""
+        """Pooled over all slices, with 95% intervals: ROC AUC, the sensitivity and specificity
+        of the per-fold calls and, with `at_specificity`, the sensitivity where the pooled ROC
+        curve reaches it. With `groups` (the patients) every interval resamples whole patients
+        (bootstrap); without, slices (bootstrap for ROC AUC, Wilson for the proportions)."""
         pooled = binary_report(self.y_true, self.p_positive, n_boot=n_boot, seed=seed,
-                               at_specificity=at_specificity)
+                               at_specificity=at_specificity, groups=self.groups)
         positives, negatives = self.y_true == 1, self.y_true == 0
-        return {"roc_auc": pooled["roc_auc"],
-                "sensitivity": proportion(int(self.called[positives].sum()), int(positives.sum())),
-                "specificity": proportion(int((~self.called[negatives]).sum()), int(negatives.sum())),
+        if self.groups is not None:
+            grouped = dict(n_boot=n_boot, seed=seed, groups=self.groups)
+            rates = {"sensitivity": bootstrap_ci(lambda t, c: c[t == 1].mean(), self.y_true, self.called, **grouped),
+                     "specificity": bootstrap_ci(lambda t, c: 1 - c[t == 0].mean(), self.y_true, self.called,
+                                                 **grouped)}
+        else:
+            rates = {"sensitivity": proportion(int(self.called[positives].sum()), int(positives.sum())),
+                     "specificity": proportion(int((~self.called[negatives]).sum()), int(negatives.sum()))}
+        return {"roc_auc": pooled["roc_auc"], **rates,
                 **{name: value for name, value in pooled.items() if name.startswith("sensitivity_at_")}}
 
     def spread(self, names: Sequence[str] = ("roc_auc", "sensitivity", "specificity")) -> dict[str, Spread]:
@@ -484,7 +573,115 @@ def cross_validate_head(table: pd.DataFrame, features: np.ndarray, make_head: Ca
         rows.append({"fold": k, "test patients": table[group_col].iloc[test].nunique(),
                      "test slices": len(test), "threshold": point.threshold,
                      **{name: scores[name].value for name in ("roc_auc", "sensitivity", "specificity")}})
-    return OutOfFold(y_true, p_positive, called, pd.DataFrame(rows).set_index("fold"))
+    return OutOfFold(y_true, p_positive, called, pd.DataFrame(rows).set_index("fold"),
+                     table[group_col].to_numpy())
+
+
+# --- stage 2, cross-validated by patient on the frozen encoder's cached features -------------
+
+@dataclass
+class SegmenterOutOfFold:
+    """A segmenter cross-validated by patient: every slice's mask predicted by the fold that
+    never saw its patient.
+
+    patients, has_tumour: per slice (table order); true_masks: (N, H, W) 0/1; p_masks: (N, H,
+    W) out-of-fold P(tumour) per pixel, on every slice (tumour or not, for the pipeline);
+    per_fold: one row per fold (test patients, tumour slices, epochs, best epoch, seconds,
+    the fold's Dice). Taught in chapter 4.
+    """
+
+    patients: np.ndarray
+    has_tumour: np.ndarray
+    true_masks: np.ndarray
+    p_masks: np.ndarray
+    per_fold: pd.DataFrame
+
+    def report(self, seed: int = 0) -> tuple[dict[str, Estimate], pd.DataFrame]:
+        """`dice_report` on the tumour slices of all patients, pooled out of fold (intervals
+        resample patients)."""
+        tumour = self.has_tumour
+        return dice_report(self.patients[tumour], self.true_masks[tumour], self.p_masks[tumour], seed=seed)
+
+    def pipeline(self, flagged, seed: int = 0) -> tuple[dict[str, Estimate], pd.DataFrame, pd.DataFrame]:
+        """`pipeline_report` of the two stages out of fold: `flagged` per slice (stage 1's
+        out-of-fold calls, `OutOfFold.called`, from the same folds), this segmenter's masks on
+        the flagged slices, every slice of every patient scored."""
+        final = pipeline_masks(flagged, self.p_masks)
+        return pipeline_report(self.patients, self.true_masks, final, self.has_tumour, flagged, seed=seed)
+
+    def record(self, card, flagged, split: str, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Put `report` on the run card as segmenter_cv_* and `pipeline(flagged)` as
+        cv_pipeline_*, with the number of patients they rest on (`card.scored("cv", ...)`);
+        print the pipeline's mean per-patient volumetric Dice; return both reports as one table
+        and the per-fold table (rounded to 3 places) to display. Taught in chapter 4.
+        """
+        segmenter, _ = self.report(seed=seed)
+        pipeline, _, volumes = self.pipeline(flagged, seed=seed)
+        card.metrics(segmenter, prefix="segmenter_cv", split=split)
+        card.metrics(pipeline, prefix="cv", split=split)
+        card.scored("cv", len(volumes), what=f"patients, {len(self.per_fold)}-fold cross-validated")
+        print(f"the pipeline out of fold: mean per-patient volumetric Dice "
+              f"{pipeline['pipeline_dice_volumetric_per_patient_mean']} over {len(volumes)} patients")
+        both = pd.concat({"segmenter": report_table(segmenter), "pipeline": report_table(pipeline)})
+        return both.round(3), self.per_fold.round(3)
+
+
+def cross_validate_segmenter(table: pd.DataFrame, features: Sequence[np.ndarray], true_masks: np.ndarray,
+                             make_decoder: Callable[[], keras.Model] | None = None, group_col: str = "patient",
+                             label_col: str = "has_tumour", n_folds: int = 5, seed: int = 0,
+                             inner_val_fraction: float = 0.2, patience: int = 8, epochs: int = 20,
+                             batch_size: int = 16, learning_rate: float = 1e-3,
+                             checkpoint_dir=None) -> SegmenterOutOfFold:
+    """Out-of-fold masks of a decoder trained on cached encoder features, by whole patients.
+
+    The rows of `table` (one per slice), of each array in `features` (`encoder_features`
+    outputs, computed once) and of `true_masks` go together. The folds are
+    `tl.splits.grouped_kfold`'s with these arguments, the same as `cross_validate_head`'s on
+    the same table and seed, so stage 1's out-of-fold calls pair with these masks. For each
+    fold Keras is seeded with `seed + fold`, `make_decoder()` gives a fresh decoder (default:
+    `build_unet_decoder` on the features' shapes), trained by
+    `fit_segmenter` on the tumour slices of the fold's training patients for at most `epochs`,
+    keeping the best epoch on its inner validation patients; then it draws every slice of the
+    fold's test patients once. Taught in chapter 4.
+    """
+    features = [np.asarray(f) for f in features]
+    truth = np.asarray(true_masks)
+    truth = truth[..., 0] if truth.ndim == 4 else truth
+    if any(len(f) != len(table) for f in features) or len(truth) != len(table):
+        raise ValueError(f"{len(table)} slices in the table, but features of {[len(f) for f in features]} and "
+                         f"{len(truth)} masks")
+    if make_decoder is None:
+        def make_decoder():
+            return build_unet_decoder([f.shape[1:] for f in features])
+    tumour = table[label_col].to_numpy().astype(bool)
+    folds = grouped_kfold(table, group_col, n_folds=n_folds, label_col=label_col, seed=seed,
+                          inner_val_fraction=inner_val_fraction)
+    checkpoint_dir = Path(checkpoint_dir or tempfile.mkdtemp(prefix="segmenter_cv_"))
+    p_masks, rows = np.zeros(truth.shape, np.float32), []
+    patients = table[group_col].to_numpy()
+    for k, fold in enumerate(folds):
+        train, val, test = fold["train"], fold["val"], fold["test"]
+        train, val = train[tumour[train]], val[tumour[val]]  # the segmenter learns on tumour slices
+        keras.utils.set_random_seed(seed + k)
+        decoder = make_decoder()
+        run = fit_segmenter(decoder, (_rows(features, train), truth[train, ..., None]),
+                            (_rows(features, val), truth[val, ..., None]), checkpoint_dir / f"fold{k}.weights.h5",
+                            patience, epochs, learning_rate, batch_size=batch_size, quiet=True)
+        p_masks[test] = decoder.predict(_rows(features, test), batch_size=batch_size, verbose=0)[..., 0]
+        scored = test[tumour[test]]  # the fold's own values: no interval from its few patients
+        rows.append({"fold": k, "test patients": len(set(patients[test])), "tumour slices": len(scored),
+                     "epochs": run.epochs_run, "best epoch": run.best_epoch, "seconds": round(run.seconds, 1),
+                     "dice_mean": float(dice_scores(truth[scored], p_masks[scored]).mean()),
+                     "dice_volumetric_per_patient_mean": float(
+                         volumetric_dice(patients[scored], truth[scored], p_masks[scored]).dice.mean())})
+        print(f"fold {k}: {rows[-1]['test patients']} test patients, {len(scored)} tumour slices; "
+              f"{run.epochs_run} epochs (best {run.best_epoch}) in {run.seconds:.0f} s; "
+              f"mean Dice {rows[-1]['dice_mean']:.3f}")
+    return SegmenterOutOfFold(patients, tumour, truth, p_masks, pd.DataFrame(rows).set_index("fold"))
+
+
+def _rows(features: Sequence[np.ndarray], rows: np.ndarray) -> list[np.ndarray]:
+    return [f[rows] for f in features]
 
 
 def head_val_roc_auc(make_head: Callable[[], keras.Model], x_train: np.ndarray, y_train,

@@ -455,8 +455,12 @@ METRIC_NAMES = {"roc_auc": "ROC AUC", "macro_f1": "macro F1", "accuracy_dedup": 
                 "stage1_accuracy": "stage 1 accuracy", "stage1_roc_auc": "stage 1 ROC AUC",
                 "stage1_sensitivity": "stage 1 sensitivity (threshold chosen on validation)",
                 "dice_volumetric_per_patient_mean": "Dice, per-patient 3-D (volumetric), mean of patients",
-                "baseline_dice_mean": "Dice, mean over slices: ResUNet from scratch, same wall clock",
-                "pipeline_dice_volumetric_per_patient_mean": "Dice of the whole pipeline, per-patient 3-D"}
+                "baseline_dice_mean": "Dice, mean over slices: ResUNet from scratch, same epoch budget",
+                "pipeline_dice_volumetric_per_patient_mean": "Dice of the whole pipeline, per-patient 3-D",
+                "cv_pipeline_dice_volumetric_per_patient_mean":
+                    "Dice of the whole pipeline, per-patient 3-D, cross-validated (all patients)",
+                "segmenter_cv_dice_volumetric_per_patient_mean":
+                    "Dice, per-patient 3-D, segmenter cross-validated (all patients)"}
 
 
 def metric_label(name: str) -> str:
@@ -655,6 +659,8 @@ def scored_text(card: dict, metric: str) -> str:
     scored = card.get("scored") or {}
     key = next((k for k in sorted(scored, key=len, reverse=True) if metric == k or metric.startswith(k + "_")), "test")
     entry = scored.get(key)
+    if entry and entry.get("what"):  # cases named by the card (chapter 4's cross-validated patients)
+        return f"{entry['count']:,} {entry['what']}"
     # a headline on a split of its own (chapter 5's official_valid) counts that split, not the test split
     split = key if key != "test" and _split_size(card, key)[0] else "test"
     total, unit, flagged = _split_size(card, split, per_patient="per_patient" in metric)

@@ -300,15 +300,20 @@ class RunCard:
             self.metric(f"{prefix}_{name}" if prefix else name, value, split=split)
         return self
 
-    def scored(self, name: str, count: int, total: int | None = None, left_out: str | None = None) -> "RunCard":
+    def scored(self, name: str, count: int, total: int | None = None, left_out: str | None = None,
+               what: str | None = None) -> "RunCard":
         """Record how many cases a headline was scored on: `count` of `total`, and why the rest
-        were left out (e.g. "near-duplicates of training images"). The results page's overview
-        shows it beside the number ("36 of 50 test images"). Used by tl.protocol (chapters 1 to 5)."""
+        were left out (e.g. "near-duplicates of training images"); `what` names the cases when
+        they are not a split's ("patients, cross-validated"). The results page's overview shows
+        it beside the number ("36 of 50 test images"). Used by tl.protocol (chapters 1 to 5) and
+        chapter 4 (its cross-validation)."""
         entry = {"count": int(count)}
         if total is not None:
             entry["total"] = int(total)
         if left_out:
             entry["left_out"] = left_out
+        if what:
+            entry["what"] = what
         self.record.setdefault("scored", {})[name] = entry
         return self
 
