@@ -345,3 +345,16 @@ def test_evaluate_refuses_pooled_splits_unless_one_is_chosen(tmp_path, classifie
     given = tl.external.evaluate_folder(classifier_card, parent / "Testing", n_boot=10, progress=False)
     assert chosen["examples"] == given["examples"] == len(list((yes_no / "yes").iterdir())) + len(
         list((yes_no / "no").iterdir()))
+
+
+def test_two_stage_export_carries_the_segmenter_as_onnx_with_its_hash(two_stage_card):
+    """The segmenter travels as ONNX too; export checked its masks against Keras' (else no card)."""
+    import hashlib
+
+    card = json.loads(two_stage_card.read_text())
+    onnx_name = card["segmenter"]["onnx_file"]
+    assert onnx_name == "lgg_two_stage_segmenter.onnx"
+    assert card["sha256"][onnx_name] == hashlib.sha256((two_stage_card.parent / onnx_name).read_bytes()).hexdigest()
+    edited = dict(card, segmenter={**card["segmenter"], "onnx_file": "../elsewhere.onnx"})
+    with pytest.raises(tl.model_cards.ModelCardError, match="segmenter.onnx_file"):
+        tl.card_schema.check_card(edited, "a hand-edited card", loading=True)

@@ -228,6 +228,8 @@ def _check_written_fields(card: dict, where) -> None:
         plain_file_name(card["onnx_file"], where, "onnx_file")
     if card["task"] == "two_stage":
         plain_file_name(card["segmenter"].get("model_file"), where, "segmenter.model_file")
+        if card["segmenter"].get("onnx_file") is not None:
+            plain_file_name(card["segmenter"]["onnx_file"], where, "segmenter.onnx_file")
     expected = input_steps(card, card["framework"], where)
     if "input" not in card:  # an old card: the name is all there is
         card["input"] = expected

@@ -251,7 +251,11 @@ def export_model(model, folder: str | Path, card: dict, segmenter=None, verify: 
     if segmenter is not None:
         card["segmenter"]["input"] = input_steps(card["segmenter"], "keras")
     card["onnx_file"] = _export_onnx(model, card["framework"], stem.with_suffix(".onnx"), card)
-    files = [card["model_file"], card["onnx_file"], (card.get("segmenter") or {}).get("model_file")]
+    if segmenter is not None:  # the segmenter travels as ONNX too (its masks checked like stage 1's)
+        card["segmenter"]["onnx_file"] = _export_onnx(segmenter, "keras", folder / f"{card['name']}_segmenter.onnx",
+                                                      card["segmenter"])
+    files = [card["model_file"], card["onnx_file"], *((card.get("segmenter") or {}).get(key)
+                                                      for key in ("model_file", "onnx_file"))]
     card["sha256"] = {name: sha256_of(folder / name) for name in files if name}
     versions = {"python": platform.python_version(), "tl_helpers": __version__}
     for package in (("keras",) if card["framework"] == "keras" else ("torch", "timm")):
@@ -298,6 +302,26 @@ def _verify_export(model, segmenter, card_path: Path) -> None:
         _check_outputs(predictor, again)
     if loaded.card.get("onnx_file"):
         _verify_onnx(loaded, images)
+    if segmenter is not None and loaded.card["segmenter"].get("onnx_file"):
+        _verify_segmenter_onnx(loaded, images)
+
+
+def _verify_segmenter_onnx(loaded: "Predictor", images: list) -> None:
+    """The segmenter's ONNX file, run by onnxruntime on the prepared slices, must draw the Keras masks."""
+    import onnxruntime
+
+    segmenter = loaded.segmenter
+    batch = np.asarray(segmenter.prepare(images), np.float32)
+    expected = segmenter._forward(batch)
+    path = loaded.card_path.parent / loaded.card["segmenter"]["onnx_file"]
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    found = np.asarray(session.run(None, {session.get_inputs()[0].name: batch})[0])
+    found = found[..., 0] if found.ndim == 4 else found
+    if found.shape != expected.shape or not np.allclose(found, expected, atol=ONNX_TOLERANCE, rtol=0):
+        gap = f"largest difference {np.abs(found - expected).max():.3g}" if found.shape == expected.shape else \
+            f"output shapes {found.shape} and {expected.shape}"
+        raise ModelCardError(f"{loaded.card_path}: the segmenter's ONNX file {path.name} draws other masks than "
+                             f"the Keras segmenter ({gap}, allowed {ONNX_TOLERANCE})")
 
 
 def _verify_onnx(loaded: "Predictor", images: list) -> None:
