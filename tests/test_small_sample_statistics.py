@@ -163,3 +163,15 @@ def test_version_key_follows_the_helper_package(monkeypatch):
     assert key == runcard.version_key(dict(record)) and len(key) == 16
     assert runcard.version_key({**record, "helpers_sha256": "changed"}) != key
     assert runcard.version_key({**record, "profile": "smoke"}) != key
+
+
+def test_calls_by_group_gives_each_patients_own_sensitivity_and_specificity():
+    y = np.array([1, 1, 0, 0, 1, 0, 0])
+    called = np.array([1, 0, 1, 0, 1, 0, 0], bool)
+    table = metrics.calls_by_group(y, called, ["b", "b", "b", "b", "a", "a", "c"])
+    assert list(table.index) == ["a", "b", "c"]
+    assert table.cases.tolist() == [2, 4, 1] and table.positives.tolist() == [1, 2, 0]
+    np.testing.assert_allclose(table.sensitivity, [1.0, 0.5, np.nan])  # c has no tumour slice
+    np.testing.assert_allclose(table.specificity, [1.0, 0.5, 1.0])
+    with pytest.raises(ValueError, match="group labels"):
+        metrics.calls_by_group(y, called, ["a"])
