@@ -175,3 +175,16 @@ def test_calls_by_group_gives_each_patients_own_sensitivity_and_specificity():
     np.testing.assert_allclose(table.specificity, [1.0, 0.5, 1.0])
     with pytest.raises(ValueError, match="group labels"):
         metrics.calls_by_group(y, called, ["a"])
+
+
+def test_calibration_intervals_resample_patients_when_given():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    p = np.clip(y * 0.6 + rng.normal(0.2, 0.2, 300), 0, 1)
+    by_case = calibration.calibration_report(y, p, seed=0)
+    by_patient = calibration.calibration_report(y, p, seed=0, groups=np.repeat(np.arange(30), 10))
+    assert by_patient["brier"].value == pytest.approx(by_case["brier"].value)
+    assert by_patient["brier"] != by_case["brier"]  # other resamples: whole patients
+    with pytest.warns(metrics.FewGroupsWarning):
+        few = calibration.calibration_report(y, p, seed=0, groups=np.repeat(np.arange(3), 100))
+    assert np.isnan(few["ece"].low) and np.isnan(few["brier"].high)

@@ -109,20 +109,21 @@ def brier_score(y_true, probabilities) -> float:
 
 
 def calibration_report(y_true, probabilities, n_bins: int = DEFAULT_BINS, n_boot: int = 1000,
-                       seed: int = 0) -> dict[str, Estimate]:
+                       seed: int = 0, groups=None) -> dict[str, Estimate]:
     """ECE and Brier score with 95% percentile-bootstrap intervals (tl.metrics.bootstrap_ci).
 
     Below MIN_CASES_FOR_ECE_INTERVAL cases the ECE comes without an interval (NaN bounds; see
-    the constant's note); the Brier score, a plain mean, keeps its interval.
+    the constant's note); the Brier score, a plain mean, keeps its interval. With `groups`
+    (a patient per case) both intervals resample whole patients, and fewer than 10 give none.
     Record it with `card.metrics(report, prefix=...)`. Taught in chapter 1.
     """
     labels = np.asarray(y_true).astype(int).ravel()
     values = np.asarray(probabilities, dtype=np.float64)
-    ece = (bootstrap_ci(lambda y, p: expected_calibration_error(y, p, n_bins), labels, values,
-                        n_boot=n_boot, seed=seed) if len(labels) >= MIN_CASES_FOR_ECE_INTERVAL
+    options = dict(n_boot=n_boot, seed=seed, groups=groups)
+    ece = (bootstrap_ci(lambda y, p: expected_calibration_error(y, p, n_bins), labels, values, **options)
+           if len(labels) >= MIN_CASES_FOR_ECE_INTERVAL
            else Estimate(expected_calibration_error(labels, values, n_bins), float("nan"), float("nan")))
-    return {"ece": ece,
-            "brier": bootstrap_ci(brier_score, labels, values, n_boot=n_boot, seed=seed)}
+    return {"ece": ece, "brier": bootstrap_ci(brier_score, labels, values, **options)}
 
 
 # --- temperature scaling ------------------------------------------------------------------------

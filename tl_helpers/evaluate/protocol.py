@@ -190,17 +190,19 @@ class BinaryProtocol:
 
 
 def compare_calibration(y_true, versions: Mapping[str, tuple[str, np.ndarray]], card=None, seed: int = 0,
-                        n_boot: int = 1000, split: str = "test", plot: bool = True) -> dict[str, dict]:
+                        n_boot: int = 1000, split: str = "test", plot: bool = True,
+                        groups=None) -> dict[str, dict]:
     """ECE and Brier score of several versions of the same predictions, and their reliability diagram.
 
     versions: {label: (card prefix, probabilities)}, e.g. {"as trained": ("softmax", p),
         "temperature 1.30": ("temperature_scaled", calibrated)}; probabilities are 1-D P(positive)
         or (N, K). Prints one line per version, records each on `card` under its prefix.
+    groups: a patient per case, so that intervals resample patients (chapter 4's slices).
     Taught in chapter 1; used by chapters 2, 3, 4 and 5.
     """
     reports = {}
     for label, (prefix, p) in versions.items():
-        reports[label] = calibration_report(y_true, p, n_boot=n_boot, seed=seed)
+        reports[label] = calibration_report(y_true, p, n_boot=n_boot, seed=seed, groups=groups)
         if card is not None:
             card.metrics(reports[label], prefix=prefix, split=split)
     width = max(len(label) for label in versions)

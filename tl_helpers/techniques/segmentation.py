@@ -685,12 +685,14 @@ def _rows(features: Sequence[np.ndarray], rows: np.ndarray) -> list[np.ndarray]:
 
 
 def head_val_roc_auc(make_head: Callable[[], keras.Model], x_train: np.ndarray, y_train,
-                     x_val: np.ndarray, y_val, epochs: int, batch_size: int = 32, seed: int = 0):
+                     x_val: np.ndarray, y_val, epochs: int, batch_size: int = 32, seed: int = 0,
+                     groups=None):
     """Validation ROC AUC (an Estimate) of a fresh head trained on these features.
 
     Seeds Keras with `seed`, builds the head with `make_head()`, fits it on the one-hot
     `y_train` for `epochs` (`fit_head_on_features`, no early stopping) and scores the
-    positive column (the last) against the one-hot `y_val`. Compares two feature sets (two
+    positive column (the last) against the one-hot `y_val`, the interval resampling `groups`
+    (the validation patients) when given. Compares two feature sets (two
     preprocessings, say) at equal cost. Used by chapter 4 (stage 1's preprocessing comparison).
     """
     keras.utils.set_random_seed(seed)
@@ -698,4 +700,4 @@ def head_val_roc_auc(make_head: Callable[[], keras.Model], x_train: np.ndarray, 
     fit_head_on_features(head, x_train, y_train, x_val, y_val, epochs=epochs,
                          batch_size=batch_size, seed=seed)
     positive = np.asarray(y_val)[:, -1].astype(int)
-    return binary_report(positive, head.predict(x_val, verbose=0)[:, -1], seed=seed)["roc_auc"]
+    return binary_report(positive, head.predict(x_val, verbose=0)[:, -1], seed=seed, groups=groups)["roc_auc"]
