@@ -188,3 +188,23 @@ def test_calibration_intervals_resample_patients_when_given():
     with pytest.warns(metrics.FewGroupsWarning):
         few = calibration.calibration_report(y, p, seed=0, groups=np.repeat(np.arange(3), 100))
     assert np.isnan(few["ece"].low) and np.isnan(few["brier"].high)
+
+
+def test_few_groups_warning_is_said_once_a_run_however_the_filters_move():
+    """Python's "once" forgot what it had shown whenever code touched the filters, so the count of
+    repeated lines in a notebook's output changed with the code around it (nbval saw it)."""
+    from tl_helpers.paths import show_book_warnings_briefly
+
+    with warnings.catch_warnings(record=True) as shown:  # what reaches the page, in order
+        saved = warnings.showwarning, warnings.formatwarning
+        try:
+            show_book_warnings_briefly()
+            for _ in range(3):
+                metrics.bootstrap_ci(np.mean, np.arange(4.0), groups=[0, 0, 1, 1])
+                with warnings.catch_warnings():  # what bootstrap_ci and others do inside
+                    warnings.simplefilter("ignore", RuntimeWarning)
+            metrics.bootstrap_ci(np.mean, np.arange(6.0), groups=[0, 0, 1, 1, 2, 2])
+        finally:
+            warnings.showwarning, warnings.formatwarning = saved
+    said = [str(w.message) for w in shown if w.category is metrics.FewGroupsWarning]
+    assert len(said) == 2 and said[0].startswith("2 groups") and said[1].startswith("3 groups")

@@ -173,8 +173,14 @@ class BookWarning(UserWarning):
     """
 
 
+class SaidOnceWarning(BookWarning):
+    """A BookWarning shown once a run however often it is raised (`show_book_warnings_briefly`):
+    tl.metrics.FewGroupsWarning, raised by every interval asked of the same few patients."""
+
+
 def show_book_warnings_briefly() -> None:
-    """Print BookWarnings as one line `Name: message`; other warnings as Python formats them.
+    """Print BookWarnings as one line `Name: message`; other warnings as Python formats them;
+    a SaidOnceWarning's message once a run.
 
     Used by tl.notebook.start (every chapter).
     """
@@ -189,4 +195,20 @@ def show_book_warnings_briefly() -> None:
 
     formatwarning.plain = plain  # calling this twice wraps Python's own format once
     warnings.formatwarning = formatwarning
+    # Said once a run: the same message about the same few patients adds nothing when repeated.
+    # Python's own "once" forgets what it showed whenever any code touches the warning filters,
+    # so how often it repeated depended on the code around it; this count does not.
+    warnings.filterwarnings("always", category=SaidOnceWarning)
+    show = getattr(warnings.showwarning, "plain", warnings.showwarning)
+    shown = set()
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if isinstance(category, type) and issubclass(category, SaidOnceWarning):
+            if str(message) in shown:
+                return
+            shown.add(str(message))
+        show(message, category, filename, lineno, file, line)
+
+    showwarning.plain = show
+    warnings.showwarning = showwarning
 

@@ -28,13 +28,13 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from ..paths import BookWarning
+from ..paths import BookWarning, SaidOnceWarning
 
 # Fewer groups than this give no bootstrap interval (tl.metrics.bootstrap_ci with `groups`).
 MIN_GROUPS_FOR_INTERVAL = 10
 
 
-class FewGroupsWarning(BookWarning):
+class FewGroupsWarning(SaidOnceWarning):
     """A grouped bootstrap was asked for with fewer than MIN_GROUPS_FOR_INTERVAL groups.
 
     Raised (as a warning) by tl.metrics.bootstrap_ci; chapter 4 shows per-patient values instead.

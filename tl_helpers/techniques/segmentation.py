@@ -675,7 +675,7 @@ def cross_validate_segmenter(table: pd.DataFrame, features: Sequence[np.ndarray]
                      "dice_volumetric_per_patient_mean": float(
                          volumetric_dice(patients[scored], truth[scored], p_masks[scored]).dice.mean())})
         print(f"fold {k}: {rows[-1]['test patients']} test patients, {len(scored)} tumour slices; "
-              f"{run.epochs_run} epochs (best {run.best_epoch}) in {run.seconds:.0f} s; "
+              f"{run.epochs_run} epochs (best {run.best_epoch}) in {run.seconds:.1f} s; "
               f"mean Dice {rows[-1]['dice_mean']:.3f}")
     return SegmenterOutOfFold(patients, tumour, truth, p_masks, pd.DataFrame(rows).set_index("fold"))
 

@@ -229,9 +229,6 @@ def start(namespace: dict, notebook: str, frameworks: tuple[str, ...] = ()) -> R
     """
     quiet_framework_logs()
     show_book_warnings_briefly()  # no helper path (this machine's folders) in saved outputs
-    from ..evaluate.metrics import FewGroupsWarning
-
-    warnings.filterwarnings("once", category=FewGroupsWarning)  # the same few patients: said once a run
     for framework in frameworks:
         import_module(framework)
     quiet_framework_logs()
