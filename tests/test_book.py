@@ -482,3 +482,10 @@ def test_scored_text_counts_the_split_a_headline_was_scored_on():
             "notes": ["near-duplicate audit: 36 of 780 test films have one in an earlier group"]}
     assert book.scored_text(card, "domain_a_roc_auc") == (  # a prefix that names no split: the test split
         "744 of 780 test films (near-duplicates of earlier splits left out)")
+
+
+def test_run_facts_name_the_backbone_from_the_parameters_when_the_model_does_not():
+    """Chapter 4's card records BACKBONE among its parameters only; the results page said '?'."""
+    card = {"parameters": {"BACKBONE": "efficientnet_lite0"}, "model": {"weights": "ImageNet"}}
+    assert book.run_facts(card)["backbone"] == book.run_facts(
+        {"model": {"backbone": "efficientnet_lite0"}})["backbone"] != "?"

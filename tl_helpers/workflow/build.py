@@ -159,6 +159,11 @@ def _where(text: str) -> str:
     return text.strip().rstrip(".,")
 
 
+def _backbone_of(card: dict):
+    """The card's model backbone, else the BACKBONE parameter in effect (chapter 4 records only that)."""
+    return (card.get("model") or {}).get("backbone") or (card.get("parameters") or {}).get("BACKBONE")
+
+
 def run_facts(card: dict) -> dict:
     """What a run card says about the run, in words: data, share, test set, prevalence, backbone.
 
@@ -166,7 +171,7 @@ def run_facts(card: dict) -> dict:
     """
     facts = {"profile": card.get("profile", "?"), "date": str(card.get("started_utc", ""))[:10],
              "commit": str(card.get("commit") or "")[:10], "wall_time_s": card.get("wall_time_s"),
-             "backbone": pretty_backbone((card.get("model") or {}).get("backbone")),
+             "backbone": pretty_backbone(_backbone_of(card)),
              "synthetic": any("SYNTHETIC" in str(d.get("source", "")).upper() for d in card.get("data", {}).values())}
     shares, tests, prevalence = [], [], []
     try:
@@ -293,7 +298,7 @@ def run_summary(card: dict | None, article: dict, changed: str | None = None, so
     data = ("**synthetic** look-alike data: its numbers only show that the code runs" if f["synthetic"]
             else "the real data")
     lines = [run_cost(card, gpu_card), f"- **Run:** the `{f['profile']}` profile on {data} ({when})."]
-    if (card.get("model") or {}).get("backbone"):
+    if _backbone_of(card):
         lines.append(f"- **Model:** {f['backbone']}" + (f" (the article: {article['backbone']})." if article.get("backbone") else "."))
     data_line = "; ".join(x for x in (f["share"], f"test set: {f['test']}" if f["test"] else "") if x)
     if data_line:
