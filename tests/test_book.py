@@ -489,3 +489,13 @@ def test_run_facts_name_the_backbone_from_the_parameters_when_the_model_does_not
     card = {"parameters": {"BACKBONE": "efficientnet_lite0"}, "model": {"weights": "ImageNet"}}
     assert book.run_facts(card)["backbone"] == book.run_facts(
         {"model": {"backbone": "efficientnet_lite0"}})["backbone"] != "?"
+
+
+def test_comparison_names_the_cases_a_cross_validated_number_rests_on():
+    facts = {"synthetic": False, "test": "141 slices of 4 patients, carved by patient", "prevalence": "",
+             "backbone": "EfficientNet-Lite0", "scored": {"cv": {"count": 20, "what": "patients, 5-fold cross-validated"}}}
+    row = {"metric": "cv_pipeline_dice_volumetric_per_patient_mean", "article": None, "comparable": False,
+           "field": {"value": 0.82, "source": "Buda et al. 2019", "note": "110 patients"}, "why": ""}
+    text = book._comparison_text(row, facts, {})
+    assert "test set: 20 patients, 5-fold cross-validated <em>vs</em> 110 patients" in text
+    assert "141 slices" in book._comparison_text(dict(row, metric="dice_mean"), facts, {})

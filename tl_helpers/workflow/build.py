@@ -172,7 +172,8 @@ def run_facts(card: dict) -> dict:
     facts = {"profile": card.get("profile", "?"), "date": str(card.get("started_utc", ""))[:10],
              "commit": str(card.get("commit") or "")[:10], "wall_time_s": card.get("wall_time_s"),
              "backbone": pretty_backbone(_backbone_of(card)),
-             "synthetic": any("SYNTHETIC" in str(d.get("source", "")).upper() for d in card.get("data", {}).values())}
+             "synthetic": any("SYNTHETIC" in str(d.get("source", "")).upper() for d in card.get("data", {}).values()),
+             "scored": card.get("scored") or {}}
     shares, tests, prevalence = [], [], []
     try:
         from ..data import DATASETS
@@ -550,8 +551,12 @@ def _comparison_text(row: dict, facts: dict, article: dict) -> str:
     else:
         theirs_test, theirs_prev, theirs_model = (article.get("test_set", "?"), article.get("prevalence", "not stated"),
                                                    article.get("backbone", "?"))
+    # a number on cases the card names itself (chapter 4's cross-validated patients), not the test split
+    named = next((entry for key, entry in (facts.get("scored") or {}).items() if entry.get("what")
+                  and (row["metric"] == key or row["metric"].startswith(key + "_"))), None)
+    ours_test = f"{named['count']:,} {named['what']}" if named else facts["test"]
     parts = [f"<strong>{verdict}</strong>",
-             f"test set: {esc(facts['test'] or '?')} <em>vs</em> {esc(theirs_test)}"]
+             f"test set: {esc(ours_test or '?')} <em>vs</em> {esc(theirs_test)}"]
     if theirs_prev or facts["prevalence"]:
         parts.append(f"positives: {esc(facts['prevalence'] or '?')} <em>vs</em> {esc(theirs_prev or '?')}")
     parts.append(f"backbone: {esc(facts['backbone'])} <em>vs</em> {esc(theirs_model)}")
