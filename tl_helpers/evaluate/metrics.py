@@ -215,13 +215,11 @@ def calls_by_group(y_true, called, groups):
     groups = np.asarray(groups)
     if not len(y_true) == len(called) == len(groups):
         raise ValueError(f"{len(y_true)} labels, {len(called)} calls and {len(groups)} group labels")
-    frame = pd.DataFrame({"group": groups, "positive": y_true == 1, "hit": called & (y_true == 1),
-                          "negative": y_true == 0, "rejected": ~called & (y_true == 0)})
-    sums = frame.groupby("group")[["positive", "hit", "negative", "rejected"]].sum()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return pd.DataFrame({"cases": frame.groupby("group").size(), "positives": sums.positive,
-                             "sensitivity": sums.hit / sums.positive.where(sums.positive > 0),
-                             "specificity": sums.rejected / sums.negative.where(sums.negative > 0)})
+    counts = pd.DataFrame({"group": groups, "positive": y_true == 1}).groupby("group").positive.agg(
+        cases="size", positives="sum")
+    return counts.assign(**{name: per_group_values(lambda t, c, label=label: _share_called(t, c, label),
+                                                   y_true, called, groups)
+                            for name, label in (("sensitivity", 1), ("specificity", 0))})
 
 
 def describe_groups(values, what: str = "patients", digits: int = 3) -> str:

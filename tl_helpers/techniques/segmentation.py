@@ -50,7 +50,9 @@ from ..data.splits import grouped_kfold
 from ..evaluate.metrics import (Estimate, Spread, binary_report, bootstrap_ci, choose_threshold, dice_scores,
                                 proportion, report_table, spread)
 from ..evaluate.metrics import binarize, volumetric_dice  # noqa: F401 (tl.segmentation.volumetric_dice)
+from ..evaluate.metrics import _share_called  # the rate binary_report's grouped intervals use
 from ..train.features import fit_head_on_features
+from ..train.loaders import epoch_order
 from ..train.keras_training import TimeBudget, TrainingRun, fit_keeping_best
 from ..train.backbones import standardize_images  # noqa: F401 (tl.segmentation.standardize_images;
 # it lives with the other preprocessings, so that an exported segmenter finds it by name)
@@ -347,12 +349,7 @@ class ArrayBatches(keras.utils.PyDataset):
         if any(len(x) != len(targets) for x in self.inputs):
             raise ValueError(f"inputs of {[len(x) for x in self.inputs]} rows for {len(targets)} targets")
         self.epoch = 0
-        self._order = self._epoch_order()
-
-    def _epoch_order(self) -> np.ndarray:
-        if not self.shuffle:
-            return np.arange(len(self.targets))
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.targets))
+        self._order = epoch_order(len(targets), shuffle, seed, self.epoch)
 
     def __len__(self) -> int:
         return -(-len(self.targets) // self.batch_size)
@@ -364,7 +361,7 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         self.epoch += 1
-        self._order = self._epoch_order()
+        self._order = epoch_order(len(self.targets), self.shuffle, self.seed, self.epoch)
 
 
 def pipeline_masks(flagged, pred_masks, threshold: float = 0.5) -> np.ndarray:
@@ -510,9 +507,9 @@ class OutOfFold:
         positives, negatives = self.y_true == 1, self.y_true == 0
         if self.groups is not None:
             grouped = dict(n_boot=n_boot, seed=seed, groups=self.groups)
-            rates = {"sensitivity": bootstrap_ci(lambda t, c: c[t == 1].mean(), self.y_true, self.called, **grouped),
-                     "specificity": bootstrap_ci(lambda t, c: 1 - c[t == 0].mean(), self.y_true, self.called,
-                                                 **grouped)}
+            rates = {name: bootstrap_ci(lambda t, c, label=label: _share_called(t, c, label), self.y_true,
+                                        self.called, **grouped)
+                     for name, label in (("sensitivity", 1), ("specificity", 0))}
         else:
             rates = {"sensitivity": proportion(int(self.called[positives].sum()), int(positives.sum())),
                      "specificity": proportion(int((~self.called[negatives]).sum()), int(negatives.sum()))}

@@ -162,6 +162,14 @@ class _ImageTable:
         return cls(list_class_images(root), **kwargs)
 
 
+def epoch_order(n: int, shuffle: bool, seed, epoch: int) -> np.ndarray:
+    """The order of `n` examples in an epoch: as given, or a permutation fixed by (seed, epoch).
+
+    Used by KerasImageDataset and tl.segmentation.ArrayBatches (chapter 4).
+    """
+    return np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+
+
 # --- Keras (imported only when KerasImageDataset is used) ---------------------------------
 
 def _define_keras_dataset():
@@ -207,9 +215,7 @@ def _define_keras_dataset():
             self._order = self._epoch_order()
 
         def _epoch_order(self) -> np.ndarray:
-            if not self.shuffle:
-                return np.arange(len(self.paths))
-            return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.paths))
+            return epoch_order(len(self.paths), self.shuffle, self.seed, self.epoch)
 
         def __len__(self) -> int:
             return math.ceil(len(self.paths) / self.batch_size)

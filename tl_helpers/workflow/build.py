@@ -552,9 +552,8 @@ def _comparison_text(row: dict, facts: dict, article: dict) -> str:
         theirs_test, theirs_prev, theirs_model = (article.get("test_set", "?"), article.get("prevalence", "not stated"),
                                                    article.get("backbone", "?"))
     # a number on cases the card names itself (chapter 4's cross-validated patients), not the test split
-    named = next((entry for key, entry in (facts.get("scored") or {}).items() if entry.get("what")
-                  and (row["metric"] == key or row["metric"].startswith(key + "_"))), None)
-    ours_test = f"{named['count']:,} {named['what']}" if named else facts["test"]
+    named = _scored_entry(facts.get("scored") or {}, row["metric"])[1] or {}
+    ours_test = f"{named['count']:,} {named['what']}" if named.get("what") else facts["test"]
     parts = [f"<strong>{verdict}</strong>",
              f"test set: {esc(ours_test or '?')} <em>vs</em> {esc(theirs_test)}"]
     if theirs_prev or facts["prevalence"]:
@@ -662,13 +661,17 @@ def _split_size(card: dict, split: str = "test", per_patient: bool = False) -> t
     return None, "cases", 0
 
 
+def _scored_entry(scored: dict, metric: str) -> tuple[str, dict | None]:
+    """The card's `scored` entry a metric belongs to (the longest name it starts with), else "test"'s."""
+    key = next((k for k in sorted(scored, key=len, reverse=True) if metric == k or metric.startswith(k + "_")), "test")
+    return key, scored.get(key)
+
+
 def scored_text(card: dict, metric: str) -> str:
     """How many cases a headline number rests on, from the card: "36 of 50 test images (near-
     duplicates of earlier splits left out)", else the test split's size (patients for a
     per-patient metric)."""
-    scored = card.get("scored") or {}
-    key = next((k for k in sorted(scored, key=len, reverse=True) if metric == k or metric.startswith(k + "_")), "test")
-    entry = scored.get(key)
+    key, entry = _scored_entry(card.get("scored") or {}, metric)
     if entry and entry.get("what"):  # cases named by the card (chapter 4's cross-validated patients)
         return f"{entry['count']:,} {entry['what']}"
     # a headline on a split of its own (chapter 5's official_valid) counts that split, not the test split
