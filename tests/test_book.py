@@ -499,3 +499,12 @@ def test_comparison_names_the_cases_a_cross_validated_number_rests_on():
     text = book._comparison_text(row, facts, {})
     assert "test set: 20 patients, 5-fold cross-validated <em>vs</em> 110 patients" in text
     assert "141 slices" in book._comparison_text(dict(row, metric="dice_mean"), facts, {})
+
+
+def test_a_plot_curves_caption_names_its_axes():
+    from tl_helpers.workflow.captions import describe_call, plot_calls
+
+    call = plot_calls('fig = tl.plotting.plot_curves(curves, "films shown", "validation ROC AUC")')[0]
+    text = describe_call(call, "8. Domain B")
+    assert text.startswith("8. Domain B: validation ROC AUC against films shown, one line per run")
+    assert not PLACEHOLDER.search(text)

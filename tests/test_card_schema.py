@@ -24,7 +24,7 @@ from PIL import Image
 
 import tl_helpers as tl
 from tl_helpers.workflow import cli
-from conftest import REPO
+from conftest import REPO, shared_data_dir
 from test_predict_evaluate import tiny_classifier
 
 SIZE = 32
@@ -255,6 +255,31 @@ def test_onnx_resizing_stays_within_one_grey_level_of_the_framework():
         image = rng.integers(0, 256, shape, dtype=np.uint8)
         ours = tl.onnx_predict.resize_pixels(image, size).astype(int)
         assert np.abs(ours - resize_image(image, size).astype(int)).max() <= 1, (shape, size)
+
+
+def test_onnx_shrinking_is_opencvs_area_resize_pixel_for_pixel():
+    """Shrinking (every chapter's case) matches the training loaders' OpenCV INTER_AREA exactly:
+    by whole factors (its integer path, 2 x 2 rounded half up) and by any other ratio (its float
+    tables). One grey level more or less moved chapter 2's probabilities by 2e-3."""
+    from tl_helpers.data.images import resize_image
+
+    rng = np.random.default_rng(1)
+    cases = [((256, 256, 3), (192, 192)), ((256, 256), (128, 128)), ((256, 256, 3), (64, 64)), ((512, 384, 3), (96, 96)),
+             ((1000, 1317), (48, 48)), ((630, 630, 3), (150, 150)), ((97, 131, 3), (32, 45))]
+    for shape, size in cases:
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        image[: shape[0] // 2] //= 7  # smooth regions too, where sums land on .5
+        np.testing.assert_array_equal(tl.onnx_predict.resize_pixels(image, size), resize_image(image, size),
+                                      err_msg=str((shape, size)))
+    data = shared_data_dir()
+    if data is not None:  # real scans and films at the chapters' sizes
+        from tl_helpers.data.images import read_image
+
+        for pattern, size in [("brain_tumor_mri_4class/Training/glioma/*.jpg", (192, 192)),
+                              ("chest_xray/train/NORMAL/*.jpeg", (48, 48)), ("brain_mri_yes_no/yes/*", (96, 96))]:
+            for path in sorted(data.glob(pattern))[:5]:
+                image = read_image(path, channels=3)
+                np.testing.assert_array_equal(tl.onnx_predict.resize_pixels(image, size), resize_image(image, size))
 
 
 # --- one command -----------------------------------------------------------------------------

@@ -318,3 +318,49 @@ def test_a_full_disk_under_out_is_one_line_and_keeps_the_previous_run(tmp_path, 
     assert "disk under" in str(error.value) and "\n" not in str(error.value)
     assert {name: (out / name).read_bytes() for name in previous} == previous
     assert sorted(p.name for p in out.iterdir()) == ["07_d.ipynb", "07_d.json"]  # no truncated .FAILED.ipynb
+
+
+def test_a_second_chapters_export_keeps_the_first_chapters_readme(tmp_path):
+    """Runs of one profile share runs/<profile>/models/: the README.md of the model that was
+    alone there becomes <name>.README.md when another chapter's model arrives, and the new one's
+    README is named after it too (found replaced after chapter 5's cpu run, 2026-12-05)."""
+    from tl_helpers.workflow.runner import _keep_models
+
+    def export(folder, name, text):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.card.json").write_text("{}")
+        (folder / f"{name}.onnx").write_text("model")
+        (folder / "README.md").write_text(f"---\nlicense: apache-2.0\n---\n# {name}\n\n{text}\n")
+
+    def readme(path):
+        return path.read_text().split("\n\n", 1)[1].strip()
+
+    out = tmp_path / "runs"
+    export(tmp_path / "stage1", "02_brain", "the brain model's card")
+    _keep_models(tmp_path / "stage1", out)
+    assert readme(out / "models" / "README.md") == "the brain model's card"  # alone: as on the Hub
+    export(tmp_path / "stage2", "05_pcam", "the pcam model's card")
+    _keep_models(tmp_path / "stage2", out)
+    models = out / "models"
+    assert not (models / "README.md").exists()
+    assert readme(models / "02_brain.README.md") == "the brain model's card"
+    assert readme(models / "05_pcam.README.md") == "the pcam model's card"
+    export(tmp_path / "stage3", "02_brain", "the brain model's card, again")  # a re-run replaces its own files
+    _keep_models(tmp_path / "stage3", out)
+    assert readme(models / "02_brain.README.md") == "the brain model's card, again"
+    assert not (models / "README.md").exists()
+
+
+def test_two_models_of_one_run_get_a_readme_each(tmp_path):
+    """Chapter 3 exports two models into one folder: each gets its README, none is lost."""
+    from tl_helpers.serve.hub_readme import readme_owner, write_readme
+
+    for name in ("03_xray_domain_a", "03_xray_domain_b"):
+        card = {"name": name, "task": "binary", "framework": "keras", "classes": ["NORMAL", "PNEUMONIA"],
+                "metrics": {}, "input_size": [48, 48], "preprocessing": "raw_pixels",
+                "channels": 3}
+        (tmp_path / f"{name}.card.json").write_text(json.dumps(card))
+        write_readme(tmp_path / f"{name}.card.json")
+    assert sorted(p.name for p in tmp_path.glob("*README*")) == ["03_xray_domain_a.README.md",
+                                                                  "03_xray_domain_b.README.md"]
+    assert readme_owner(tmp_path / "03_xray_domain_a.README.md") == "03_xray_domain_a"

@@ -211,3 +211,19 @@ def test_head_val_roc_auc_is_the_fresh_heads_validation_auc_and_repeats_with_its
     again = segmentation.head_val_roc_auc(make_head, x[::2], one_hot[::2], x[1::2], one_hot[1::2], epochs=3,
                                       batch_size=4, seed=3)
     assert again == auc  # seeded: the same head, the same number
+
+
+def test_feature_extraction_shows_its_progress_where_a_reader_watches(image_files, monkeypatch, capsys):
+    """A reader's kernel (no $TL_PROGRESS) sees a bar counting images over all views; the
+    runner's kernels ($TL_PROGRESS=0) see none."""
+    from tl_helpers.train.augment import Augment
+
+    paths, _ = image_files
+    monkeypatch.delenv("TL_PROGRESS", raising=False)
+    features.extract_features(tiny_backbone(), CountingPreprocess(), paths, IMAGE_SIZE, batch_size=5, views=2,
+                              augment=Augment(horizontal_flip=True), use_cache=False)
+    shown = capsys.readouterr().err
+    assert "features" in shown and "/24" in shown  # 12 images, 2 views
+    monkeypatch.setenv("TL_PROGRESS", "0")
+    features.extract_features(tiny_backbone(), CountingPreprocess(), paths, IMAGE_SIZE, batch_size=5, use_cache=False)
+    assert capsys.readouterr().err == ""

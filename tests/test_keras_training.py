@@ -250,3 +250,31 @@ def test_probe_checkpoint_on_a_metric_keras_does_not_log(tmp_path):
     seen = probe_checkpoint(model, tmp_path / "probe.weights.h5", "val_accuracy", x=x, y=y,
                             epochs=2, validation_data=(x, y))
     assert seen.said == [] and seen.written
+
+
+def test_by_films_indexes_each_epoch_by_the_images_presented_so_far():
+    """Chapter 3's budget axis: an epoch of 5 steps of 8 images presents 40 images; a run that
+    began after another domain's 1,000 images starts its count there."""
+    from tl_helpers.train.keras_training import by_films
+
+    x, y = two_blobs(count=40)
+    model = tiny_model(0.01)
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+    history = model.fit(x, y, batch_size=8, epochs=3, validation_data=(x, y), verbose=0)
+    curve = by_films(history, 8, start=1000)
+    assert list(curve.index) == [1040, 1080, 1120]
+    assert list(curve) == history.history["val_auc"]
+    assert list(by_films(history, 8, metric="loss").index) == [40, 80, 120]
+    with pytest.raises(ValueError, match="steps"):
+        by_films(keras.callbacks.History(), 8)
+
+
+def test_predict_rows_gives_the_models_outputs_in_batches():
+    from tl_helpers.train.keras_training import predict_rows
+
+    x, _ = two_blobs(count=37)
+    model = tiny_model(0.01)
+    expected = keras.ops.convert_to_numpy(model(x, training=False)).ravel()
+    p = predict_rows(model, x, batch_size=10)  # 4 batches, the last one short
+    assert p.shape == (37,)
+    np.testing.assert_allclose(p, expected, rtol=1e-6, atol=1e-7)

@@ -336,3 +336,32 @@ def test_a_wilson_interval_holds_its_proportion_at_the_edges():
     for n in (4, 10, 30, 101):
         none, every = proportion(0, n), proportion(n, n)
         assert none.low == 0.0 <= none.value and every.high == 1.0 >= every.value
+
+
+def test_a_long_bootstrap_shows_its_progress_unless_turned_off(monkeypatch, capsys):
+    bootstrap_ci = metrics.bootstrap_ci
+    y, score = np.array([0, 1] * 20), np.linspace(0, 1, 40)
+    monkeypatch.delenv("TL_PROGRESS", raising=False)
+    bootstrap_ci(roc_auc_score, y, score, n_boot=300)
+    assert "bootstrap" in capsys.readouterr().err
+    bootstrap_ci(roc_auc_score, y, score, n_boot=100)  # short: no bar
+    monkeypatch.setenv("TL_PROGRESS", "0")
+    bootstrap_ci(roc_auc_score, y, score, n_boot=300)
+    assert capsys.readouterr().err == ""
+
+
+def test_the_bootstraps_fast_roc_auc_and_balanced_accuracy_give_scikit_learns_numbers():
+    rng = np.random.default_rng(7)
+    for n in (2, 5, 32, 300):
+        for _ in range(50):
+            y = rng.integers(0, 2, n)
+            score = rng.integers(0, 6, n) / 5 if rng.random() < 0.5 else rng.random(n)  # ties half the time
+            calls = (score >= 0.5).astype(int)
+            assert metrics._balanced_accuracy(y, calls) == pytest.approx(balanced_accuracy_score(y, calls), abs=1e-12)
+            if 0 < y.sum() < n:
+                assert metrics._roc_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+            else:
+                with pytest.raises(ValueError):
+                    metrics._roc_auc(y, score)
+    with pytest.raises(ValueError, match="NaN"):
+        metrics._roc_auc([0, 1], [0.2, float("nan")])

@@ -247,3 +247,21 @@ def test_phase_names_do_not_overlap_and_long_titles_keep_figures_in_the_column(t
 
     assert max(len(line) for line in grid.axes[0].get_title().split("\n")) <= 20
     assert Image.open(tmp_path / "heat.png").width <= plotting.MAX_WIDTH_IN * plotting.SAVE_DPI + 20
+
+
+def test_plot_curves_rings_each_best_point_and_tabulates_it():
+    import pandas as pd
+
+    curves = {"scratch": pd.Series([0.6, 0.7, 0.65], index=[100, 200, 300]),
+              "fine-tuned": pd.Series([0.9, 0.95], index=[1100, 1200])}
+    fig = plotting.plot_curves(curves, "films shown", "validation ROC AUC")
+    best = fig.best
+    assert best.loc["scratch", "best validation ROC AUC"] == 0.7
+    assert best.loc["scratch", "at films shown"] == 200
+    assert best.loc["fine-tuned", "films shown in all"] == 1200
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["scratch", "fine-tuned"]
+    rings = [line for line in ax.lines if line.get_marker() == "o"]
+    assert [(line.get_xdata()[0], line.get_ydata()[0]) for line in rings] == [(200, 0.7), (1200, 0.95)]
+    with pytest.raises(ValueError):
+        plotting.plot_curves({}, "x", "y")

@@ -14,6 +14,7 @@ from typing import Iterable
 PROJECT_ROOT_ENV = "TL_PROJECT_ROOT"
 CACHE_DIR_ENV = "TL_CACHE_DIR"
 RUNS_DIR_ENV = "TL_RUNS_DIR"  # set by tl.notebook.setup(drive=True): run cards and models on Google Drive
+PROGRESS_ENV = "TL_PROGRESS"  # "0": no progress bars (the runner and the test suite set it)
 
 
 def _find_project_root() -> Path | None:
@@ -102,6 +103,24 @@ def relative_to_project(path: str | Path) -> str:
 
 
 # --- outputs: checked before any work ---------------------------------------------------------
+
+def progress(iterable=None, desc: str = "", total: int | None = None, enabled: bool = True):
+    """A progress bar on stderr for a long step a reader watches in Jupyter, Colab or a terminal
+    (tqdm, plain text, refreshed at most every 2 s, cleared when done), wrapping `iterable`.
+
+    Off when `enabled` is False or $TL_PROGRESS is "0": the runner sets it for the kernels it
+    starts and the test suite for its own, so executed notebooks keep no bars in their outputs
+    (the runner's log has a line per epoch instead). Used by feature extraction (chapters 1, 2
+    and 4) and the bootstrap intervals (every chapter).
+    """
+    import sys
+
+    from tqdm import tqdm
+
+    on = enabled and os.environ.get(PROGRESS_ENV) != "0"
+    return tqdm(iterable, desc=desc, total=total, disable=not on, file=sys.stderr, leave=False,
+                mininterval=2.0, ncols=80)
+
 
 class OutputWriteError(OSError):
     """An output folder or file that cannot or must not be written (read-only, below a file, a

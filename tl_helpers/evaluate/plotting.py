@@ -261,6 +261,38 @@ def plot_training_curves(histories, metrics: Sequence[str] = ("loss", "accuracy"
     return _finish(fig, save)
 
 
+def plot_curves(curves: Mapping, xlabel: str, ylabel: str, title: str | None = None,
+                save: str | Path | None = None) -> Figure:
+    """One line per named pandas Series (its index on x, its values on y), each line's best
+    (highest) point ringed: runs compared on one axis that is not the epoch, e.g. validation
+    ROC AUC against the training images presented (`tl.keras_training.by_films`).
+
+    `fig.best` is a table, a row per curve: its best value, the x where it was reached and
+    its last x ("<xlabel> in all"). Used by chapter 3.
+    """
+    import pandas as pd
+
+    if not curves:
+        raise ValueError("no curves to draw")
+    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    rows = {}
+    for index, (name, series) in enumerate(curves.items()):
+        x, y = np.asarray(series.index, dtype=float), np.asarray(series, dtype=float)
+        ax.plot(x, y, color=f"C{index}", marker=".", label=str(name))
+        best = int(np.nanargmax(y))
+        ax.plot(x[best], y[best], "o", markersize=10, markerfacecolor="none", color=f"C{index}")
+        rows[str(name)] = {f"best {ylabel}": round(float(y[best]), 3), f"at {xlabel}": series.index[best],
+                           f"{xlabel} in all": series.index[-1]}
+    fig.best = pd.DataFrame.from_dict(rows, orient="index")
+    ax.set_xlabel(xlabel, fontsize=LABEL_PT)
+    ax.set_ylabel(ylabel, fontsize=LABEL_PT)
+    if title:
+        ax.set_title(title, fontsize=TITLE_PT)
+    ax.legend(fontsize=NOTE_PT)
+    return _finish(fig, save)
+
+
 def plot_confusion_matrix(y_true, y_pred, class_names: Sequence[str], normalize: bool = False,
                           save: str | Path | None = None) -> Figure:
     """Confusion matrix, rows = true class, columns = predicted, every cell annotated.

@@ -10,6 +10,8 @@ Used by tl.model_cards.export_model.
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import yaml
@@ -134,17 +136,42 @@ def readme_text(card: dict) -> str:
 
 
 def write_readme(card_path: str | Path) -> Path:
-    """Write README.md beside the card (one per folder: the last export's); returns its path.
+    """Write the card's README beside it: `README.md` while the card is alone in its folder (as
+    on the Hub), else `<name>.README.md` (`settle_readmes`); returns its path.
 
     Used by tl.model_cards.export_model.
     """
     card_path = Path(card_path)
     card = json.loads(card_path.read_text())
-    path = card_path.with_name("README.md") if _alone(card_path) else card_path.with_name(f"{card['name']}.README.md")
+    path = card_path.with_name(f"{card['name']}.README.md")
+    if (card_path.parent / "README.md").is_file():  # another model's, or this one's older README
+        settle_readmes(card_path.parent, keep_single=False)
     path.write_text(readme_text(card))
-    return path
+    return settle_readmes(card_path.parent).get(card["name"], path)
 
 
-def _alone(card_path: Path) -> bool:
-    """True when the card is the only one in its folder (then the README is README.md, as on the Hub)."""
-    return len(list(card_path.parent.glob("*.card.json"))) == 1
+def readme_owner(path: str | Path) -> str | None:
+    """The model a README written by `readme_text` describes (its `# <name>` title), or None."""
+    found = re.search(r"^# (\S+)\s*$", Path(path).read_text(), re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def settle_readmes(folder: str | Path, keep_single: bool = True) -> dict[str, Path]:
+    """Name the READMEs of a folder of exported models after their models: `README.md` when the
+    folder holds one model card, else one `<name>.README.md` per model, so that no model's README
+    replaces another's (the chapters of one profile export into one folder). With
+    `keep_single=False` a `README.md` is always renamed after its model (before another file may
+    arrive under that name). Returns {model name: its README}. Used by tl.hub_readme.write_readme
+    and the runner (keeping a run's models).
+    """
+    folder = Path(folder)
+    names = sorted(path.name[:-len(".card.json")] for path in folder.glob("*.card.json"))
+    single = folder / "README.md"
+    if single.is_file() and (len(names) != 1 or not keep_single) and readme_owner(single):
+        os.replace(single, folder / f"{readme_owner(single)}.README.md")
+    if len(names) == 1 and keep_single and (folder / f"{names[0]}.README.md").is_file():
+        os.replace(folder / f"{names[0]}.README.md", single)
+    found = {name: folder / f"{name}.README.md" for name in names if (folder / f"{name}.README.md").is_file()}
+    if len(names) == 1 and single.is_file():
+        found = {names[0]: single}
+    return found

@@ -51,36 +51,71 @@ def sha256_of(path: str | Path) -> str:
 
 # --- the numeric preprocessing ----------------------------------------------------------------
 
-def _axis_weights(source: int, target: int, area: bool) -> np.ndarray:
-    """(target, source) interpolation weights along one axis (OpenCV's INTER_AREA or INTER_LINEAR)."""
+def _axis_weights(source: int, target: int) -> np.ndarray:
+    """(target, source) bilinear weights along one axis (OpenCV's INTER_LINEAR: half-pixel
+    centres, clamped at the borders)."""
     weights = np.zeros((target, source), np.float64)
     scale = source / target
     for out in range(target):
-        if area:  # the share of each source pixel inside [out * scale, (out + 1) * scale)
-            start, stop = out * scale, (out + 1) * scale
-            for src in range(int(np.floor(start)), min(source, int(np.ceil(stop)))):
-                weights[out, src] = min(stop, src + 1) - max(start, src)
-            weights[out] /= weights[out].sum()
-        else:  # half-pixel centres, clamped at the borders
-            position = min(max((out + 0.5) * scale - 0.5, 0.0), source - 1)
-            low = int(np.floor(position))
-            high = min(low + 1, source - 1)
-            weights[out, low] += 1 - (position - low)
-            weights[out, high] += position - low
+        position = min(max((out + 0.5) * scale - 0.5, 0.0), source - 1)
+        low = int(np.floor(position))
+        high = min(low + 1, source - 1)
+        weights[out, low] += 1 - (position - low)
+        weights[out, high] += position - low
     return weights
+
+
+def _area_table(source: int, target: int) -> np.ndarray:
+    """(target, source) float32 weights of OpenCV's INTER_AREA along one axis, as its
+    computeResizeAreaTab makes them: each output pixel averages the source pixels its cell
+    covers, partly covered ones by the covered share (the same float32 numbers, so that the
+    result rounds as OpenCV's does)."""
+    scale = source / target
+    weights = np.zeros((target, source), np.float32)
+    for out in range(target):
+        start = out * scale
+        stop = start + scale
+        cell = min(scale, source - start)
+        first, last = int(np.ceil(start)), min(int(np.floor(stop)), source - 1)
+        first = min(first, last)
+        if first - start > 1e-3:
+            weights[out, first - 1] = np.float32((first - start) / cell)
+        weights[out, first:last] = np.float32(1.0 / cell)
+        if stop - last > 1e-3:
+            weights[out, last] = np.float32(min(min(stop - last, 1.0), cell) / cell)
+    return weights
+
+
+def _resize_area(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """OpenCV's INTER_AREA on uint8, shrinking: its integer path when both sides shrink by
+    whole factors (2 x 2 cells rounded half up), else its float32 tables, one axis at a time."""
+    rows, cols = image.shape[0] / height, image.shape[1] / width
+    if rows.is_integer() and cols.is_integer():
+        step_y, step_x = int(rows), int(cols)
+        sums = image.astype(np.int64).reshape(height, step_y, width, step_x, *image.shape[2:]).sum(axis=(1, 3))
+        if step_y == step_x == 2:
+            return ((sums + 2) >> 2).astype(np.uint8)
+        out = sums.astype(np.float32) * np.float32(1.0 / (step_y * step_x))
+    else:
+        across = np.einsum("jk...,lk->jl...", image.astype(np.float32), _area_table(image.shape[1], width))
+        out = np.einsum("ij,jl...->il...", _area_table(image.shape[0], height), across.astype(np.float32))
+    return np.clip(np.rint(out.astype(np.float32)), 0, 255).astype(np.uint8)
 
 
 def resize_pixels(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """HxW(xC) uint8 -> size (height, width) uint8: area averaging when both sides shrink, else bilinear.
 
-    Within one grey level of OpenCV's resize (its fixed-point rounding). Used by OnnxPredictor.
+    Shrinking gives OpenCV's INTER_AREA pixel for pixel (the training loaders use OpenCV; a
+    test compares them on real images); enlarging is within one grey level of its
+    INTER_LINEAR (its fixed-point rounding). Used by OnnxPredictor.
     """
     height, width = int(size[0]), int(size[1])
     if image.shape[:2] == (height, width):
         return image
-    area = height < image.shape[0] and width < image.shape[1]
-    rows = _axis_weights(image.shape[0], height, area)
-    cols = _axis_weights(image.shape[1], width, area)
+    if height < image.shape[0] and width < image.shape[1]:
+        return _resize_area(image, height, width)
+    rows = _axis_weights(image.shape[0], height)
+    cols = _axis_weights(image.shape[1], width)
     out = np.einsum("ij,jk...,lk->il...", rows, image.astype(np.float64), cols)
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 

@@ -30,6 +30,7 @@ import keras
 import numpy as np
 
 from .. import paths
+from ..paths import progress
 from .loaders import load_examples
 
 CACHE_FORMAT = 1  # bump when the layout of cached arrays changes
@@ -119,14 +120,17 @@ def _compute_features(model, preprocess, paths, image_size, batch_size, views, a
     """Backbone outputs: (N, D) when views == 0, else (views, N, D)."""
     batch_size = max(1, min(batch_size, len(paths)))  # no padding beyond the data itself
     outputs = []
+    bar = progress(desc="features", total=max(views, 1) * len(paths))
     for view in range(1, views + 1) if views else [0]:
         chunks = []
         for start in range(0, len(paths), batch_size):
             batch = _load_batch(paths[start:start + batch_size], image_size, augment, view, start, seed)
             chunks.append(_backbone_outputs(model, keras.ops.convert_to_numpy(preprocess(batch)), batch_size))
+            bar.update(len(batch))
             if verbose:
                 print(f"\rfeatures: view {view}, {start + len(batch)}/{len(paths)} images", end="")
         outputs.append(np.concatenate(chunks).astype(np.float32))
+    bar.close()
     if verbose:
         print()
     return outputs[0] if not views else np.stack(outputs)

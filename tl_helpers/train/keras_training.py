@@ -262,6 +262,34 @@ def fit_keeping_best(model, checkpoint, patience: int, name: str = "training", f
     return TrainingRun(history, best + 1, epochs_run, seconds)
 
 
+def by_films(history, batch_size: int, start: int = 0, metric: str = "val_auc"):
+    """`metric` after each epoch of a Keras fit, as a pandas Series indexed by the training
+    images presented so far (epoch x steps per epoch x `batch_size`, plus `start`: images
+    seen before this fit, in an earlier domain say).
+
+    Runs with epochs of different lengths, or with a pretraining, are then compared at equal
+    presentations instead of equal epochs; the last index is the fit's whole budget. Needs
+    the History `fit` returned (its `params["steps"]`). Used by chapter 3.
+    """
+    import pandas as pd
+
+    steps = (getattr(history, "params", None) or {}).get("steps")
+    if not steps:
+        raise ValueError("the history does not say how many steps an epoch had (params['steps'])")
+    values = history.history[metric]
+    films = start + steps * batch_size * np.arange(1, len(values) + 1)
+    return pd.Series(values, index=pd.Index(films, name="images presented"), name=metric)
+
+
+def predict_rows(model, x, batch_size: int = 256) -> np.ndarray:
+    """The model's outputs for the rows of an array, in inference mode, `batch_size` rows at
+    a time (float32), flattened: P(positive) per row for a one-unit sigmoid. Used by
+    chapter 3.
+    """
+    batches = (np.asarray(x[i:i + batch_size], np.float32) for i in range(0, len(x), batch_size))
+    return np.concatenate([keras.ops.convert_to_numpy(model(batch, training=False)) for batch in batches]).ravel()
+
+
 # --- chapter 3: what a checkpoint on a metric Keras does not log does ------------------
 
 @dataclass

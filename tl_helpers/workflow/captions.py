@@ -84,6 +84,9 @@ def describe_call(call: ast.Call, section: str) -> str:
         return (f"{where}training curves{of} ({metrics}): train solid, validation dashed, epoch by epoch"
                 + ("; a dotted line marks where a new phase starts" if several else "")
                 + ". A widening gap between the two lines means overfitting.")
+    if name == "plot_curves":
+        x, y = (_literal(call.args[k]) if len(call.args) > k else None for k in (1, 2))
+        return f"{where}{y or 'a score'} against {x or 'the x axis'}, one line per run; a ring marks each best point."
     if name == "plot_confusion_matrix":
         normal = " (each row sums to 1)" if "normalize" in kw else ""
         return (f"{where}confusion matrix on the test split{normal}: rows are the true class, columns the "

@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..data.registry import DataError, locate
-from ..paths import OutputWriteError, check_output_folder, process_running, project_root
+from ..paths import PROGRESS_ENV, OutputWriteError, check_output_folder, process_running, project_root
 from .profiles import PROFILE_ENV, available_profiles, load_profile, notebook_parameters, parameters_for
 from .runcard import ResultOverwriteError, guard_overwrite
 
@@ -231,13 +231,25 @@ def remove_dead_staging(out_dir: Path, stem: str) -> list[Path]:
 
 
 def _keep_models(staged: Path, out_dir: Path) -> None:
-    """Move the models a successful run exported (into `staged`) to `<out_dir>/models/`, file by file."""
+    """Move the models a successful run exported (into `staged`) to `<out_dir>/models/`, file by file.
+
+    A model alone in the folder has its Hugging Face card as `README.md`; with several, each
+    README is `<name>.README.md` (tl.hub_readme.settle_readmes), so that one chapter's export
+    never replaces another's README (the runs of one profile share the folder).
+    """
+    from ..serve.hub_readme import settle_readmes
+
     if not staged.is_dir():
         return
+    models = out_dir / "models"
+    if models.is_dir():
+        settle_readmes(models, keep_single=False)  # its README.md must not be replaced by the new one
+    settle_readmes(staged, keep_single=False)
     for source in sorted(p for p in staged.rglob("*") if p.is_file()):
-        target = out_dir / "models" / source.relative_to(staged)
+        target = models / source.relative_to(staged)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, target)
+    settle_readmes(models)
 
 
 @contextmanager
@@ -274,24 +286,36 @@ def other_tl_helpers(root: Path) -> str | None:
 
 
 @contextmanager
+def kernel_environment(name: str, value: str | None):
+    """$`name` set to `value` while a kernel starts (it inherits this process's environment),
+    then restored; a `value` of None leaves it as it is. Used by the runner."""
+    before = os.environ.get(name)
+    if value:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def kernel_profile(profile: str | None):
-    """$TL_PROFILE set to `profile` while a kernel starts (it inherits this process's environment).
+    """$TL_PROFILE set to `profile` while a kernel starts.
 
     The kernel's `tl.notebook.start` then sees the profile papermill injected confirmed and
     changes nothing, so the injected values stand, `-p` overrides included, whatever
     $TL_PROFILE the caller's shell holds. Used by the book machinery (runner.run_notebook).
     """
-    before = os.environ.get(PROFILE_ENV)
-    if profile:
-        os.environ[PROFILE_ENV] = profile
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(PROFILE_ENV, None)
-        else:
-            os.environ[PROFILE_ENV] = before
+    return kernel_environment(PROFILE_ENV, profile)
 
+
+def kernel_without_progress_bars():
+    """$TL_PROGRESS = "0" while a kernel starts: `tl.paths.progress` draws no bars there, so an
+    executed notebook keeps none in its outputs (the log shows a line per epoch instead).
+    Used by the book machinery (runner.run_notebook, refresh_sources)."""
+    return kernel_environment(PROGRESS_ENV, "0")
 
 
 @contextmanager
@@ -396,7 +420,8 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool
     if "MODEL_DIR" in notebook_parameters(notebook) and parameters.get("MODEL_DIR") is None:
         parameters["MODEL_DIR"] = str(staging / "models")  # kept or discarded with the run card
     try:
-        with kernel_profile(parameters.get("PROFILE")), kernel_pythonpath(project_root()):
+        with kernel_profile(parameters.get("PROFILE")), kernel_pythonpath(project_root()), \
+                kernel_without_progress_bars():
             papermill.execute_notebook(str(notebook), str(staging / notebook.name), parameters=parameters,
                                        kernel_name="python3", progress_bar=progress, cwd=str(notebook.parent),
                                        stdout_file=sys.stdout if show_output else None)
@@ -594,8 +619,9 @@ def refresh_sources(notebooks: list[Path] | None = None) -> None:
         raise ValueError("refresh the sources under the smoke profile: unset TL_PROFILE")
     for notebook in notebooks or default_notebooks():
         nb = nbformat.read(notebook, as_version=4)
-        NotebookClient(nb, kernel_name="python3", timeout=1800,
-                       resources={"metadata": {"path": str(notebook.parent)}}).execute()
+        with kernel_without_progress_bars():  # as nbval's kernels (tests/conftest.py)
+            NotebookClient(nb, kernel_name="python3", timeout=1800,
+                           resources={"metadata": {"path": str(notebook.parent)}}).execute()
         drop_native_log_lines(nb)
         nbformat.write(nb, notebook)
         print(f"{notebook.name}: outputs refreshed")
