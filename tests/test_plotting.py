@@ -261,6 +261,8 @@ def test_plot_curves_rings_each_best_point_and_tabulates_it():
     assert best.loc["fine-tuned", "films shown in all"] == 1200
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["scratch", "fine-tuned"]
+    lines = [line for line in ax.lines if line.get_marker() == "."]
+    assert lines[0].get_zorder() > lines[1].get_zorder()  # the first stays visible where the second retraces it
     rings = [line for line in ax.lines if line.get_marker() == "o"]
     assert [(line.get_xdata()[0], line.get_ydata()[0]) for line in rings] == [(200, 0.7), (1200, 0.95)]
     with pytest.raises(ValueError):

@@ -279,9 +279,10 @@ def plot_curves(curves: Mapping, xlabel: str, ylabel: str, title: str | None = N
     rows = {}
     for index, (name, series) in enumerate(curves.items()):
         x, y = np.asarray(series.index, dtype=float), np.asarray(series, dtype=float)
-        ax.plot(x, y, color=f"C{index}", marker=".", label=str(name))
+        on_top = 2 + len(curves) - index  # an earlier curve stays visible where a later one retraces it
+        ax.plot(x, y, color=f"C{index}", marker=".", label=str(name), zorder=on_top)
         best = int(np.nanargmax(y))
-        ax.plot(x[best], y[best], "o", markersize=10, markerfacecolor="none", color=f"C{index}")
+        ax.plot(x[best], y[best], "o", markersize=10, markerfacecolor="none", color=f"C{index}", zorder=on_top)
         rows[str(name)] = {f"best {ylabel}": round(float(y[best]), 3), f"at {xlabel}": series.index[best],
                            f"{xlabel} in all": series.index[-1]}
     fig.best = pd.DataFrame.from_dict(rows, orient="index")
