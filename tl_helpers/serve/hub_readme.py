@@ -144,8 +144,7 @@ def write_readme(card_path: str | Path) -> Path:
     card_path = Path(card_path)
     card = json.loads(card_path.read_text())
     path = card_path.with_name(f"{card['name']}.README.md")
-    if (card_path.parent / "README.md").is_file():  # another model's, or this one's older README
-        settle_readmes(card_path.parent, keep_single=False)
+    settle_readmes(card_path.parent, keep_single=False)  # a README.md: another model's, or this one's older
     path.write_text(readme_text(card))
     return settle_readmes(card_path.parent).get(card["name"], path)
 
@@ -167,8 +166,9 @@ def settle_readmes(folder: str | Path, keep_single: bool = True) -> dict[str, Pa
     folder = Path(folder)
     names = sorted(path.name[:-len(".card.json")] for path in folder.glob("*.card.json"))
     single = folder / "README.md"
-    if single.is_file() and (len(names) != 1 or not keep_single) and readme_owner(single):
-        os.replace(single, folder / f"{readme_owner(single)}.README.md")
+    owner = readme_owner(single) if single.is_file() and (len(names) != 1 or not keep_single) else None
+    if owner:
+        os.replace(single, folder / f"{owner}.README.md")
     if len(names) == 1 and keep_single and (folder / f"{names[0]}.README.md").is_file():
         os.replace(folder / f"{names[0]}.README.md", single)
     found = {name: folder / f"{name}.README.md" for name in names if (folder / f"{name}.README.md").is_file()}

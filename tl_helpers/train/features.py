@@ -116,7 +116,7 @@ def _backbone_outputs(model, batch: np.ndarray, batch_size: int) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(batch)))[:count]
 
 
-def _compute_features(model, preprocess, paths, image_size, batch_size, views, augment, seed, verbose):
+def _compute_features(model, preprocess, paths, image_size, batch_size, views, augment, seed):
     """Backbone outputs: (N, D) when views == 0, else (views, N, D)."""
     batch_size = max(1, min(batch_size, len(paths)))  # no padding beyond the data itself
     outputs = []
@@ -127,12 +127,8 @@ def _compute_features(model, preprocess, paths, image_size, batch_size, views, a
             batch = _load_batch(paths[start:start + batch_size], image_size, augment, view, start, seed)
             chunks.append(_backbone_outputs(model, keras.ops.convert_to_numpy(preprocess(batch)), batch_size))
             bar.update(len(batch))
-            if verbose:
-                print(f"\rfeatures: view {view}, {start + len(batch)}/{len(paths)} images", end="")
         outputs.append(np.concatenate(chunks).astype(np.float32))
     bar.close()
-    if verbose:
-        print()
     return outputs[0] if not views else np.stack(outputs)
 
 
@@ -177,7 +173,7 @@ def extract_features(backbone, preprocess: Callable | None, paths: Sequence, ima
             if verbose:
                 print(f"features: loaded from the cache {cache_file}")
             return np.load(cache_file)
-    features = _compute_features(model, preprocess, paths, image_size, batch_size, views, augment, seed, verbose)
+    features = _compute_features(model, preprocess, paths, image_size, batch_size, views, augment, seed)
     if cache_file is not None:
         _write_cache(cache_file, features, parts)
     return features

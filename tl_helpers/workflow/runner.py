@@ -242,8 +242,7 @@ def _keep_models(staged: Path, out_dir: Path) -> None:
     if not staged.is_dir():
         return
     models = out_dir / "models"
-    if models.is_dir():
-        settle_readmes(models, keep_single=False)  # its README.md must not be replaced by the new one
+    settle_readmes(models, keep_single=False)  # its README.md must not be replaced by the new one
     settle_readmes(staged, keep_single=False)
     for source in sorted(p for p in staged.rglob("*") if p.is_file()):
         target = models / source.relative_to(staged)
