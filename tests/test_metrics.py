@@ -365,3 +365,22 @@ def test_the_bootstraps_fast_roc_auc_and_balanced_accuracy_give_scikit_learns_nu
                     metrics._roc_auc(y, score)
     with pytest.raises(ValueError, match="NaN"):
         metrics._roc_auc([0, 1], [0.2, float("nan")])
+
+
+def test_the_fast_macro_roc_auc_and_balanced_accuracy_give_scikit_learns_numbers_with_four_classes():
+    rng = np.random.default_rng(11)
+    for n in (8, 40, 400):
+        for _ in range(30):
+            y = np.concatenate([np.arange(4), rng.integers(0, 4, n - 4)])  # every class present
+            logits = rng.normal(size=(n, 4)) + 2 * np.eye(4)[y] * rng.random()
+            if rng.random() < 0.5:
+                logits = np.round(logits)  # ties
+            p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+            calls = p.argmax(1)
+            assert metrics.macro_roc_auc(y, p) == pytest.approx(
+                roc_auc_score(y, p, multi_class="ovr", average="macro", labels=np.arange(4)), abs=1e-12)
+            assert metrics._balanced_accuracy(y, calls) == pytest.approx(balanced_accuracy_score(y, calls), abs=1e-12)
+    with pytest.raises(ValueError, match="sum up to 1"):
+        metrics.macro_roc_auc([0, 1, 2], np.full((3, 3), 0.5))
+    with pytest.raises(ValueError, match="one class"):  # class 2 has no case
+        metrics.macro_roc_auc([0, 1, 0, 1], np.full((4, 3), 1 / 3))

@@ -296,11 +296,11 @@ def paired_roc_auc_table(y_true, scores: dict, seeds, groups=None, labels: dict 
 
 
 def _balanced_accuracy(y_true, y_pred) -> float:
-    """scikit-learn's balanced_accuracy_score for 0/1 labels and calls (the mean recall of
-    the classes present in y_true), without its input checks: a bootstrap calls it a
-    thousand times an interval (tests/test_metrics.py compares the two)."""
+    """scikit-learn's balanced_accuracy_score (the mean recall of the classes present in
+    y_true), without its input checks: a bootstrap calls it a thousand times an interval
+    (tests/test_metrics.py compares the two, with two classes and with four)."""
     y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
-    recalls = [float((y_pred[y_true == label] == label).mean()) for label in (0, 1) if (y_true == label).any()]
+    recalls = [float((y_pred[y_true == label] == label).mean()) for label in np.unique(y_true)]
     if not recalls:
         raise ValueError("no cases")
     return float(np.mean(recalls))
@@ -700,14 +700,18 @@ def _class_probabilities(probabilities, y_true: np.ndarray, class_names: Sequenc
 def macro_roc_auc(y_true, probabilities) -> float:
     """The mean over the classes of each class's ROC AUC against the rest (one-vs-rest, macro).
 
-    y_true: class indices; probabilities: (N, classes), one column per class. 0.5 is chance.
-    Used by tl.metrics.multiclass_report (chapter 2) and tl.shortcuts (chapters 1 and 2).
+    y_true: class indices; probabilities: (N, classes), one column per class, rows summing to
+    1. 0.5 is chance. scikit-learn's roc_auc_score(multi_class="ovr", average="macro") to
+    1e-12, by ranks (tl.metrics._roc_auc): the bootstraps call it a thousand times an interval.
+    ValueError when a class has no case. Used by tl.metrics.multiclass_report (chapter 2) and
+    tl.shortcuts (chapters 1 and 2).
     """
-    from sklearn.metrics import roc_auc_score
-
-    probabilities = np.asarray(probabilities)
-    return float(roc_auc_score(y_true, probabilities, multi_class="ovr", average="macro",
-                               labels=np.arange(probabilities.shape[1])))
+    y_true, probabilities = np.asarray(y_true).ravel(), np.asarray(probabilities, dtype=np.float64)
+    if not np.allclose(1, probabilities.sum(axis=1)):
+        raise ValueError("Target scores need to be probabilities for multiclass roc_auc, i.e. they "
+                         "should sum up to 1.0 over classes")
+    return float(np.mean([_roc_auc((y_true == k).astype(int), probabilities[:, k])
+                          for k in range(probabilities.shape[1])]))
 
 
 def per_class_report(y_true, y_pred, probabilities, class_names: Sequence[str], n_boot: int = 1000,

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .metrics import Estimate, _roc_auc, bootstrap_ci, macro_roc_auc, per_group_values
+from .metrics import Estimate, _balanced_accuracy, _roc_auc, bootstrap_ci, macro_roc_auc, per_group_values
 
 NUMERIC = ("width", "height", "aspect", "file_bytes", "bytes_per_pixel", "bit_depth")
 CATEGORICAL = ("mode", "format", "extension")
@@ -72,17 +72,13 @@ def _design(metadata: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
 
 
 def _auc(y: np.ndarray, proba: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
     if proba.shape[1] == 2:
-        return roc_auc_score(y, proba[:, 1])
+        return _roc_auc(y, proba[:, 1])
     return macro_roc_auc(y, proba)
 
 
-def _balanced_accuracy(y: np.ndarray, proba: np.ndarray) -> float:
-    from sklearn.metrics import balanced_accuracy_score
-
-    return balanced_accuracy_score(y, proba.argmax(axis=1))
+def _balanced_accuracy_of_calls(y: np.ndarray, proba: np.ndarray) -> float:
+    return _balanced_accuracy(y, proba.argmax(axis=1))
 
 
 def _out_of_fold(x: np.ndarray, y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
@@ -168,7 +164,7 @@ def shortcut_check(table: pd.DataFrame, path_col: str = "path", label_col: str =
     def scored(columns: Sequence[str], resamples: int) -> tuple[np.ndarray, dict]:
         proba = _out_of_fold(_design(metadata, columns), y, n_folds, seed)
         return proba, {"roc_auc": bootstrap_ci(_auc, y, proba, n_boot=resamples, seed=seed),
-                       "balanced_accuracy": bootstrap_ci(_balanced_accuracy, y, proba, n_boot=resamples, seed=seed)}
+                       "balanced_accuracy": bootstrap_ci(_balanced_accuracy_of_calls, y, proba, n_boot=resamples, seed=seed)}
 
     proba, report = scored(list(features), n_boot)
     per_class = pd.DataFrame(
