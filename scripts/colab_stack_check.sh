@@ -16,11 +16,23 @@
 #    requirements-colab.txt and the package as the setup cell does (`pip install -r ... -e .`,
 #    unconstrained, as on Colab), listing every package whose version then differs from Colab's.
 # 4. Every module of tl_helpers imported; chapters 1 and 5 run on the smoke profile through
-#    the runner. Prints the time of each step. Not part of CI (the lead decides).
+#    the runner, and their run cards held to tests/smoke_floors.yml. Prints the time of each
+#    step. CI runs it after the main suite (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 freeze=${1:-../shared/colab/pip-freeze.txt}
-python=${COLAB_PYTHON:-/root/.pyenv/versions/3.13.0/bin/python}
+python=${COLAB_PYTHON:-}
+if [ -z "$python" ]; then  # pyenv's 3.13 where pyenv is, else a python3.13 on PATH
+  python="$(pyenv root 2>/dev/null || echo /root/.pyenv)/versions/3.13.0/bin/python"
+  [ -x "$python" ] || python=$(command -v python3.13 || true)
+fi
+if [ -z "$python" ] || ! "$python" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
+  why="none found in pyenv (3.13.0) or as python3.13 on PATH"
+  [ -n "${COLAB_PYTHON:-}" ] && why="COLAB_PYTHON=$COLAB_PYTHON is not it"
+  echo "error: the Colab-stack check needs Python 3.13 (Colab's): $why. Install it" \
+       "(pyenv install 3.13.0) or name one: COLAB_PYTHON=/path/to/python3.13" >&2
+  exit 2
+fi
 venv=.venv-colab
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -96,4 +108,20 @@ step "chapters 1 and 5, smoke profile, through the runner"
 unset TL_PROFILE
 TL_PROJECT_ROOT=$PWD "$venv/bin/python" -m tl_helpers.workflow.runner --profile smoke --out "$work/runs" --no-progress \
   notebooks/01_xception_brain_tumor.ipynb notebooks/05_pcam_resnet50_pytorch.ipynb
+step "their smoke floors (tests/smoke_floors.yml)"
+"$venv/bin/python" - "$work/runs" <<'EOF'
+import json, sys
+from pathlib import Path
+import yaml
+floors = yaml.safe_load(Path("tests/smoke_floors.yml").read_text())
+missed = []
+for stem in ("01_xception_brain_tumor", "05_pcam_resnet50_pytorch"):
+    card = json.loads((Path(sys.argv[1]) / f"{stem}.json").read_text())
+    for metric, floor in floors[stem].items():
+        value = card["metrics"].get(metric, {}).get("value")
+        ok = value is not None and value >= floor
+        print(f"  {stem}: {metric} {value} (floor {floor})" + ("" if ok else "  BELOW"))
+        missed += [] if ok else [metric]
+sys.exit(1 if missed else 0)
+EOF
 step "done: Colab's stack runs the smoke chapters"
