@@ -151,13 +151,12 @@ def split_with_test_folder(table: pd.DataFrame, val_fraction: float, fractions=(
     if "split" not in table.columns:
         raise ValueError("the table needs a 'split' column naming each file's folder "
                          "(tl.data.class_folder_table gives one)")
-    rows = table.drop(columns="split")
+    names = ("train", "val", "test")
     if not (table["split"] == test_folder).any():
-        return split_table(rows, label_col, fractions, ("train", "val", "test"), seed=seed)
-    training = split_table(rows[table["split"] == train_folder], label_col, (1 - val_fraction, val_fraction),
-                           ("train", "val"), seed=seed)
-    testing = rows[table["split"] == test_folder].assign(split="test")
-    return pd.concat([training, testing], ignore_index=True)
+        return split_table(table.drop(columns="split"), label_col, fractions, names, seed=seed)
+    return official_test_or_carved(table[table["split"].isin([train_folder, test_folder])], label_col,
+                                   (1 - val_fraction, val_fraction, 0), names, seed=seed,
+                                   test_folder=test_folder)[0]  # validation from train_folder alone
 
 
 def test_folder_source(table: pd.DataFrame, fractions=(0.7, 0.15, 0.15), seed: int = 0,
@@ -176,18 +175,19 @@ def test_folder_source(table: pd.DataFrame, fractions=(0.7, 0.15, 0.15), seed: i
 
 def official_test_or_carved(table: pd.DataFrame, label_col: str, fractions, names,
                           group_col: str | None = None, seed: int = 0,
-                          carve_by_group: bool = True) -> tuple[pd.DataFrame, str]:
+                          carve_by_group: bool = True, test_folder: str = "test") -> tuple[pd.DataFrame, str]:
     """Splits `table` (with a `split` column from its folders) into `names`, the last the test.
 
-    Rows from a folder named "test" are the test split as given, and the other rows (less
+    Rows from the folder `test_folder` are the test split as given, and the other rows (less
     any `group_col` group that also has a row there, so no group straddles) are split by
     `split_table` with the other fractions rescaled to sum to 1. Without such rows the test
     split is carved too, with all `fractions`. `carve_by_group=False` deals rows one by one
     (to show what grouping prevents). Returns the table (carved rows first) and a phrase
-    saying where the test split came from. Used by chapter 3.
+    saying where the test split came from. Used by chapter 3 and, through
+    `split_with_test_folder`, chapter 2.
     """
-    official = table[table.split == "test"].drop(columns="split").assign(split=names[-1])
-    pool = table[table.split != "test"]
+    official = table[table.split == test_folder].drop(columns="split").assign(split=names[-1])
+    pool = table[table.split != test_folder]
     if group_col is not None:
         pool = pool[~pool[group_col].isin(official[group_col])]
     pool = pool.drop(columns="split")

@@ -82,6 +82,19 @@ def heat_share_inside(heatmap, mask) -> float | np.ndarray:
 
 # --- Grad-CAM -------------------------------------------------------------------------------
 
+def _maps_with_heat(share) -> tuple[np.ndarray, np.ndarray]:
+    """`heat_share_inside`'s shares as float64 and which of them come from a map with any heat
+    (NaN: a map without heat, left out of every summary). Used by heat_share_summary,
+    describe_heat_share and heat_share_table."""
+    share = np.asarray(share, dtype=np.float64)
+    return share, ~np.isnan(share)
+
+
+def _area_shares(regions) -> np.ndarray:
+    """Each region's share of its image (N x H x W masks): what heat spread evenly would put inside."""
+    return (np.asarray(regions) > 0).mean(axis=(1, 2))
+
+
 def heat_share_summary(heatmaps, masks) -> tuple[float | None, str]:
     """Where Grad-CAM looked, against the true masks: the median share and one line saying so.
 
@@ -90,10 +103,8 @@ def heat_share_summary(heatmaps, masks) -> tuple[float | None, str]:
     evenly would reach), how many maps put more than half their heat inside, and how many put
     more inside than the mask's area. Used by chapter 4.
     """
-    masks = np.asarray(masks)
-    share = heat_share_inside(heatmaps, masks)
-    area = (masks > 0).mean(axis=(1, 2))
-    has_heat = ~np.isnan(share)
+    share, has_heat = _maps_with_heat(heat_share_inside(heatmaps, masks))
+    area = _area_shares(masks)
     if not has_heat.any():
         return None, f"none of the {len(share)} Grad-CAM maps has any heat"
     median = float(np.median(share[has_heat]))
@@ -347,13 +358,13 @@ def describe_heat_share(share, regions, region: str = "the region", unit: str = 
     share: tl.explain.heat_share_inside's output, one per map (NaN: a map without heat, left
     out); regions: the masks it was measured with (N x H x W). Taught in chapter 2; used by chapter 1.
     """
-    share = np.asarray(share, dtype=np.float64)
+    share, has_heat = _maps_with_heat(share)
     regions = np.asarray(regions)
     if regions.ndim != 3 or len(regions) != len(share):
         raise ValueError(f"{len(share)} shares but regions of shape {regions.shape}: expected one "
                          "H x W mask per share")
-    area = np.median((regions > 0).mean(axis=(1, 2)))
-    heated = share[~np.isnan(share)]
+    area = np.median(_area_shares(regions))
+    heated = share[has_heat]
     if not len(heated):
         return (f"no Grad-CAM map of the {len(share)} {unit} has any heat (no positive evidence "
                 f"for the called class anywhere); {region} covers a median {area:.2f} of the image")
@@ -373,10 +384,10 @@ def heat_share_table(share, area_share: float, groups: dict):
     """
     import pandas as pd
 
-    share = np.asarray(share, dtype=np.float64)
+    share, has_heat = _maps_with_heat(share)
     rows = {}
     for name, members in groups.items():
-        values = share[np.asarray(members, dtype=bool) & ~np.isnan(share)]
+        values = share[np.asarray(members, dtype=bool) & has_heat]
         if len(values):
             low, median, high = np.percentile(values, [25, 50, 75])
             rows[name] = {"maps with heat": len(values), "median share inside": median,
