@@ -111,7 +111,8 @@ def progress(iterable=None, desc: str = "", total: int | None = None, enabled: b
     Off when `enabled` is False or $TL_PROGRESS is "0": the runner sets it for the kernels it
     starts and the test suite for its own, so executed notebooks keep no bars in their outputs
     (the runner's log has a line per epoch instead). Used by feature extraction (chapters 1, 2
-    and 4) and the bootstrap intervals (every chapter).
+    and 4), the bootstrap intervals (every chapter) and PyTorch's training and evaluation
+    passes (chapter 5).
     """
     import sys
 

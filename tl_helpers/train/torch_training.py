@@ -12,8 +12,8 @@ The pieces chapter 5 builds its training from, kept small enough to read:
   under `torch.autocast` in float16 and the loss is scaled by a `GradScaler`; on a CPU
   everything stays float32. `channels_last=True` keeps the model and every batch in
   PyTorch's channels-last memory layout (the same numbers, faster convolutions on many
-  CPUs and GPUs; `step_seconds` measures it). Progress goes to stderr through tqdm, never
-  as `\\r` prints;
+  CPUs and GPUs; `step_seconds` measures it). Progress goes to stderr through tqdm
+  (tl.paths.progress: off under the runner and the tests, $TL_PROGRESS=0), never as `\\r` prints;
 - `most_confident_mistakes`: the errors the model was surest of, the ones worth looking at.
 
 `fit_one_cycle` trains in one process, the loop chapter 5 teaches. Under `torchrun`
@@ -27,12 +27,13 @@ PyTorch is imported inside the functions, so importing this module costs nothing
 from __future__ import annotations
 
 import os
-import sys
 import time
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+
+from ..paths import progress as progress_bar
 
 
 def pick_device(prefer: str | None = None):
@@ -179,14 +180,6 @@ def classifier_head(in_features: int, hidden: int = 512, classes: int = 2, dropo
     )
 
 
-def _progress(iterable, enabled: bool, desc: str, total: int | None = None):
-    """A tqdm bar on stderr (quiet when not enabled; few refreshes in a saved notebook)."""
-    from tqdm import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, disable=not enabled, file=sys.stderr,
-                leave=False, mininterval=5.0, dynamic_ncols=False, ncols=80)
-
-
 def _autocast(device):
     """float16 autocast on CUDA; a no-op context on other devices (CPU training stays float32)."""
     import contextlib
@@ -231,7 +224,7 @@ def train_one_epoch(model, loader, optimizer, device, scheduler=None, scaler=Non
     criterion = criterion or torch.nn.CrossEntropyLoss()
     model.train()
     total, count = 0.0, 0
-    for images, labels in _progress(loader, progress, desc):
+    for images, labels in progress_bar(loader, desc, enabled=progress):
         images = _batch_to(images, device, channels_last)
         labels = labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
@@ -271,7 +264,7 @@ def evaluate(model, loader, device, criterion: Callable | None = None, progress:
     model.eval()
     probabilities, raw, targets, total = [], [], [], 0.0
     with torch.no_grad():
-        for images, labels in _progress(loader, progress, desc):
+        for images, labels in progress_bar(loader, desc, enabled=progress):
             images = _batch_to(images, device, channels_last)
             labels = labels.to(device, non_blocking=True)
             with _autocast(device):
