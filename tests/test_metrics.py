@@ -1,4 +1,6 @@
 """Confidence intervals: known answers from the literature, and agreement with sklearn."""
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
@@ -384,3 +386,21 @@ def test_the_fast_macro_roc_auc_and_balanced_accuracy_give_scikit_learns_numbers
         metrics.macro_roc_auc([0, 1, 2], np.full((3, 3), 0.5))
     with pytest.raises(ValueError, match="one class"):  # class 2 has no case
         metrics.macro_roc_auc([0, 1, 0, 1], np.full((4, 3), 1 / 3))
+
+
+def test_dice_estimates_resample_patients_and_give_few_patients_no_interval():
+    rng = np.random.default_rng(0)
+    for n_patients, has_interval in ((4, False), (12, True)):
+        patients = np.repeat([f"P{i:02d}" for i in range(n_patients)], 5)
+        truth = rng.random((len(patients), 16, 16)) > 0.6
+        predicted = np.clip(truth + rng.normal(0, 0.6, truth.shape), 0, 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", metrics.FewGroupsWarning)
+            report, dice, per_patient = metrics.dice_estimates(patients, truth, predicted, n_boot=200, seed=1)
+        assert list(report) == ["dice_mean", "dice_per_patient_mean", "dice_volumetric_per_patient_mean"]
+        assert np.array_equal(dice, metrics.dice_scores(truth, predicted))
+        volumes = metrics.volumetric_dice(patients, truth, predicted)
+        assert report["dice_volumetric_per_patient_mean"].value == pytest.approx(volumes.dice.mean())
+        assert list(per_patient.columns) == ["patient", "slices", "mean_dice", "median_dice", "volumetric_dice"]
+        for estimate in report.values():  # every interval resamples whole patients: none from 4
+            assert np.isnan(estimate.low) != has_interval

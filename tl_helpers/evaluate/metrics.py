@@ -686,6 +686,41 @@ def volumetric_dice(patients: Sequence, true_masks, pred_masks, threshold: float
     return pd.DataFrame({"patient": sums.index, "slices": sums.slices.to_numpy(), "dice": dice}).reset_index(drop=True)
 
 
+def per_patient_dice(patients: Sequence, scores: Sequence) -> "pd.DataFrame":
+    """One row per patient: slices scored and their mean and median Dice (sorted by patient).
+
+    Taught in chapter 4 (as tl.segmentation.per_patient_dice); used by tl.external.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame({"patient": list(patients), "dice": np.asarray(scores, dtype=np.float64)})
+    return frame.groupby("patient").dice.agg(slices="size", mean_dice="mean", median_dice="median").reset_index()
+
+
+def dice_estimates(patients, true_masks, pred_masks, threshold: float = 0.5, n_boot: int = 1000,
+                   seed: int = 0) -> tuple[dict[str, Estimate], np.ndarray, "pd.DataFrame"]:
+    """Predicted masks against true ones on held-out slices, every interval resampling whole
+    patients (fewer than MIN_GROUPS_FOR_INTERVAL patients: no interval).
+
+    Returns the report (dice_mean over slices; dice_per_patient_mean, each patient's mean slice
+    Dice, then their mean; dice_volumetric_per_patient_mean, `volumetric_dice`), each slice's
+    Dice, and one row per patient (slices, mean_dice, median_dice, volumetric_dice). Masks are
+    binarised at `threshold`. Used by tl.segmentation.dice_report (chapter 4) and tl.external.
+    """
+    patients = np.asarray(list(patients))
+    dice = dice_scores(true_masks, pred_masks, threshold)
+    volumes = volumetric_dice(patients, true_masks, pred_masks, threshold)
+    per_patient = per_patient_dice(patients, dice)
+    report = {  # one value per patient below: each its own group, so few patients give no interval
+        "dice_mean": bootstrap_ci(np.mean, dice, groups=patients, n_boot=n_boot, seed=seed),
+        "dice_per_patient_mean": bootstrap_ci(np.mean, per_patient.mean_dice, groups=per_patient.patient,
+                                              n_boot=n_boot, seed=seed),
+        "dice_volumetric_per_patient_mean": bootstrap_ci(np.mean, volumes.dice, groups=volumes.patient,
+                                                         n_boot=n_boot, seed=seed),
+    }
+    return report, dice, per_patient.assign(volumetric_dice=volumes.dice.to_numpy())
+
+
 # --- chapter 2: ROC AUC of a multiclass model, overall and per class ----------------------
 
 def _class_probabilities(probabilities, y_true: np.ndarray, class_names: Sequence[str]) -> np.ndarray:

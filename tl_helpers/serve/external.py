@@ -45,7 +45,7 @@ from ..data.images import IMAGE_EXTENSIONS, ImageReadError, image_info, is_image
 from ..data.registry import DataError
 from ..data.tables import class_folder_table, is_visible, lgg_slice_table, pcam_table
 from ..paths import OutputWriteError, check_output_file
-from ..evaluate.metrics import binary_report, bootstrap_ci, dice_scores, multiclass_report, report_table, volumetric_dice
+from ..evaluate.metrics import binary_report, bootstrap_ci, dice_estimates, multiclass_report, report_table
 from .model_cards import ModelCardError, Predictor, load_model, read_card, to_jsonable
 from .predict import PredictError, check_batch_size, positive_int
 
@@ -218,18 +218,14 @@ def _segmentation_metrics(predictor: Predictor, table: pd.DataFrame, batch_size:
     else:
         masks = np.concatenate(_in_batches(lambda part: predictor.predict_proba(part, batch_size), paths, batch_size,
                                            progress, "evaluate"))
-    dice = dice_scores(true_masks, masks >= segmenter.mask_threshold)
     patients = table["patient"].to_numpy()
-    per_patient = pd.DataFrame({"patient": patients, "dice": dice}).groupby("patient").dice.mean()
-    metrics["dice_mean"] = bootstrap_ci(np.mean, dice, n_boot=n_boot, seed=seed, groups=patients)
+    dice_metrics, dice, _ = dice_estimates(patients, true_masks, masks >= segmenter.mask_threshold,
+                                           n_boot=n_boot, seed=seed)
+    metrics["dice_mean"] = dice_metrics.pop("dice_mean")
     if has_tumour.any():
         metrics["dice_tumour_slices_mean"] = bootstrap_ci(np.mean, dice[has_tumour], n_boot=n_boot, seed=seed,
                                                           groups=patients[has_tumour])
-    metrics["dice_per_patient_mean"] = bootstrap_ci(np.mean, per_patient.to_numpy(), n_boot=n_boot, seed=seed,
-                                                    groups=per_patient.index.to_numpy())
-    volumes = volumetric_dice(patients, true_masks, masks >= segmenter.mask_threshold)
-    metrics["dice_volumetric_per_patient_mean"] = bootstrap_ci(np.mean, volumes["dice"].to_numpy(), n_boot=n_boot,
-                                                               seed=seed)
+    metrics.update(dice_metrics)  # per patient and volumetric: intervals resample patients
     predictions = table.assign(dice=dice, predicted_pixels=(masks >= segmenter.mask_threshold)
                                .sum(axis=(1, 2)))
     if predictor.segmenter is not None:

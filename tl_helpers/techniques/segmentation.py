@@ -49,7 +49,8 @@ from keras import layers, ops
 from ..data.splits import grouped_kfold
 from ..evaluate.metrics import (Estimate, Spread, binary_report, bootstrap_ci, choose_threshold, dice_scores,
                                 proportion, report_table, spread)
-from ..evaluate.metrics import binarize, volumetric_dice  # noqa: F401 (tl.segmentation.volumetric_dice)
+from ..evaluate.metrics import binarize, per_patient_dice, volumetric_dice  # noqa: F401 (tl.segmentation.*)
+from ..evaluate.metrics import dice_estimates
 from ..evaluate.metrics import _share_called  # the rate binary_report's grouped intervals use
 from ..train.features import fit_head_on_features
 from ..train.loaders import epoch_order
@@ -397,36 +398,20 @@ def best_to_worst(scores, rows, n: int) -> np.ndarray:
     return ordered[np.linspace(0, len(ordered) - 1, max(1, n)).round().astype(int)]
 
 
-def per_patient_dice(patients: Sequence, scores: Sequence) -> pd.DataFrame:
-    """One row per patient: slices scored and their mean and median Dice (sorted by patient).
-
-    Taught in chapter 4.
-    """
-    frame = pd.DataFrame({"patient": list(patients), "dice": np.asarray(scores, dtype=np.float64)})
-    return frame.groupby("patient").dice.agg(slices="size", mean_dice="mean", median_dice="median").reset_index()
-
-
 def dice_report(patients, true_masks, pred_masks, seed: int = 0) -> tuple[dict[str, Estimate], pd.DataFrame]:
     """A segmenter's Dice on held-out slices, four ways, every interval resampling patients.
 
     dice_mean and dice_median over slices; dice_per_patient_mean (each patient's mean slice
-    Dice, then their mean); dice_volumetric_per_patient_mean (`volumetric_dice`). Returns the
-    report and one row per patient (slices, mean_dice, median_dice, volumetric_dice).
-    Taught in chapter 4.
+    Dice, then their mean); dice_volumetric_per_patient_mean (`volumetric_dice`): the first and
+    the last two from tl.metrics.dice_estimates. Returns the report and one row per patient
+    (slices, mean_dice, median_dice, volumetric_dice). Taught in chapter 4.
     """
-    dice = dice_scores(true_masks, pred_masks)
-    volumes = volumetric_dice(patients, true_masks, pred_masks)
-    per_patient = per_patient_dice(patients, dice)
-    report = {
-        "dice_mean": bootstrap_ci(np.mean, dice, groups=patients, seed=seed),
-        "dice_median": bootstrap_ci(np.median, dice, groups=patients, seed=seed),
-        # one value per patient: each its own group, so that few patients give no interval
-        "dice_per_patient_mean": bootstrap_ci(np.mean, per_patient.mean_dice, groups=per_patient.patient,
-                                              seed=seed),
-        "dice_volumetric_per_patient_mean": bootstrap_ci(np.mean, volumes.dice, groups=volumes.patient,
-                                                         seed=seed),
-    }
-    return report, per_patient.assign(volumetric_dice=volumes.dice.to_numpy())
+    patients = np.asarray(list(patients))
+    three, dice, per_patient = dice_estimates(patients, true_masks, pred_masks, seed=seed)
+    report = {"dice_mean": three["dice_mean"],
+              "dice_median": bootstrap_ci(np.median, dice, groups=patients, seed=seed),
+              **{name: three[name] for name in ("dice_per_patient_mean", "dice_volumetric_per_patient_mean")}}
+    return report, per_patient
 
 
 PIPELINE_OUTCOMES = ("tumour, flagged", "tumour, missed (Dice 0)", "no tumour, false alarm (Dice 0)",
