@@ -43,6 +43,9 @@ step() { echo "[$(printf '%4d' "$SECONDS") s] $*"; }
 COLAB_HAS="numpy pandas pillow tifffile opencv-python-headless scikit-learn scikit-image scipy matplotlib
 seaborn tqdm pyyaml requests tensorflow keras torch torchvision ipykernel ipython nbformat nbclient
 threadpoolctl"
+# Colab's core, which the setup cell's install must leave at Colab's versions (checked below).
+COLAB_KEEP="protobuf numpy pandas scipy scikit-learn pillow matplotlib tensorflow keras torch torchvision
+opencv-python-headless grpcio"
 
 step "constraints from $freeze"
 pinned=$(grep -vE '^\s*(#|$)' requirements-colab.txt | sed -E 's/[=<>!~ ].*//' | tr 'A-Z_' 'a-z-')
@@ -86,6 +89,22 @@ while IFS= read -r line; do
   [ -n "$got" ] && [ "$got" != "$line" ] && echo "  $line on Colab, here ${got#*==}"
 done < <(grep -E '^[A-Za-z0-9_.-]+==[^ ]+$' "$freeze") || true
 echo "  (a package Colab has but the first install did not need comes at the newest version here)"
+# The setup cell must not move the packages Colab's own software is built on: a protobuf lifted
+# past 5.x, for one, breaks grpcio-status (<6) and the Google clients that use it.
+moved=""
+for name in $COLAB_KEEP; do
+  colab=$(grep -iE "^${name//[-_.]/[-_.]}==" "$freeze" | head -1 || true)
+  here=$(grep -iE "^${name//[-_.]/[-_.]}==" "$work/installed.txt" | head -1 || true)
+  if [ -n "$colab" ] && [ "${colab#*==}" != "${here#*==}" ]; then
+    moved="$moved ${colab%%==*} (${colab#*==} -> ${here#*==})"
+  fi
+done
+if [ -n "$moved" ]; then
+  echo "error: installing requirements-colab.txt moves Colab's own:$moved; pin what pulls them to a" \
+       "version that keeps Colab's" >&2
+  exit 1
+fi
+echo "  Colab's $(echo $COLAB_KEEP | wc -w) core packages kept at its versions ($(echo $COLAB_KEEP))"
 fi
 
 step "import every module"
