@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 freeze=${1:-../shared/colab/pip-freeze.txt}
 python=${COLAB_PYTHON:-}
 if [ -z "$python" ]; then  # pyenv's 3.13 where pyenv is, else a python3.13 on PATH
-  python="$(pyenv root 2>/dev/null || echo /root/.pyenv)/versions/3.13.0/bin/python"
+  python="$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")/versions/3.13.0/bin/python"
   [ -x "$python" ] || python=$(command -v python3.13 || true)
 fi
 if [ -z "$python" ] || ! "$python" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then

@@ -183,8 +183,7 @@ def official_test_or_carved(table: pd.DataFrame, label_col: str, fractions, name
     `split_table` with the other fractions rescaled to sum to 1. Without such rows the test
     split is carved too, with all `fractions`. `carve_by_group=False` deals rows one by one
     (to show what grouping prevents). Returns the table (carved rows first) and a phrase
-    saying where the test split came from. Used by chapter 3 and, through
-    `split_with_test_folder`, chapter 2.
+    saying where the test split came from. Used by chapter 3 (and by split_with_test_folder).
     """
     official = table[table.split == test_folder].drop(columns="split").assign(split=names[-1])
     pool = table[table.split != test_folder]
