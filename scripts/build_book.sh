@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Run every notebook for a profile (default: smoke, offline, synthetic data) and build the
-# book into _build/html/. Extra arguments go to `python -m tl_helpers.workflow.build`
-# (e.g. --profile cpu --data-dir ../shared/data).
+# Build the book into _build/html/: each chapter from its committed run in results/, and a
+# chapter without one run first for a profile (default: smoke, offline, synthetic data).
+# Extra arguments go to `python -m tl_helpers.workflow.build` (e.g. --fresh runs every
+# chapter and shows those runs; --fresh --profile cpu --data-dir ../shared/data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh

@@ -1,5 +1,6 @@
 """The book says when a chapter's shown run was made from another version of the chapter."""
 import json
+from pathlib import Path
 
 import nbformat
 
@@ -32,3 +33,35 @@ def test_summary_warns_when_the_run_is_older_than_the_chapter():
     legacy = {k: v for k, v in card.items() if k != "source_sha256"}  # cards from before the hash: by date
     assert "Older than the chapter" in build.run_summary(legacy, {}, "2026-11-30T01:00:00+00:00", "a" * 64)
     assert "Older than the chapter" not in build.run_summary(legacy, {}, "2026-11-01T00:00:00+00:00", "a" * 64)
+
+
+def test_build_runs_only_the_chapters_it_will_show(tmp_path, monkeypatch):
+    """A chapter with a committed reference run is shown from it, so the build does not run
+    it (the first README command took 9 min running smoke notebooks no page showed)."""
+    from tl_helpers.workflow import runner
+
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: index\nchapters: []\n")
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "results" / "cpu").mkdir(parents=True)
+    for stem in ("00_tour", "01_chapter"):
+        _notebook(tmp_path / "notebooks" / f"{stem}.ipynb", "print(1)")
+    _notebook(tmp_path / "results" / "cpu" / "00_tour.ipynb", "print(1)")
+    monkeypatch.setenv("TL_PROJECT_ROOT", str(tmp_path))
+    asked = []
+
+    def fake_run(profile, notebooks=None, out_dir=None, **kwargs):
+        asked.append([Path(n).name for n in notebooks])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for n in notebooks:
+            _notebook(out_dir / Path(n).name, "print(1)")
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    real_run = build.subprocess.run
+    monkeypatch.setattr(build.subprocess, "run",  # no jupyter-book here; git still answers
+                        lambda command, *a, **k: None if command[1:2] == ["build"] else real_run(command, *a, **k))
+    build.build("smoke", run_first=True, fresh=False)
+    assert asked == [["01_chapter.ipynb"]]  # the tour has a committed run: shown, not run
+    staged = sorted(p.name for p in (tmp_path / "book" / "generated").glob("*.ipynb"))
+    assert staged == ["00_tour.ipynb", "01_chapter.ipynb"]
+    build.build("smoke", run_first=True, fresh=True)
+    assert asked[-1] == ["00_tour.ipynb", "01_chapter.ipynb"]  # --fresh: every chapter runs

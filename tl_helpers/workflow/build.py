@@ -1,13 +1,15 @@
 """Build the jupyter-book from executed notebooks and the pages in `book/`.
 
-    python -m tl_helpers.workflow.build              # run the smoke profile, then build
-    python -m tl_helpers.workflow.build --profile cpu --data-dir ../shared/data
+    python -m tl_helpers.workflow.build              # build; run (smoke) only chapters with no committed run
+    python -m tl_helpers.workflow.build --fresh      # run every chapter on the smoke profile, show those
+    python -m tl_helpers.workflow.build --fresh --profile cpu --data-dir ../shared/data
     python -m tl_helpers.workflow.build --no-run     # build from the runs already in runs/<profile>/
 
 The book never executes notebooks itself (execution is off in `_config.yml`): the runner
 has run them. For each chapter the book shows the committed reference run in
-`results/<profile>/` when there is one (a cpu run on real data), else this build's run;
-`--fresh` shows only this build's runs. The results page is generated from the run cards'
+`results/cpu/` or `results/paper/` when there is one (a run on real data), else this
+build's run, so only chapters without a committed run are run first; `--fresh` runs every
+chapter and shows only this build's runs. The results page is generated from the run cards'
 JSON and `book/article_results.yml`, never typed by hand: per chapter a table and a figure.
 
 The staged copies in book/generated/ are made for readers (`prepare_page`): a numbered
@@ -51,9 +53,8 @@ def stage_notebooks(runs_dir: Path, fresh: bool = False, article_results: dict |
         stale.unlink()
     chosen = {}
     for notebook in sorted((root / "notebooks").glob("[0-9]*.ipynb")):
-        candidates = [] if fresh else [root / "results" / p / notebook.name for p in REFERENCE_PROFILES]
-        candidates.append(runs_dir / notebook.name)
-        source = next((c for c in candidates if c.is_file()), None)
+        reference = None if fresh else reference_run(root, notebook.name)
+        source = reference or (runs_dir / notebook.name if (runs_dir / notebook.name).is_file() else None)
         if source is None:
             raise FileNotFoundError(f"no executed copy of {notebook.name} in {runs_dir} or results/; "
                                     "run `python -m tl_helpers.workflow.runner` first")
@@ -65,6 +66,12 @@ def stage_notebooks(runs_dir: Path, fresh: bool = False, article_results: dict |
         (target / notebook.name).write_text(json.dumps(page, indent=1, ensure_ascii=False) + "\n")
         chosen[notebook.stem] = source
     return chosen
+
+
+def reference_run(root: Path, name: str) -> Path | None:
+    """The committed reference run of notebook `name` that the book shows (results/cpu/, else
+    results/paper/), or None. Used by the book machinery (build: what to stage, what to run)."""
+    return next((f for f in (root / "results" / p / name for p in REFERENCE_PROFILES) if f.is_file()), None)
 
 
 def gpu_run_card(root: Path, stem: str) -> dict | None:
@@ -848,9 +855,18 @@ def build(profile: str = "smoke", run_first: bool = True, fresh: bool = False, d
     root = project_root()
     runs_dir = Path(runs_dir) if runs_dir else root / "runs" / profile
     if run_first:
-        from .runner import run
+        from .runner import default_notebooks, run
 
-        run(profile, out_dir=runs_dir, data_dir=data_dir)
+        # A chapter with a committed reference run is shown from it, so running it here would
+        # cost minutes (the smoke runs took 9 min on two cores) and change nothing on its page.
+        to_run = [n for n in default_notebooks() if fresh or reference_run(root, n.name) is None]
+        shown = [reference_run(root, n.name) for n in default_notebooks() if n not in to_run]
+        if shown:
+            print(f"{len(shown)} chapter(s) shown from their committed runs, not run here: "
+                  + ", ".join(str(f.relative_to(root)) for f in shown)
+                  + f"; `--fresh` runs every chapter on the {profile} profile and shows those")
+        if to_run:
+            run(profile, to_run, out_dir=runs_dir, data_dir=data_dir)
     article_file = root / "book" / "article_results.yml"
     article = (yaml.safe_load(article_file.read_text()) if article_file.is_file() else {}) or {}
     chosen = stage_notebooks(runs_dir, fresh=fresh, article_results=article)
@@ -877,7 +893,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--data-dir", help="data directory for the run (default $TL_DATA_DIR, else data/)")
     parser.add_argument("--no-run", action="store_true", help="build from the runs already in runs/<profile>/")
-    parser.add_argument("--fresh", action="store_true", help="ignore the committed reference runs in results/")
+    parser.add_argument("--fresh", action="store_true",
+                        help="run every chapter here and show those runs, not the committed ones in results/")
     parser.add_argument("--output", type=Path, help="the HTML goes to <output>/_build/html (default: the project)")
     args = parser.parse_args(argv)
     build(args.profile, not args.no_run, args.fresh, args.data_dir, args.output)
