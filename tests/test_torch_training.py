@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import tl_helpers  # noqa: F401  (loads triton before anything imports TensorFlow)
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -289,6 +291,7 @@ def test_speed_settings_tables_the_four_settings_of_a_step(monkeypatch):
         return [0.4, 0.2, 0.8, 0.1][len(calls) - 1]
 
     monkeypatch.setattr(tt, "step_seconds", fake_step_seconds)
+    monkeypatch.setattr(tt, "native_bfloat16", lambda device: True)
     table = tt.speed_settings(nn.Linear(2, 2), torch.zeros(8, 2), torch.zeros(8), "cpu")
     assert list(table.index) == ["float32", "float32, channels-last", "bfloat16 autocast",
                                  "bfloat16 autocast, channels-last"]
@@ -297,3 +300,30 @@ def test_speed_settings_tables_the_four_settings_of_a_step(monkeypatch):
     np.testing.assert_allclose(table["seconds per training batch"], [0.4, 0.2, 0.8, 0.1])
     np.testing.assert_allclose(table["patches per second"], [20, 40, 10, 80])
     np.testing.assert_allclose(table["speed-up"], [1, 2, 0.5, 4])
+
+
+def test_speed_settings_leaves_emulated_bfloat16_untimed(monkeypatch, capsys):
+    """Emulated bfloat16 steps are not timed (on a busy 2-core machine their timing ran past the
+    suite's 2,000 s cell limit); the rows stay, empty, and a line says why."""
+    calls = []
+
+    def fake_step_seconds(model, images, labels, device, steps, **options):
+        calls.append(options)
+        return 0.4
+
+    monkeypatch.setattr(tt, "step_seconds", fake_step_seconds)
+    monkeypatch.setattr(tt, "native_bfloat16", lambda device: False)
+    table = tt.speed_settings(nn.Linear(2, 2), torch.zeros(8, 2), torch.zeros(8), "cpu")
+    assert calls == [{}, {"channels_last": True}]
+    assert table["seconds per training batch"].isna().tolist() == [False, False, True, True]
+    assert "bfloat16 autocast not timed" in capsys.readouterr().out
+    tt.speed_settings(nn.Linear(2, 2), torch.zeros(8, 2), torch.zeros(8), "cpu", time_emulated=True)
+    assert len(calls) == 6  # asked to: all four timed
+
+
+def test_native_bfloat16_agrees_with_the_cpu_flags():
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("no /proc/cpuinfo to compare with")
+    flags = set(cpuinfo.read_text().split())
+    assert tt.native_bfloat16("cpu") == bool(flags & {"avx512_bf16", "amx_bf16"})

@@ -486,13 +486,31 @@ def most_confident_mistakes(y_true, probabilities, k: int = 8) -> np.ndarray:
 
 # --- chapter 5 (issue 23): the speed table of "where the time goes" ------------------------------
 
-def speed_settings(model, images, labels, device=None, steps: int = 3) -> pd.DataFrame:
+def native_bfloat16(device) -> bool:
+    """Whether `device` computes in bfloat16 natively: a CUDA device, or a CPU whose oneDNN
+    has bfloat16 instructions (AVX512-BF16 or AMX). Elsewhere PyTorch emulates them, and an
+    emulated step is an order of magnitude slower than float32 (more on a busy machine, where
+    chapter 5's timing of it once ran past the test suite's 2,000 s cell limit).
+    Used by `speed_settings` (chapter 5)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cpu":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN: assume emulated
+        return False
+
+
+def speed_settings(model, images, labels, device=None, steps: int = 3, time_emulated: bool = False) -> pd.DataFrame:
     """Seconds of one training step on this batch for float32 and 16-bit autocast, each with
     and without channels-last (`step_seconds` on a copy of `model`), as a table.
 
     The 16-bit format is float16 on a CUDA device and bfloat16 elsewhere. Rows in that order
     (float32 first); columns: seconds per training batch, patches per second, speed-up
-    against float32. Taught in chapter 5.
+    against float32. On a CPU without bfloat16 instructions (`native_bfloat16`) the 16-bit
+    rows are left empty (NaN), with a line saying why, unless `time_emulated`. Taught in chapter 5.
     """
     import torch
 
@@ -502,7 +520,12 @@ def speed_settings(model, images, labels, device=None, steps: int = 3) -> pd.Dat
     settings = {"float32": {}, "float32, channels-last": {"channels_last": True},
                 f"{low} autocast": {"autocast_dtype": half},
                 f"{low} autocast, channels-last": {"autocast_dtype": half, "channels_last": True}}
+    timed = time_emulated or half != torch.bfloat16 or native_bfloat16(device)
+    if not timed:
+        print(f"{low} autocast not timed: this CPU has no {low} instructions, so PyTorch would emulate "
+              f"them, far slower than float32 (speed_settings(..., time_emulated=True) times it anyway)")
     step = pd.Series({name: step_seconds(model, images, labels, device, steps=steps, **options)
+                      if timed or "autocast_dtype" not in options else float("nan")
                       for name, options in settings.items()}, name="seconds per training batch")
     table = step.rename_axis("setting").to_frame()
     table["patches per second"] = len(images) / step
