@@ -128,19 +128,6 @@ unset TL_PROFILE
 TL_PROJECT_ROOT=$PWD "$venv/bin/python" -m tl_helpers.workflow.runner --profile smoke --out "$work/runs" --no-progress \
   notebooks/01_xception_brain_tumor.ipynb notebooks/05_pcam_resnet50_pytorch.ipynb
 step "their smoke floors (tests/smoke_floors.yml)"
-"$venv/bin/python" - "$work/runs" <<'EOF'
-import json, sys
-from pathlib import Path
-import yaml
-floors = yaml.safe_load(Path("tests/smoke_floors.yml").read_text())
-missed = []
-for stem in ("01_xception_brain_tumor", "05_pcam_resnet50_pytorch"):
-    card = json.loads((Path(sys.argv[1]) / f"{stem}.json").read_text())
-    for metric, floor in floors[stem].items():
-        value = card["metrics"].get(metric, {}).get("value")
-        ok = value is not None and value >= floor
-        print(f"  {stem}: {metric} {value} (floor {floor})" + ("" if ok else "  BELOW"))
-        missed += [] if ok else [metric]
-sys.exit(1 if missed else 0)
-EOF
+TL_PROJECT_ROOT=$PWD "$venv/bin/python" -m tl_helpers.workflow.floors "$work/runs" \
+  01_xception_brain_tumor 05_pcam_resnet50_pytorch
 step "done: Colab's stack runs the smoke chapters"

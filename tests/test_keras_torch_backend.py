@@ -26,7 +26,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import written_this_session
-from test_smoke_floors import below_floor
+from tl_helpers.workflow.floors import below_floor
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_RUNS = ROOT / "runs" / "smoke-torch"

@@ -10,22 +10,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
 
 from conftest import REPO, written_this_session
 from tl_helpers.workflow import runner
+from tl_helpers.workflow.floors import below_floor, main as floors_main, smoke_floors
 
-FLOORS = yaml.safe_load((REPO / "tests" / "smoke_floors.yml").read_text())
-
-
-def below_floor(card: dict) -> list[str]:
-    """The floors a run card misses, in words (empty when it clears them all)."""
-    missed = []
-    for metric, floor in FLOORS[card["notebook"]].items():
-        value = card["metrics"].get(metric, {}).get("value")
-        if value is None or not value >= floor:  # NaN misses too
-            missed.append(f"{card['notebook']}: {metric} = {value} is below its smoke floor {floor}")
-    return missed
+FLOORS = smoke_floors(REPO / "tests" / "smoke_floors.yml")
 
 
 @pytest.mark.after_notebooks
@@ -40,6 +30,20 @@ def test_smoke_run_clears_its_floor(stem):
     card = json.loads(card_path.read_text())
     assert card["profile"] == "smoke" and card["notebook"] == stem
     assert below_floor(card) == []
+
+
+def test_floor_command_fails_a_card_below_its_floor(tmp_path, capsys):
+    """The command CI's Colab-stack check runs on its runner cards."""
+    stem = "02_efficientnet_brain_tumor_4class"
+    floor = FLOORS[stem]["roc_auc"]
+    card = {"notebook": stem, "metrics": {"roc_auc": {"value": floor + 0.01}}}
+    (tmp_path / f"{stem}.json").write_text(json.dumps(card))
+    assert floors_main([str(tmp_path), stem]) == 0
+    card["metrics"]["roc_auc"]["value"] = float("nan")
+    (tmp_path / f"{stem}.json").write_text(json.dumps(card))
+    assert floors_main([str(tmp_path), stem]) == 1
+    assert floors_main([str(tmp_path), "05_pcam_resnet50_pytorch"]) == 1  # no card: a miss, said
+    assert "no run card" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from rooms above it in this list, never from one below:
 | `evaluate/` | `metrics`, `uncertainty`, `plotting`, `calibration`, `explain`, `near_duplicates`, `label_noise`, `shortcuts`, `protocol` | the evaluation protocol (threshold and temperature on validation, the test split once, calibration, Grad-CAM cases); numbers with intervals (Dice, bootstraps), MC dropout, figures, calibration, Grad-CAM, leakage, label-noise and shortcut audits |
 | `techniques/` | `fine_tuning`, `cropping`, `oversampling`, `imbalance`, `domains`, `segmentation` | what one chapter teaches |
 | `serve/` | `model_cards`, `card_schema`, `hub_readme`, `exports`, `predict`, `onnx_predict`, `external` | the trained model outside the notebook: model cards (checked, with a Hugging Face README), export with a reload check, prediction (also with ONNX Runtime alone) and evaluation on any folder |
-| `workflow/` | `notebook`, `runcard`, `timing`, `repro`, `profiles`, `runner`, `build`, `captions`, `backlinks`, `cli` | running chapters (one stopwatch for where the time went), building the book (with back-links from helpers to the chapters that call them); the `tl` command |
+| `workflow/` | `notebook`, `runcard`, `timing`, `repro`, `profiles`, `runner`, `build`, `captions`, `backlinks`, `floors`, `cli` | running chapters (one stopwatch for where the time went), building the book (with back-links from helpers to the chapters that call them); the smoke floors; the `tl` command |
 
 Modules are imported on first use, so `import tl_helpers as tl` stays fast and pulls in
 neither TensorFlow nor PyTorch until a chapter needs one; the PyTorch path (`loaders`,
@@ -46,7 +46,7 @@ MODULES = {
     "notebook": "workflow.notebook", "runcard": "workflow.runcard", "repro": "workflow.repro",
     "profiles": "workflow.profiles", "runner": "workflow.runner", "build": "workflow.build",
     "timing": "workflow.timing", "backlinks": "workflow.backlinks", "cli": "workflow.cli",
-    "captions": "workflow.captions",
+    "captions": "workflow.captions", "floors": "workflow.floors",
 }
 ROOMS = ("paths", "data", "train", "evaluate", "techniques", "serve", "workflow")  # lowest first
 
