@@ -165,6 +165,19 @@ def test_version_key_follows_the_helper_package(monkeypatch):
     assert runcard.version_key({**record, "profile": "smoke"}) != key
 
 
+def test_version_key_follows_the_settings_but_not_the_seed_or_folders():
+    """Two runs of one profile with another `-p EPOCHS=` (or an edited profile file) are two
+    versions: a seed spread must not pool them. The seed and the folders are not settings."""
+    from tl_helpers.workflow import runcard
+    parameters = {"PROFILE": "cpu", "SEED": 0, "EPOCHS": 4, "DATA_DIR": "/a/data", "MODEL_DIR": None}
+    record = {"notebook": "01_x", "profile": "cpu", "source_sha256": "s", "helpers_sha256": "h",
+              "parameters": parameters}
+    key = runcard.version_key(record)
+    other_seed = {**parameters, "SEED": 7, "DATA_DIR": "/b/data", "MODEL_DIR": "runs/cpu-seed7/models"}
+    assert runcard.version_key({**record, "parameters": other_seed}) == key
+    assert runcard.version_key({**record, "parameters": {**parameters, "EPOCHS": 5}}) != key
+
+
 def test_calls_by_group_gives_each_patients_own_sensitivity_and_specificity():
     y = np.array([1, 1, 0, 0, 1, 0, 0])
     called = np.array([1, 0, 1, 0, 1, 0, 0], bool)

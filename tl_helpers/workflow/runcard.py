@@ -104,13 +104,25 @@ def helpers_source_hash() -> str:
     return digest.hexdigest()
 
 
+def settings_of(parameters: dict | None) -> dict:
+    """The parameters that make a version of a chapter: all in effect but the seed and the
+    folders (`*_DIR`: where a run reads and writes, not what it computes) and OVERWRITE.
+    Used by version_key."""
+    return {k: v for k, v in sorted((parameters or {}).items())
+            if k not in ("SEED", "OVERWRITE") and not k.endswith("_DIR")}
+
+
 def version_key(record: dict) -> str:
-    """What makes two runs the same version of a chapter: notebook, profile, notebook source and
-    helper package (16 hex digits). Runs that differ only by seed share it, so
-    tl.metrics.seed_spread pools only runs with one key. Used by RunCard.finish."""
+    """What makes two runs the same version of a chapter: notebook, profile, notebook source,
+    helper package and the parameters in effect but the seed and folders (`settings_of`:
+    another profile file or a `-p` override is another version), 16 hex digits. Runs that
+    differ only by seed share it, so tl.metrics.seed_spread pools only runs with one key.
+    Used by RunCard.finish."""
     import hashlib
 
     parts = [str(record.get(k)) for k in ("notebook", "profile", "source_sha256", "helpers_sha256")]
+    if record.get("parameters") is not None:  # cards from before parameters were recorded: without
+        parts.append(json.dumps(settings_of(record["parameters"]), sort_keys=True, default=str))
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
