@@ -27,8 +27,8 @@ def test_mc_dropout_stays_on_at_inference_where_plain_dropout_does_not():
 
 
 def test_mc_predict_shape_and_unbiased_mean():
-    # 40 passes over many values, not 200 over few: the same number of draws, a fifth of the
-    # predict calls (each costs ~0.1 s of Keras overhead whatever its size)
+    # 40 passes over many values, not 200 over few: more draws (122,880, not 38,400) from a
+    # fifth of the predict calls (each costs ~0.1 s of Keras overhead whatever its size)
     x = np.linspace(1.0, 2.0, 3 * 1024, dtype="float32").reshape(3, 1024)
     samples = mc_predict(_dropout_only_model(MCDropout(0.2, seed=0), 1024), x, passes=40)
     assert samples.shape == (40, 3, 1024)

@@ -520,7 +520,7 @@ def speed_settings(model, images, labels, device=None, steps: int = 3, time_emul
     settings = {"float32": {}, "float32, channels-last": {"channels_last": True},
                 f"{low} autocast": {"autocast_dtype": half},
                 f"{low} autocast, channels-last": {"autocast_dtype": half, "channels_last": True}}
-    timed = time_emulated or half != torch.bfloat16 or native_bfloat16(device)
+    timed = time_emulated or native_bfloat16(device)  # a CUDA device: float16, native
     if not timed:
         print(f"{low} autocast not timed: this CPU has no {low} instructions, so PyTorch would emulate "
               f"them, far slower than float32 (speed_settings(..., time_emulated=True) times it anyway)")

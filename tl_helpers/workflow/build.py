@@ -859,8 +859,9 @@ def build(profile: str = "smoke", run_first: bool = True, fresh: bool = False, d
 
         # A chapter with a committed reference run is shown from it, so running it here would
         # cost minutes (the smoke runs took 9 min on two cores) and change nothing on its page.
-        to_run = [n for n in default_notebooks() if fresh or reference_run(root, n.name) is None]
-        shown = [reference_run(root, n.name) for n in default_notebooks() if n not in to_run]
+        references = {n: None if fresh else reference_run(root, n.name) for n in default_notebooks()}
+        to_run = [n for n, reference in references.items() if reference is None]
+        shown = [reference for reference in references.values() if reference is not None]
         if shown:
             print(f"{len(shown)} chapter(s) shown from their committed runs, not run here: "
                   + ", ".join(str(f.relative_to(root)) for f in shown)

@@ -108,7 +108,7 @@ def settings_of(parameters: dict | None) -> dict:
     """The parameters that make a version of a chapter: all in effect but the seed and the
     folders (`*_DIR`: where a run reads and writes, not what it computes) and OVERWRITE.
     Used by version_key."""
-    return {k: v for k, v in sorted((parameters or {}).items())
+    return {k: v for k, v in (parameters or {}).items()
             if k not in ("SEED", "OVERWRITE") and not k.endswith("_DIR")}
 
 
