@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tl_helpers.workflow.runcard import notebook_source_hash
+from tl_helpers.workflow.build import scrub_output
+from tl_helpers.workflow.runcard import notebook_source_hash, unstaged
 from tl_helpers.workflow.runner import relative_card_parameters, relative_parameters
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,3 +104,25 @@ def test_runner_writes_the_run_cards_parameters_relative_to_the_project(tmp_path
     assert json.loads(text)["parameters"] == {
         "DATA_DIR": None, "MODEL_DIR": "results/cpu-seed4/models", "OUTPUT_DIR": "results/cpu-seed4",
         "SEED": 4, "BACKBONE": "efficientnet_lite0", "CROP": None}
+
+
+def test_paths_through_the_staging_folder_name_where_the_files_are_kept(tmp_path):
+    """The exported model's path went onto the card and into the printed outputs while the run
+    was staged (`runs/cpu/.<stem>.running-<pid>/models/...`), a folder gone once the run is kept:
+    card, outputs and pages name `runs/cpu/models/...`."""
+    root = tmp_path / "project"
+    staging = root / "runs" / "cpu" / ".05_pcam_resnet50_pytorch.running-26458"
+    staging.mkdir(parents=True)
+    kept = "runs/cpu/models/05_pcam_efficientnet_lite0_seed0.card.json"
+    staged = "runs/cpu/.05_pcam_resnet50_pytorch.running-26458/models/05_pcam_efficientnet_lite0_seed0.card.json"
+    card = staging / "05_pcam_resnet50_pytorch.json"
+    card.write_text(json.dumps({"parameters": {"SEED": 0}, "model": {"exported": staged},
+                                "notes": [f"exported={staged}, timings"]}))
+    relative_card_parameters(card, root)
+    written = json.loads(card.read_text())
+    assert written["model"]["exported"] == kept and written["notes"] == [f"exported={kept}, timings"]
+    assert unstaged(".01_x.running-7/models/a.json and /tmp/o/.01_x.running-7/b") == "models/a.json and /tmp/o/b"
+    assert unstaged("runs/cpu/.hidden/models/x.json") == "runs/cpu/.hidden/models/x.json"  # not a staging folder
+    output = {"output_type": "stream", "name": "stdout", "text": [f"model card: {staged}\n"]}
+    scrub_output(output, root)
+    assert output["text"] == [f"model card: {kept}\n"]

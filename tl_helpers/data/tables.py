@@ -14,7 +14,7 @@ from .registry import DatasetNotFoundError, extra_set
 # --- listing files ---------------------------------------------------------------------
 
 __all__ = ['is_visible', 'list_class_images', 'class_folder_table', 'LGG_IMAGE', 'lgg_patient_id',
-           'lgg_slice_table', 'pcam_table', 'XRAY_PATIENT', 'xray_patient_id', 'sample_per_class']
+           'lgg_slice_table', 'pcam_table', 'pcam_tif_files', 'XRAY_PATIENT', 'xray_patient_id', 'sample_per_class']
 
 def is_visible(path: Path) -> bool:
     """False for hidden files and folders (`.ipynb_checkpoints`, `.DS_Store`): never data.
@@ -126,6 +126,17 @@ def pcam_table(root: str | Path, split: str = "train", missing_ok: bool = False)
     return labels[["id", "path", "label"]]
 
 
+def pcam_tif_files(root: str | Path, paths, n: int = 6) -> list[Path]:
+    """Up to `n` of Kaggle's `.tif` patches to show: those of a `kaggle_tif_samples/` folder
+    under `root` when there is one (a copy converted to another format keeps a few), else the
+    first `.tif` files among `paths`. Used by chapter 5.
+    """
+    folder = Path(root) / "kaggle_tif_samples"
+    files = (sorted(folder.glob("*.tif")) if folder.is_dir()
+             else sorted(Path(p) for p in paths if str(p).endswith(".tif")))
+    return files[:n]
+
+
 XRAY_PATIENT = [re.compile(r"^(person\d+)_"), re.compile(r"^((?:NORMAL2-)?IM-\d+)-")]
 
 
@@ -146,7 +157,7 @@ def xray_patient_id(filename: str | Path) -> str:
 def sample_per_class(table: pd.DataFrame, n: int, seed: int = 0, label_col: str = "label") -> pd.DataFrame:
     """Up to `n` random rows of each class of `table`, classes in sorted order.
 
-    Used by the dataset tour (chapter 0) and chapters 1, 2 and 3.
+    Used by chapters 1, 2 and 3 (and by `tl.plotting.plot_class_samples`).
     """
     shuffled = table.sample(frac=1.0, random_state=seed)
     return (shuffled.groupby(label_col, sort=True).head(n)

@@ -85,7 +85,7 @@ def plot_image_grid(images, titles=None, ncols: int = 5, labels=None, prediction
     `labels` alone titles each image with its class; `labels` and `predictions` together
     title it "true / pred", green when they agree and red when they do not. Labels may be
     class indices (named through `class_names`) or names. `titles` go above those lines.
-    2-D images use `cmap`. Used by the dataset tour (chapter 0) and chapters 1, 2, 3 and 5.
+    2-D images use `cmap`. Used by chapters 1, 2, 3 and 5.
     """
     images = list(images)
     if not images:
@@ -118,6 +118,24 @@ def plot_image_grid(images, titles=None, ncols: int = 5, labels=None, prediction
     if suptitle:
         fig.suptitle(suptitle, fontsize=SUPTITLE_PT)
     return _finish(fig, save)
+
+
+def plot_class_samples(table, per_class: int, seed: int = 0, label_col: str = "label",
+                       path_col: str = "path", labels=None, titles_col: str | None = None,
+                       suptitle: str | None = None) -> Figure:
+    """`per_class` random images of each class of `table` (`tl.data.sample_per_class`), one row
+    of the grid per class. `labels` maps a class to the words shown under it (default: the class
+    itself); `titles_col` names a column shown above each image (e.g. the patient).
+    Used by the dataset tour (chapter 0).
+    """
+    from ..data.images import read_image
+    from ..data.tables import sample_per_class
+
+    samples = sample_per_class(table, per_class, seed=seed, label_col=label_col)
+    shown = [labels(value) if callable(labels) else value for value in samples[label_col]]
+    return plot_image_grid([read_image(path) for path in samples[path_col]], labels=shown,
+                           titles=list(samples[titles_col]) if titles_col else None,
+                           ncols=per_class, suptitle=suptitle)
 
 
 def _draw_overlay(ax, image, mask: np.ndarray, colour: str, alpha: float) -> None:

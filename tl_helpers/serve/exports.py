@@ -24,14 +24,20 @@ def model_folder(model_dir: str | Path | None, profile: str) -> Path:
 
 def export_and_check(model, card: dict, model_dir: str | Path | None, files: Sequence,
                      expected: np.ndarray, columns=None, segmenter=None, device: str | None = None,
-                     what: str = "test files"):
+                     what: str = "test files", run_card=None):
     """Export `model` with its model card, load it back from the files, and print the largest
     difference between its predictions on `files` and the notebook's own (`expected`).
 
     card: the model card's fields (tl.model_cards.export_model; `profile` is required).
     columns: which columns of predict_proba to compare (e.g. the positive class), default all.
+    run_card: the chapter's run card; the model card then takes the run's profile and, when
+        the run read one dataset, that dataset's source (`data_source`), unless `card` names them.
     Returns (card path, the loaded predictor). Taught in chapter 1; used by chapters 2, 3, 4 and 5.
     """
+    if run_card is not None:
+        datasets = list(run_card.record["data"].values())
+        card = {"profile": run_card.record["profile"],
+                **({"data_source": datasets[0]["source"]} if len(datasets) == 1 else {}), **card}
     card_path = export_model(model, model_folder(model_dir, card["profile"]), card, segmenter=segmenter)
     predictor = load_model(card_path, device=device)
     again = predictor.predict_proba(list(files))

@@ -34,7 +34,7 @@ import yaml
 from ..paths import ask_git, project_root
 from .backlinks import helpers_page
 from .captions import figure_caption
-from .runcard import notebook_source_hash, scrub_paths
+from .runcard import map_strings, notebook_source_hash, scrub_paths
 
 GENERATED = Path("book") / "generated"
 REFERENCE_PROFILES = ("cpu", "paper")
@@ -123,14 +123,6 @@ def scrub_output(output: dict, root: str | Path | None = None) -> None:
             output["data"][mime] = scrubbed(output["data"][mime])
     if "traceback" in output:
         output["traceback"] = [scrub_paths(line, root) for line in output["traceback"]]
-
-
-def _scrub_metadata(value):
-    if isinstance(value, dict):
-        return {k: _scrub_metadata(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub_metadata(v) for v in value]
-    return scrub_paths(value) if isinstance(value, str) else value
 
 
 def _total_images(counts) -> int:
@@ -440,7 +432,7 @@ def prepare_page(nb: dict, stem: str, card: dict | None, article: dict, changed:
             mystnb = cell["metadata"].setdefault("mystnb", {})
             mystnb.setdefault("image", {})["alt"] = f"Figure {figures} of {place}" + (f", section {heading}" if heading else "") + f". {caption}"
             mystnb.setdefault("figure", {})["caption"] = f"Figure {figures}. {caption}"
-    nb["metadata"] = _scrub_metadata(nb.get("metadata", {}))
+    nb["metadata"] = map_strings(nb.get("metadata", {}), scrub_paths)
     return nb
 
 

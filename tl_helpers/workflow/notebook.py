@@ -242,6 +242,20 @@ def start(namespace: dict, notebook: str, frameworks: tuple[str, ...] = ()) -> R
                    parameters=profiles.parameters_in_effect(namespace, notebook))
 
 
+def load_data(card: RunCard, name: str, synthetic: bool, data_dir: str | Path | None = None,
+              seed: int = 0):
+    """Find dataset `name` (`tl.data.load`: the real files, else synthetic look-alikes), record
+    where it came from and its counts on the run card, print what was found; the report.
+    Used by the dataset tour (chapter 0) and chapter 5.
+    """
+    from .. import data
+
+    report = data.load(name, synthetic=synthetic, data_dir=data_dir, seed=seed)
+    card.data(name, report.source, counts=report.counts)
+    print(report)
+    return report
+
+
 def finish(card: RunCard, output_dir: str | Path | None = None, overwrite: bool = False) -> Path:
     """Save the run card (default runs/<profile>/) and print it; committed cards are kept.
     Used by every chapter (its last code cell).

@@ -226,12 +226,36 @@ _MACHINE_PATH = re.compile(r"(?<![\w.~:/-])(?:[A-Za-z]:)?/(?:work|home|Users|roo
 _INSTALLED_PATH = re.compile(r"[^\s'\"<>,;()\[\]{}|`]*/(?:site|dist)-packages/[^\s'\"<>,;:()\[\]{}|`]*")
 
 
+# The runner's hidden staging folder, `<out>/.<stem>.running-<pid>/`, is renamed to `<out>/` when
+# the run succeeds: a path through it names where the file ends up once that part is dropped.
+_STAGING = re.compile(r"(^|/)\.[\w.-]+?\.running-\d+/")
+
+
+def unstaged(text: str) -> str:
+    """`text` with each path through the runner's staging folder (`<out>/.<stem>.running-<pid>/x`)
+    naming where the file is once the run is kept (`<out>/x`). Used by the book machinery
+    (runner: run cards and notebooks; build: pages) and `scrub_paths`."""
+    return _STAGING.sub(r"\1", text)
+
+
+def map_strings(value, change):
+    """`value` (JSON-like: dicts, lists, scalars) with `change` applied to every string in it.
+    Used by the book machinery (build: notebook metadata; runner: run cards)."""
+    if isinstance(value, dict):
+        return {k: map_strings(v, change) for k, v in value.items()}
+    if isinstance(value, list):
+        return [map_strings(v, change) for v in value]
+    return change(value) if isinstance(value, str) else value
+
+
 def scrub_paths(text: str, root: str | Path | None = None) -> str:
     """`text` without the running machine's absolute paths: under `root` (default the project)
-    they become relative, any other becomes `.../<file name>`.
+    they become relative, any other becomes `.../<file name>`; paths through the runner's
+    staging folder name where the file ends up (`unstaged`).
 
     Used by the run card's table and the book machinery (build: pages, downloads).
     """
+    text = unstaged(text)
     def short(match: re.Match) -> str:
         path = match.group(0)
         kept = path.rstrip("/.")
@@ -278,8 +302,11 @@ class RunCard:
                        "data": {}, "model": {}, "metrics": {}, "notes": []}
 
     def data(self, name: str, source: str, **details) -> "RunCard":
-        """Record a dataset: its name, where it came from, and counts or split sizes."""
-        self.record["data"][name] = {"source": source, **details}
+        """Record a dataset: its name, where it came from, and counts or split sizes. Recording
+        the same dataset again adds the new details (a chapter records its counts when it reads
+        the data, its splits once it has drawn them)."""
+        self.record["data"][name] = {**self.record["data"].get(name, {}), "source": source,
+                                     **details}
         return self
 
     def model(self, **details) -> "RunCard":

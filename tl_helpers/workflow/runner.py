@@ -43,7 +43,7 @@ from pathlib import Path
 from ..data.registry import DataError, locate
 from ..paths import PROGRESS_ENV, OutputWriteError, check_output_folder, process_running, project_root
 from .profiles import PROFILE_ENV, available_profiles, load_profile, notebook_parameters, parameters_for
-from .runcard import ResultOverwriteError, guard_overwrite
+from .runcard import ResultOverwriteError, guard_overwrite, map_strings, unstaged
 
 
 class NotebookFailed(RuntimeError):
@@ -345,13 +345,14 @@ def _relative_folder(value, root: Path):
 
 def relative_card_parameters(path: Path, root: Path) -> None:
     """Rewrite a run card (in place) so its `parameters` name folders as `relative_parameters`
-    does: relative to the project `root`, None outside it (a reader's $TL_DATA_DIR).
+    does: relative to the project `root`, None outside it (a reader's $TL_DATA_DIR); and so
+    every path through the staging folder (an exported model) names where the file is kept.
     Used by the book machinery (runner.run_notebook)."""
-    card = json.loads(path.read_text())
+    card = map_strings(json.loads(path.read_text()), unstaged)
     if isinstance(card.get("parameters"), dict):
         root = Path(root).resolve()
         card["parameters"] = {k: _relative_folder(v, root) for k, v in card["parameters"].items()}
-        path.write_text(json.dumps(card, indent=1) + "\n")  # as RunCard writes it
+    path.write_text(json.dumps(card, indent=1) + "\n")  # as RunCard writes it
 
 
 def relative_parameters(path: Path, root: Path) -> None:
