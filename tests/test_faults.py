@@ -69,6 +69,8 @@ def test_missing_dataset_stops_the_runner_before_papermill(tmp_path, no_papermil
         runner.run("smoke", [nb], out_dir=tmp_path / "out", data_dir=tmp_path / "data", progress=False)
     assert runner.notebook_datasets(nb) == ["pcam"]
     assert runner.notebook_datasets(REPO / "notebooks" / "00_datasets.ipynb") == sorted(DATASETS)
+    # the chapters that read their data through tl.notebook.load_data are checked alike
+    assert runner.notebook_datasets(REPO / "notebooks" / "05_pcam_resnet50_pytorch.ipynb") == ["pcam"]
 
 
 # --- 3. one-line errors naming the path and the fix ------------------------------------

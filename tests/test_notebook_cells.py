@@ -21,7 +21,7 @@ def cell_containing(notebook: str, text: str) -> str:
 def test_chapter5_tif_illustration_is_skipped_without_tif_files(tmp_path, capsys):
     """An optional illustration must not stop a chapter: a PCam copy with .jpg patches only."""
     matplotlib.use("Agg")
-    source = cell_containing("05_pcam_resnet50_pytorch.ipynb", "kaggle_tif_samples")
+    source = cell_containing("05_pcam_resnet50_pytorch.ipynb", "tl.data.pcam_tif_files(")
     (tmp_path / "pcam" / "train").mkdir(parents=True)
     patches = pd.DataFrame({"path": [str(tmp_path / "pcam" / "train" / "a.jpg")], "label": [0]})
     shown = []

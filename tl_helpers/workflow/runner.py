@@ -111,11 +111,13 @@ def _parameter_defaults(notebook: Path) -> dict:
     return defaults
 
 
-_LOAD_CALL = re.compile(r"""\btl\.data\.load\(\s*["']([\w-]+)["']""")
+# tl.data.load("<name>", ...) or tl.notebook.load_data(card, "<name>", ...)
+_LOAD_CALL = re.compile(r"""\btl\.(?:data\.load\(|notebook\.load_data\(\s*\w+\s*,)\s*["']([\w-]+)["']""")
 
 
 def notebook_datasets(notebook: Path) -> list[str]:
-    """The datasets a notebook loads: the names in its `tl.data.load("<name>", ...)` calls (read, not run).
+    """The datasets a notebook loads: the names in its `tl.data.load("<name>", ...)` and
+    `tl.notebook.load_data(card, "<name>", ...)` calls (read, not run).
 
     Used by the book machinery (runner.check_data).
     """
