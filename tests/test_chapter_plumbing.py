@@ -4,6 +4,7 @@ the run card. Each on real files made here."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -40,7 +41,6 @@ def _class_folders(root, counts):
             path = root / label / f"{label}{k}.png"
             Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(path)
             rows.append({"path": str(path), "label": label, "patient": f"p{k}"})
-    import pandas as pd
     return pd.DataFrame(rows)
 
 

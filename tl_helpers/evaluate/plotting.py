@@ -124,15 +124,16 @@ def plot_class_samples(table, per_class: int, seed: int = 0, label_col: str = "l
                        path_col: str = "path", labels=None, titles_col: str | None = None,
                        suptitle: str | None = None) -> Figure:
     """`per_class` random images of each class of `table` (`tl.data.sample_per_class`), one row
-    of the grid per class. `labels` maps a class to the words shown under it (default: the class
-    itself); `titles_col` names a column shown above each image (e.g. the patient).
+    of the grid per class. `labels`: a function from a class to the words shown under its
+    images (default: the class itself); `titles_col`: a column shown above each image (the
+    patient, say).
     Used by the dataset tour (chapter 0).
     """
     from ..data.images import read_image
     from ..data.tables import sample_per_class
 
     samples = sample_per_class(table, per_class, seed=seed, label_col=label_col)
-    shown = [labels(value) if callable(labels) else value for value in samples[label_col]]
+    shown = [labels(value) if labels else value for value in samples[label_col]]
     return plot_image_grid([read_image(path) for path in samples[path_col]], labels=shown,
                            titles=list(samples[titles_col]) if titles_col else None,
                            ncols=per_class, suptitle=suptitle)
