@@ -228,12 +228,12 @@ _INSTALLED_PATH = re.compile(r"[^\s'\"<>,;()\[\]{}|`]*/(?:site|dist)-packages/[^
 
 # The runner's hidden staging folder, `<out>/.<stem>.running-<pid>/`, is renamed to `<out>/` when
 # the run succeeds: a path through it names where the file ends up once that part is dropped.
-_STAGING = re.compile(r"(^|/)\.[\w.-]+?\.running-\d+/")
+_STAGING = re.compile(r"(^|/)\.[\w.-]+?\.running-\d+(?:/|$)")
 
 
 def unstaged(text: str) -> str:
     """`text` with each path through the runner's staging folder (`<out>/.<stem>.running-<pid>/x`)
-    naming where the file is once the run is kept (`<out>/x`). Used by the book machinery
+    naming where the file is once the run is kept (`<out>/x`; the folder itself: `<out>/`). Used by the book machinery
     (runner: run cards and notebooks; build: pages) and `scrub_paths`."""
     return _STAGING.sub(r"\1", text)
 

@@ -341,7 +341,7 @@ def _relative_folder(value, root: Path):
     any other value as it is."""
     if not isinstance(value, str) or not value.startswith("/"):
         return value
-    folder = Path(re.sub(r"/\.[^/]+\.running-\d+(?=/|$)", "", value))
+    folder = Path(unstaged(value))
     return folder.relative_to(root).as_posix() if folder.is_relative_to(root) else None
 
 
