@@ -21,6 +21,10 @@ def test_recording_a_dataset_again_adds_its_new_details():
     card.data("pcam", "real data", splits={"train": 3})  # a later value wins
     assert card.record["data"]["pcam"]["splits"] == {"train": 3}
     assert card.record["data"]["pcam"]["source"] == "real data"
+    card.data("pcam", patients={"train": 2})  # once recorded, the source may be left out
+    assert card.record["data"]["pcam"]["source"] == "real data"
+    with pytest.raises(ValueError, match="first time"):
+        card.data("lgg", splits={"train": 2})  # a first record without a source
 
 
 def test_load_data_records_the_source_and_counts_and_says_what_it_found(tmp_path, capsys):

@@ -209,3 +209,12 @@ def test_heat_share_table_summarises_each_group_without_maps_lacking_heat():
     assert table.loc["all", "median share inside"] == pytest.approx(0.25)
     assert table.loc["first two", "median share inside"] == pytest.approx(0.625)
     assert table.loc["all", "share above the area's"] == pytest.approx(1 / 3)
+
+
+def test_case_titles_say_right_or_wrong_the_true_class_and_what_it_was_called():
+    y_true, called = np.array([1, 0, 1, 2]), np.array([1, 1, 0, 0])
+    p = np.array([0.91, 0.62, 0.2, 0.4])
+    assert tl.explain.case_titles([0, 1, 2], y_true, called, ["none", "tumour"], p) == [
+        "right: tumour, p 0.91", "WRONG: none, p 0.62", "WRONG: tumour, p 0.20"]
+    assert tl.explain.case_titles([3, 0], y_true, called, ["glioma", "meningioma", "none"]) == [
+        "WRONG: none as glioma", "right: meningioma"]

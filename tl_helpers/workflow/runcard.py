@@ -301,12 +301,15 @@ class RunCard:
                        "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        "data": {}, "model": {}, "metrics": {}, "notes": []}
 
-    def data(self, name: str, source: str, **details) -> "RunCard":
+    def data(self, name: str, source: str | None = None, **details) -> "RunCard":
         """Record a dataset: its name, where it came from, and counts or split sizes. Recording
         the same dataset again adds the new details (a chapter records its counts when it reads
-        the data, its splits once it has drawn them)."""
-        self.record["data"][name] = {**self.record["data"].get(name, {}), "source": source,
-                                     **details}
+        the data, its splits once it has drawn them); `source` may then be left out."""
+        known = self.record["data"].get(name, {})
+        if source is None and "source" not in known:
+            raise ValueError(f"dataset {name!r} is recorded for the first time: say where it came "
+                             "from (source=, e.g. the report of tl.data.load)")
+        self.record["data"][name] = {**known, "source": source or known["source"], **details}
         return self
 
     def model(self, **details) -> "RunCard":
