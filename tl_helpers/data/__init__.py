@@ -40,7 +40,7 @@ def load(name: str, synthetic: bool, data_dir: str | Path | None = None, seed: i
 
     Returns the VerifyReport (print it for counts, sizes and notes); `report.root` is the
     dataset's folder. Stops with every problem listed, each with its path, when the data
-    is missing or damaged. Used by chapters 1 and 2, and through `tl.notebook.load_data` by the others.
+    is missing or damaged. The chapters call it through `tl.notebook.load_data`, which also records it.
     """
     return require(name, dataset_root(name, synthetic, data_dir, seed=seed, size=size), deep=deep)
 

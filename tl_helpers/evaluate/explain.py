@@ -400,7 +400,7 @@ def case_titles(shown, y_true, called, class_names: Sequence[str], p=None) -> li
     """A title per shown case (indices from tl.protocol.gradcam_cases): "right: <true class>"
     or "WRONG: <true class>", with more than two classes what it was called ("as <class>"),
     and with `p` (one probability per case) the model's probability, e.g. "WRONG: tumour, p 0.31".
-    Used by chapter 4.
+    Used by chapters 1, 2 and 4.
     """
     as_called = len(class_names) > 2  # two classes: WRONG already says what it was called
     titles = []

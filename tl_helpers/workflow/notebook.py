@@ -246,7 +246,7 @@ def load_data(card: RunCard, name: str, synthetic: bool, data_dir: str | Path | 
               seed: int = 0):
     """Find dataset `name` (`tl.data.load`: the real files, else synthetic look-alikes), record
     where it came from and its counts on the run card, print what was found; the report.
-    Used by the dataset tour (chapter 0) and chapters 3, 4 and 5.
+    Used by the dataset tour (chapter 0) and every chapter.
     """
     from .. import data
 
