@@ -309,7 +309,8 @@ class RunCard:
         if source is None and "source" not in known:
             raise ValueError(f"dataset {name!r} is recorded for the first time: say where it came "
                              "from (source=, e.g. the report of tl.data.load)")
-        self.record["data"][name] = {**known, "source": source or known["source"], **details}
+        self.record["data"][name] = {**known, "source": known["source"] if source is None else source,
+                                     **details}
         return self
 
     def model(self, **details) -> "RunCard":
