@@ -32,7 +32,7 @@ def chapter_cnn():
     source = next("".join(c["source"]) for c in cells
                   if c["cell_type"] == "code" and "def make_cnn" in "".join(c["source"]))
     source = source.split("\nmodel_a = ")[0]  # the definitions, not the chapter's own model
-    namespace = {"keras": keras, "layers": keras.layers}
+    namespace = {"keras": keras}
     exec(compile(source, f"{NOTEBOOK.name}: make_cnn", "exec"), namespace)
     return namespace["make_cnn"]
 

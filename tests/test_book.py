@@ -283,11 +283,11 @@ def test_chapter_pages_open_with_the_run_and_hide_the_plumbing(built_book):
     page = (html_root / "book" / "generated" / "01_xception_brain_tumor.html").read_text()
     assert "What you are looking at" in page and "smoke" in page
     assert "<h1>Chapter 1: " in page.replace("¶", "")
-    assert "tl.notebook.setup()" not in page and "Parameters (papermill" not in page  # hidden inputs
+    assert "tl.notebook.setup()" not in page and "values edited here win" not in page  # hidden inputs
     assert 'class="tl-runcard"' in page  # the run card as a table
     download = json.loads((html_root / "_sources" / "book" / "generated" / "01_xception_brain_tumor.ipynb").read_text())
     sources = ["".join(c["source"]) for c in download["cells"]]
-    assert any("tl.notebook.setup()" in s for s in sources) and any("# Parameters" in s for s in sources)
+    assert any("tl.notebook.setup()" in s for s in sources) and any("values edited here win" in s for s in sources)
     assert "colab.research.google.com/github/tl-medical-book/tl-medical-book/blob/main/notebooks/01_xception_brain_tumor.ipynb" in page
     source = json.loads((html_root / "_notebooks" / "01_xception_brain_tumor.ipynb").read_text())
     assert all(not c.get("outputs") for c in source["cells"])

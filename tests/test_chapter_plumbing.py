@@ -97,12 +97,12 @@ def captured_export(monkeypatch, tmp_path):
 def test_the_model_card_takes_profile_and_source_from_the_run_card(captured_export, tmp_path):
     card = tl.runcard.RunCard("05_x", "cpu")
     card.data("pcam", "real data (../shared/data)")
-    exports.export_and_check(object(), {"task": "binary"}, tmp_path, ["a"], np.zeros(1), columns=1,
-                             run_card=card)
+    exports.export_and_check(object(), {"task": "binary"}, ["a"], np.zeros(1), columns=1,
+                             run_card=card, model_dir=tmp_path)
     assert captured_export == {"profile": "cpu", "data_source": "real data (../shared/data)",
                                "task": "binary"}
     captured_export.clear()
     card.data("other", "synthetic")  # two datasets: no single source to name
-    exports.export_and_check(object(), {"task": "binary", "profile": "smoke"}, tmp_path, ["a"],
-                             np.zeros(1), columns=1, run_card=card)
+    exports.export_and_check(object(), {"task": "binary", "profile": "smoke"}, ["a"],
+                             np.zeros(1), columns=1, run_card=card, model_dir=tmp_path)
     assert captured_export == {"profile": "smoke", "task": "binary"}

@@ -247,6 +247,47 @@ def test_models_are_staged_with_the_run_and_the_kernel_imports_the_checkouts_tl_
     assert "imports tl_helpers from" in runner.other_tl_helpers(tmp_path)
 
 
+def test_a_notebook_without_plumbing_parameters_learns_where_to_write_from_the_runner(tmp_path):
+    """The chapters declare no OUTPUT_DIR, MODEL_DIR or OVERWRITE: the runner's environment says."""
+    nb = _notebook(tmp_path / "src" / "07_e.ipynb",
+                   "import json, pathlib, tl_helpers as tl\n"
+                   "tl.paths.model_dir(PROFILE).mkdir(parents=True, exist_ok=True)\n"
+                   "(tl.paths.model_dir(PROFILE) / 'm.card.json').write_text(MARK)\n"
+                   "(tl.paths.output_dir(PROFILE) / '07_e.json').write_text(json.dumps(\n"
+                   "    {'notebook': '07_e', 'mark': MARK, 'overwrite': tl.paths.overwrite_allowed()}))",
+                   "assert not FAIL, 'boom'",
+                   parameters="PROFILE = 'smoke'\nMARK = 'good'\nFAIL = False")
+    out = tmp_path / "out"
+    runner.run("smoke", [nb], out_dir=out, progress=False)
+    assert json.loads((out / "07_e.json").read_text()) == {"notebook": "07_e", "mark": "good", "overwrite": False}
+    assert (out / "models" / "m.card.json").read_text() == "good"
+    injected = json.loads((out / "07_e.ipynb").read_text())["metadata"]["papermill"]["parameters"]
+    assert not {"OUTPUT_DIR", "MODEL_DIR", "OVERWRITE"} & set(injected), injected  # none it does not declare
+    with pytest.raises(runner.NotebookFailed):
+        runner.run("smoke", [nb], out_dir=out, overrides={"MARK": "bad", "FAIL": True}, progress=False)
+    assert (out / "models" / "m.card.json").read_text() == "good"  # staged: the failed run's model went
+    runner.run("smoke", [nb], out_dir=out, overwrite=True, progress=False)
+    assert json.loads((out / "07_e.json").read_text())["overwrite"] is True
+    assert not {k for k in os.environ if k in ("TL_OUTPUT_DIR", "TL_MODEL_DIR", "TL_OVERWRITE")}
+
+
+def test_the_runs_folders_come_from_the_environment_else_runs(monkeypatch, tmp_path):
+    from tl_helpers import paths
+
+    for name in (paths.OUTPUT_DIR_ENV, paths.MODEL_DIR_ENV, paths.OVERWRITE_ENV, paths.RUNS_DIR_ENV):
+        monkeypatch.delenv(name, raising=False)
+    assert paths.output_dir("cpu") == paths.project_root() / "runs" / "cpu"
+    assert paths.model_dir("cpu") == paths.project_root() / "runs" / "cpu" / "models"
+    assert paths.overwrite_allowed() is False
+    monkeypatch.setenv(paths.OUTPUT_DIR_ENV, str(tmp_path / "o"))
+    monkeypatch.setenv(paths.MODEL_DIR_ENV, str(tmp_path / "m"))
+    monkeypatch.setenv(paths.OVERWRITE_ENV, "1")
+    assert (paths.output_dir("cpu"), paths.model_dir("cpu")) == (tmp_path / "o", tmp_path / "m")
+    assert paths.overwrite_allowed() is True
+    monkeypatch.setenv(paths.OVERWRITE_ENV, "0")
+    assert paths.overwrite_allowed() is False
+
+
 def test_sigterm_stops_the_runner_cleanly_and_the_next_run_clears_dead_staging(tmp_path):
     """A real runner process, a real SIGTERM in the middle of a cell."""
     import signal

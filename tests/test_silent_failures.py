@@ -140,7 +140,7 @@ def test_marked_results_folder_is_protected_without_git(tmp_path, monkeypatch):
 
     # the project's own results/ is protected by where it is, even when git says nothing
     monkeypatch.setattr(runcard, "is_tracked_by_git", lambda path: False)
-    with pytest.raises(ResultOverwriteError, match="OVERWRITE=True"):
+    with pytest.raises(ResultOverwriteError, match="overwrite=True to tl.notebook.finish"):
         guard_overwrite(reference)
     guard_overwrite(reference, overwrite=True)
     guard_overwrite(tmp_path / "elsewhere" / reference.name)  # an unmarked folder: allowed

@@ -6,6 +6,7 @@ notices it: nbval alone compares printouts, whose numbers it masks.
 """
 import json
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -57,7 +58,8 @@ def test_floor_catches_a_pipeline_with_shuffled_labels(tmp_path):
     to tests/smoke_floors.yml or chapter 1)."""
     stem = "01_xception_brain_tumor"
     nb = nbformat.read(REPO / "notebooks" / f"{stem}.ipynb", as_version=4)
-    split_cell = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "y_train = " in c.source)
+    split_cell = next(i for i, c in enumerate(nb.cells)  # where the label arrays are made
+                      if c.cell_type == "code" and re.search(r"\by_train\b[^=\n]*=", c.source))
     # the bug: training and validation labels shuffled in the table (phase 2 reads the table) and the arrays
     nb.cells.insert(split_cell + 1, nbformat.v4.new_code_cell(
         "rng_broken = np.random.default_rng(12345)\n"

@@ -15,6 +15,12 @@ PROJECT_ROOT_ENV = "TL_PROJECT_ROOT"
 CACHE_DIR_ENV = "TL_CACHE_DIR"
 RUNS_DIR_ENV = "TL_RUNS_DIR"  # set by tl.notebook.setup(drive=True): run cards and models on Google Drive
 PROGRESS_ENV = "TL_PROGRESS"  # "0": no progress bars (the runner and the test suite set it)
+# Set by the runner for the notebook it runs, so that a chapter's parameters cell holds only
+# what the chapter computes with: where the run card goes (the runner's staging folder),
+# where its models go, and whether a committed card may be replaced ("1": --overwrite).
+OUTPUT_DIR_ENV = "TL_OUTPUT_DIR"
+MODEL_DIR_ENV = "TL_MODEL_DIR"
+OVERWRITE_ENV = "TL_OVERWRITE"
 
 
 def _find_project_root() -> Path | None:
@@ -44,6 +50,30 @@ def runs_dir(profile: str) -> Path:
     if os.environ.get(RUNS_DIR_ENV):
         return Path(os.environ[RUNS_DIR_ENV]).expanduser().resolve() / profile
     return project_root() / "runs" / profile
+
+
+def output_dir(profile: str) -> Path:
+    """Where this run's card goes: $TL_OUTPUT_DIR when the runner set it, else `runs_dir(profile)`.
+
+    Used by tl.notebook.finish.
+    """
+    return Path(os.environ[OUTPUT_DIR_ENV]) if os.environ.get(OUTPUT_DIR_ENV) else runs_dir(profile)
+
+
+def model_dir(profile: str) -> Path:
+    """Where this run's models go: $TL_MODEL_DIR when the runner set it, else `runs_dir(profile)/models`.
+
+    Used by tl.exports.model_folder.
+    """
+    return Path(os.environ[MODEL_DIR_ENV]) if os.environ.get(MODEL_DIR_ENV) else runs_dir(profile) / "models"
+
+
+def overwrite_allowed() -> bool:
+    """Whether this run may replace a committed run card: the runner was given --overwrite.
+
+    Used by tl.notebook.finish.
+    """
+    return os.environ.get(OVERWRITE_ENV) == "1"
 
 
 def cache_dir(kind: str) -> Path:

@@ -193,7 +193,7 @@ def read_image(path: str | Path, channels: int | None = 3) -> np.ndarray:
 
     Raises ImageReadError naming the file when it is missing, empty, truncated, corrupt, not
     an image, or declares more than MAX_PIXELS pixels (the same rules as `decode_native`).
-    Used by the dataset tour (chapter 0) and chapters 1, 4 and 5.
+    Used by the dataset tour (chapter 0) and chapters 4 and 5.
     """
     return to_channels(_read_pixels(Path(path)), channels)
 

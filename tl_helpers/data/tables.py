@@ -157,7 +157,7 @@ def xray_patient_id(filename: str | Path) -> str:
 def sample_per_class(table: pd.DataFrame, n: int, seed: int = 0, label_col: str = "label") -> pd.DataFrame:
     """Up to `n` random rows of each class of `table`, classes in sorted order.
 
-    Used by chapters 1, 2 and 3 (and by `tl.plotting.plot_class_samples`).
+    Used by chapters 2 and 3 (and by `tl.plotting.plot_class_samples`).
     """
     shuffled = table.sample(frac=1.0, random_state=seed)
     return (shuffled.groupby(label_col, sort=True).head(n)

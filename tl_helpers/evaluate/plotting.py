@@ -127,7 +127,7 @@ def plot_class_samples(table, per_class: int, seed: int = 0, label_col: str = "l
     of the grid per class. `labels`: a function from a class to the words shown under its
     images (default: the class itself); `titles_col`: a column shown above each image (the
     patient, say).
-    Used by the dataset tour (chapter 0).
+    Used by the dataset tour (chapter 0) and chapter 1.
     """
     from ..data.images import read_image
     from ..data.tables import sample_per_class

@@ -3,14 +3,14 @@
     import tl_helpers as tl; tl.notebook.setup()          # the setup cell (generated)
     card = tl.notebook.start(globals(), "01_xception_brain_tumor", frameworks=("keras",))
     ...
-    tl.notebook.finish(card, OUTPUT_DIR, OVERWRITE)
+    tl.notebook.finish(card)
 
 `setup` makes a Colab runtime ready (the setup cell clones the book first); `start`
 silences framework log noise, imports the chapter's frameworks, applies the profile the
 parameters cell names (or $TL_PROFILE; a value edited by hand wins), seeds every generator, makes figures display compactly, and opens
-the run card. `finish` writes the card as JSON (default `runs/<profile>/<notebook>.json`)
-and prints it. The setup cell and the Colab badge are generated from the one repository
-URL in `_config.yml` (`setup_cell_source`, `colab_url`; `scripts/notebook_setup.py`).
+the run card. `finish` writes the card as JSON (default `runs/<profile>/<notebook>.json`, or
+where the runner says) and prints it. The setup cell and the Colab badge are generated from
+the one repository URL in `_config.yml` (`setup_cell_source`, `colab_url`; `scripts/notebook_setup.py`).
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ import yaml
 
 from ..data.downloads import KAGGLE_INPUT
 from ..data.registry import DATA_DIR_ENV
-from ..paths import CACHE_DIR_ENV, RUNS_DIR_ENV, project_root, runs_dir, show_book_warnings_briefly
+from ..paths import CACHE_DIR_ENV, RUNS_DIR_ENV, overwrite_allowed, project_root, show_book_warnings_briefly
+from ..paths import output_dir as default_output_dir
 from . import profiles, repro
 from .runcard import RunCard
 
@@ -66,12 +67,11 @@ def setup_cell_source() -> str:
     another branch or tag) once, then `tl.notebook.setup()` installs what the runtime lacks.
     """
     return (
-        "# Setup: in Colab or on Kaggle, fetch this version of the book (TL_BOOK_REF: another)\n"
-        "import os, subprocess, sys\n"
+        "import os, subprocess, sys  # in Colab or on Kaggle: fetch this version of the book\n"
         f"book = \"{COLAB_BOOK_DIR}\" if \"google.colab\" in sys.modules else \"{KAGGLE_BOOK_DIR}\"\n"
         f"if \"google.colab\" in sys.modules or os.path.isdir(\"{KAGGLE_INPUT}\"):\n"
         f"    url = \"{repository_url()}\"\n"
-        f"    ref = os.environ.get(\"{BOOK_REF_ENV}\", \"{book_ref()}\")  # the tag of this version\n"
+        f"    ref = os.environ.get(\"{BOOK_REF_ENV}\", \"{book_ref()}\")  # this version's tag, or another\n"
         "    if not os.path.isdir(book):\n"
         "        subprocess.run([\"git\", \"clone\", \"--depth=1\", \"-b\", ref, url, book], check=True)\n"
         "    sys.path.insert(0, book)\n"
@@ -256,13 +256,17 @@ def load_data(card: RunCard, name: str, synthetic: bool, data_dir: str | Path | 
     return report
 
 
-def finish(card: RunCard, output_dir: str | Path | None = None, overwrite: bool = False) -> Path:
-    """Save the run card (default runs/<profile>/) and print it; committed cards are kept.
-    Used by every chapter (its last code cell).
+def finish(card: RunCard, output_dir: str | Path | None = None, overwrite: bool | None = None) -> Path:
+    """Save the run card and print it; committed cards are kept.
+
+    output_dir: default the run's (tl.paths.output_dir: the runner's staging folder, else
+        runs/<profile>/). overwrite: may a committed card be replaced; default: the runner
+        was given --overwrite (tl.paths.overwrite_allowed).
 
     Used by the dataset tour (chapter 0) and every chapter.
     """
-    path = card.save(output_dir or runs_dir(card.record["profile"]), overwrite=overwrite)
+    overwrite = overwrite_allowed() if overwrite is None else overwrite
+    path = card.save(output_dir or default_output_dir(card.record["profile"]), overwrite=overwrite)
     shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
     if shell is not None and getattr(shell, "kernel", None) is not None:
         from IPython.display import display
@@ -325,7 +329,7 @@ def seed_table(pattern: str, names, what: str = "run cards"):
     `pattern` is a glob under the project (e.g. `results/cpu-v*/seed*/01_x.json`); a metric a
     card lacks is NaN; the index is the seed, sorted; the column `version` names the folder
     under `results/` the card came from (`cpu-v1`). Prints which cards it read (as `what`).
-    Used by chapter 1 (the previous versions' seeds, beside this version's).
+    Used by chapter 1.
     """
     import json
 

@@ -71,8 +71,8 @@ def guard_overwrite(path: str | Path, overwrite: bool = False) -> None:
     if reason:
         raise ResultOverwriteError(
             f"{path}: refusing to overwrite a committed reference result ({reason}). Write to "
-            "another folder (e.g. runs/), or pass --overwrite to the runner (OVERWRITE=True in a "
-            "notebook, overwrite=True in Python) if you mean to replace it."
+            "another folder (e.g. runs/), or pass --overwrite to the runner (overwrite=True to "
+            "tl.notebook.finish or in Python) if you mean to replace it."
         )
 
 
@@ -400,7 +400,7 @@ class RunCard:
             partial.unlink(missing_ok=True)
             raise OutputWriteError(f"cannot write the run card {path}: {error.strerror or error}. The "
                                    "previous card, if any, is left as it was; free some space or choose "
-                                   "another OUTPUT_DIR, and run again.") from None
+                                   "another folder (the runner's --out), and run again.") from None
         return path
 
     def _repr_html_(self, label=None) -> str:

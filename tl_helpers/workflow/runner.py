@@ -15,9 +15,11 @@ results under `results/`) are never replaced unless `--overwrite` is given.
 
 The `-p` values are checked against the types in the notebook's parameters cell before any
 kernel starts (an int wants a whole number, a float any number, a bool true/false; a
-parameter that is None takes anything). A notebook with a MODEL_DIR parameter exports its
-models into the staging folder (`<staging>/models/`), so they join `<out>/models/` with the
-run card or go with a failed run. The kernel imports this checkout's `tl_helpers` (the
+parameter that is None takes anything). The kernel learns where its card and models go,
+and whether --overwrite was given, from $TL_OUTPUT_DIR, $TL_MODEL_DIR and $TL_OVERWRITE
+(tl.paths.output_dir, model_dir, overwrite_allowed), so a chapter's parameters cell holds
+only what it computes with; its models go to the staging folder (`<staging>/models/`) and
+join `<out>/models/` with the run card, or go with a failed run. The kernel imports this checkout's `tl_helpers` (the
 project root comes first on its PYTHONPATH). SIGTERM or Ctrl-C stops a run cleanly: the
 staging folder goes, the previous result stays, one line says so (exit 130 or 143); the
 hidden staging folders of runs that died (`.<stem>.running-<pid>/`) are removed by the next
@@ -41,7 +43,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..data.registry import DataError, locate
-from ..paths import PROGRESS_ENV, OutputWriteError, check_output_folder, process_running, project_root
+from ..paths import (MODEL_DIR_ENV, OUTPUT_DIR_ENV, OVERWRITE_ENV, PROGRESS_ENV, OutputWriteError, check_output_folder,
+                     process_running, project_root)
 from .profiles import PROFILE_ENV, available_profiles, load_profile, notebook_parameters, parameters_for
 from .runcard import ResultOverwriteError, guard_overwrite, map_strings, unstaged
 
@@ -418,12 +421,20 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool
     remove_dead_staging(out_dir, notebook.stem)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    parameters = {**parameters, "OUTPUT_DIR": str(staging)}
-    if "MODEL_DIR" in notebook_parameters(notebook) and parameters.get("MODEL_DIR") is None:
-        parameters["MODEL_DIR"] = str(staging / "models")  # kept or discarded with the run card
+    # Where the run card and the models go, and --overwrite, reach the kernel as $TL_OUTPUT_DIR,
+    # $TL_MODEL_DIR and $TL_OVERWRITE (tl.paths); a notebook that still declares OUTPUT_DIR,
+    # MODEL_DIR or OVERWRITE in its parameters cell gets them as parameters as well.
+    declared = notebook_parameters(notebook)
+    models = parameters.get("MODEL_DIR") or str(staging / "models")  # kept or discarded with the card
+    overwrite = bool(parameters.get("OVERWRITE", False))
+    parameters = {**{k: v for k, v in parameters.items() if k not in ("OUTPUT_DIR", "OVERWRITE")},
+                  **{k: v for k, v in (("OUTPUT_DIR", str(staging)), ("MODEL_DIR", models),
+                                       ("OVERWRITE", overwrite)) if k in declared}}
     try:
         with kernel_profile(parameters.get("PROFILE")), kernel_pythonpath(project_root()), \
-                kernel_without_progress_bars():
+                kernel_without_progress_bars(), kernel_environment(OUTPUT_DIR_ENV, str(staging)), \
+                kernel_environment(MODEL_DIR_ENV, models), \
+                kernel_environment(OVERWRITE_ENV, "1" if overwrite else "0"):
             papermill.execute_notebook(str(notebook), str(staging / notebook.name), parameters=parameters,
                                        kernel_name="python3", progress_bar=progress, cwd=str(notebook.parent),
                                        stdout_file=sys.stdout if show_output else None)
