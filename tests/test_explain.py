@@ -218,3 +218,6 @@ def test_case_titles_say_right_or_wrong_the_true_class_and_what_it_was_called():
         "right: tumour, p 0.91", "WRONG: none, p 0.62", "WRONG: tumour, p 0.20"]
     assert tl.explain.case_titles([3, 0], y_true, called, ["glioma", "meningioma", "none"]) == [
         "WRONG: none as glioma", "right: meningioma"]
+    heat_inside = ["in 40%", "in 5%", "in 90%", "in 0%"]  # chapter 5: the heat inside the centre
+    assert tl.explain.case_titles([2, 1], y_true, called, ["normal", "tumour"], p, heat_inside) == [
+        "WRONG: tumour, p 0.20, in 90%", "WRONG: normal, p 0.62, in 5%"]

@@ -396,11 +396,12 @@ def heat_share_table(share, area_share: float, groups: dict):
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def case_titles(shown, y_true, called, class_names: Sequence[str], p=None) -> list[str]:
+def case_titles(shown, y_true, called, class_names: Sequence[str], p=None, more=None) -> list[str]:
     """A title per shown case (indices from tl.protocol.gradcam_cases): "right: <true class>"
     or "WRONG: <true class>", with more than two classes what it was called ("as <class>"),
-    and with `p` (one probability per case) the model's probability, e.g. "WRONG: tumour, p 0.31".
-    Used by chapters 1, 2 and 4.
+    and with `p` (one probability per case) the model's probability, e.g. "WRONG: tumour, p 0.31";
+    `more`: a few words per case (indexed as `y_true`) put last, e.g. "in 40%".
+    Used by chapters 1, 2, 4 and 5.
     """
     as_called = len(class_names) > 2  # two classes: WRONG already says what it was called
     titles = []
@@ -408,5 +409,6 @@ def case_titles(shown, y_true, called, class_names: Sequence[str], p=None) -> li
         truth, call = int(y_true[i]), int(called[i])
         title = f"{'right' if call == truth else 'WRONG'}: {class_names[truth]}"
         title += f" as {class_names[call]}" if as_called and call != truth else ""
-        titles.append(title + (f", p {float(p[i]):.2f}" if p is not None else ""))
+        title += f", p {float(p[i]):.2f}" if p is not None else ""
+        titles.append(title + (f", {more[i]}" if more is not None else ""))
     return titles
