@@ -329,7 +329,7 @@ def seed_table(pattern: str, names, what: str = "run cards"):
     `pattern` is a glob under the project (e.g. `results/cpu-v*/seed*/01_x.json`); a metric a
     card lacks is NaN; the index is the seed, sorted; the column `version` names the folder
     under `results/` the card came from (`cpu-v1`). Prints which cards it read (as `what`).
-    Used by chapter 1.
+    Used by chapter 1 (the previous versions' seeds, beside this version's).
     """
     import json
 

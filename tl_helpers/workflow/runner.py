@@ -19,11 +19,12 @@ parameter that is None takes anything). The kernel learns where its card and mod
 and whether --overwrite was given, from $TL_OUTPUT_DIR, $TL_MODEL_DIR and $TL_OVERWRITE
 (tl.paths.output_dir, model_dir, overwrite_allowed), so a chapter's parameters cell holds
 only what it computes with; its models go to the staging folder (`<staging>/models/`) and
-join `<out>/models/` with the run card, or go with a failed run. The kernel imports this checkout's `tl_helpers` (the
-project root comes first on its PYTHONPATH). SIGTERM or Ctrl-C stops a run cleanly: the
-staging folder goes, the previous result stays, one line says so (exit 130 or 143); the
-hidden staging folders of runs that died (`.<stem>.running-<pid>/`) are removed by the next
-run; a full disk is one line and leaves the previous notebook and card as they were.
+join `<out>/models/` with the run card, or go with a failed run. The kernel imports this
+checkout's `tl_helpers` (the project root comes first on its PYTHONPATH). SIGTERM or Ctrl-C
+stops a run cleanly: the staging folder goes, the previous result stays, one line says so
+(exit 130 or 143); the hidden staging folders of runs that died (`.<stem>.running-<pid>/`)
+are removed by the next run; a full disk is one line and leaves the previous notebook and
+card as they were.
 """
 from __future__ import annotations
 
@@ -427,9 +428,9 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool
     declared = notebook_parameters(notebook)
     models = parameters.get("MODEL_DIR") or str(staging / "models")  # kept or discarded with the card
     overwrite = bool(parameters.get("OVERWRITE", False))
-    parameters = {**{k: v for k, v in parameters.items() if k not in ("OUTPUT_DIR", "OVERWRITE")},
-                  **{k: v for k, v in (("OUTPUT_DIR", str(staging)), ("MODEL_DIR", models),
-                                       ("OVERWRITE", overwrite)) if k in declared}}
+    plumbing = {"OUTPUT_DIR": str(staging), "MODEL_DIR": models, "OVERWRITE": overwrite}
+    parameters = {**{k: v for k, v in parameters.items() if k not in plumbing},
+                  **{k: v for k, v in plumbing.items() if k in declared}}
     try:
         with kernel_profile(parameters.get("PROFILE")), kernel_pythonpath(project_root()), \
                 kernel_without_progress_bars(), kernel_environment(OUTPUT_DIR_ENV, str(staging)), \
