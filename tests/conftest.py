@@ -12,9 +12,7 @@ from tl_helpers.data import synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 SESSION_STARTED = time.time()  # run cards older than this were not made by this test session
-# No progress bars in this process or the kernels it starts (nbval's too): they inherit it, so
-# the executed notebooks compare with their stored outputs, which the runner made without bars.
-os.environ["TL_PROGRESS"] = "0"
+# TL_PROGRESS=0 (no progress bars) is set by the checkout's root conftest.py
 
 
 def written_this_session(path: Path) -> bool:

@@ -330,6 +330,39 @@ def test_sigterm_stops_the_runner_cleanly_and_the_next_run_clears_dead_staging(t
     assert not dead.exists() and alive.is_dir()
 
 
+def test_sigterm_with_jobs_stops_every_child_runner_too(tmp_path):
+    """`--jobs 2`: the runner's children get the signal, remove their staging and leave nothing running."""
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import pathlib, time\npathlib.Path(WAIT, NAME).write_text('now')\ntime.sleep(600)\n"
+            "pathlib.Path(OUTPUT_DIR, NAME + '.json').write_text('finished')")
+    notebooks = [_notebook(tmp_path / "src" / f"07_{n}.ipynb", code,
+                           parameters=f"PROFILE = 'smoke'\nOUTPUT_DIR = None\nNAME = '{n}'\nWAIT = ''")
+                 for n in ("j", "k")]
+    out, waiting = tmp_path / "out", tmp_path / "waiting"
+    waiting.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(REPO), TL_PROJECT_ROOT=str(REPO))
+    process = subprocess.Popen([sys.executable, "-m", "tl_helpers.workflow.runner", "--out", str(out), "--jobs", "2",
+                                "--no-progress", "-p", f"WAIT={waiting}", *map(str, notebooks)],
+                               env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while len(list(waiting.iterdir())) < 2:  # both cells started, however slow the machine
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.1)
+        children = [int(folder.name.rsplit("-", 1)[1]) for folder in out.glob(".*.running-*")]
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.strip().splitlines()[-1].startswith("stopped by SIGTERM"), stderr
+    assert len(children) == 2 and not any(runner.process_running(pid) for pid in children), children
+    assert not list(out.glob(".*running*"))  # no staging; no result, only each run's cells so far, as one run leaves
+    assert sorted(path.name for path in out.glob("07_*")) == ["07_j.FAILED.ipynb", "07_k.FAILED.ipynb"]
+
+
 def _a_dead_pid() -> int:
     """The pid of a process that has exited (and been reaped)."""
     import subprocess

@@ -292,6 +292,30 @@ def test_an_output_that_cannot_be_written_is_one_line_before_any_work(tmp_path, 
     assert a_file.read_text() == "notes"
 
 
+def test_a_masks_folder_that_must_not_be_written_is_one_line_before_any_work(tmp_path, classifier_card, yes_no,
+                                                                            capsys, monkeypatch):
+    """--masks-dir (or its default beside --out, for a card that writes masks) is checked with --out."""
+    monkeypatch.setattr(tl.predict, "load_model", lambda *a, **k: pytest.fail("the model loaded before the check"))
+    out = tmp_path / "p.csv"  # its default masks folder: p_masks/
+    a_file, earlier = tmp_path / "notes.txt", tmp_path / "p_masks" / "TCGA_1" / "slice_1_overlay.png"
+    a_file.write_text("notes")
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"yesterday's overlay")
+    cases = {a_file: "is a file, not a folder", a_file / "masks": "is a file, not a folder",
+             yes_no / "no": "inside the input folder", earlier.parents[1]: "1 mask or overlay files of an earlier run"}
+    for masks_dir, words in cases.items():
+        assert tl.predict.main([str(classifier_card), str(yes_no), "--out", str(out), "--masks-dir",
+                                str(masks_dir), "--quiet"]) == 2
+        assert words in _one_error_line(capsys), masks_dir
+    segmenter_card = tmp_path / "segmenter.card.json"  # read for its task only: the model never loads
+    segmenter_card.write_text(json.dumps({"task": "segmentation"}))
+    assert tl.predict.main([str(segmenter_card), str(yes_no), "--out", str(out), "--quiet"]) == 2
+    line = _one_error_line(capsys)
+    assert f"--masks-dir {earlier.parents[1]} already holds" in line and "--force" in line
+    assert a_file.read_text() == "notes" and earlier.read_bytes() == b"yesterday's overlay"
+    assert not out.exists() and list((yes_no / "no").glob("*_overlay.png")) == []
+
+
 def test_an_existing_output_needs_force(tmp_path, classifier_card, yes_no, capsys):
     out = tmp_path / "preds.csv"
     out.write_text("yesterday's predictions\n")

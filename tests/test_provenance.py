@@ -1,5 +1,6 @@
 """The run card says which commit made a run and whether the tree had changes (in a temporary git repository)."""
 import json
+import os
 import subprocess
 
 import pytest
@@ -69,3 +70,21 @@ def test_the_run_card_records_it_by_notebook_name(project, monkeypatch, tmp_path
     assert card["notebook_committed"] == DATE and card["dirty"] is False
     notebook.write_text("{}")
     assert RunCard("01_x", "smoke", seed=0).finish()["dirty"] is True
+
+
+def test_the_hardware_names_the_cpus_widest_vector_instructions(tmp_path):
+    """Two CPUs a virtual machine names alike ("AMD EPYC") with other arithmetic are told apart (issue 27)."""
+    from tl_helpers.workflow.runcard import describe_hardware, hardware, widest_vector_extension
+
+    assert widest_vector_extension("fpu sse4_2 avx avx2 avx512f avx512_bf16".split()) == "AVX-512"
+    assert widest_vector_extension("fpu sse4_2 avx avx2".split()) == "AVX2"
+    assert widest_vector_extension("fp asimd sve".split()) == "SVE"
+    assert widest_vector_extension(["fpu"]) is None
+    older = {"cpu": "AMD EPYC", "machine": "x86_64", "cpu_count": 2, "memory_gib": 23.4, "gpu": None}
+    assert describe_hardware(older) == "AMD EPYC, 2 cores, 23.4 GiB, GPU None"  # a card from before the field
+    assert describe_hardware({**older, "cpu_vector": "AVX2"}).startswith("AMD EPYC (AVX2), 2 cores")
+    if not os.path.exists("/proc/cpuinfo"):
+        pytest.skip("no /proc/cpuinfo (not Linux): the card's field is then absent")
+    card = RunCard("01_x", "smoke", seed=0).finish()
+    flags = next(line for line in open("/proc/cpuinfo") if line.startswith(("flags", "Features"))).split()
+    assert card["hardware"]["cpu_vector"] == widest_vector_extension(flags) == hardware()["cpu_vector"]

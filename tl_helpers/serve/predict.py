@@ -26,12 +26,15 @@ with one line naming it (`--skip-unreadable`: a warning, and the file is left ou
 
 The arguments and `--out` are checked before the model loads (`tl.paths.check_output_file`):
 `--out` must not be a folder, lie below a file, be one of the inputs or sit where nothing
-can be written, and an existing file is only replaced with `--force`. Exit status: 0 done,
-1 bad input (card, images), 2 bad arguments or output path; every error is one line.
+can be written, and an existing file is only replaced with `--force`; the masks folder
+likewise (`check_masks_folder`: not inside an input folder, earlier masks only with
+`--force`). Exit status: 0 done, 1 bad input (card, images), 2 bad arguments or output
+path; every error is one line.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -40,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.images import IMAGE_EXTENSIONS, ImageReadError, is_image_file, read_image, resize_image
-from ..paths import OutputWriteError, check_output_file
+from ..paths import OutputWriteError, check_output_file, check_output_folder
 from .model_cards import ModelCardError, Predictor, load_model
 
 MASK_COLOUR = (255, 0, 0)
@@ -149,6 +152,46 @@ def _predict_batch(predictor: Predictor, files: list[Path], batch_size: int, ski
         return (run(kept, batch_size) if kept else None), kept
 
 
+def default_masks_dir(out_csv: str | Path) -> Path:
+    """Where mask PNGs go when no folder is given: `<out_csv stem>_masks/` beside the CSV.
+
+    Used by tl.predict.predict_files and the predict command.
+    """
+    return Path(out_csv).with_name(Path(out_csv).stem + "_masks")
+
+
+def check_masks_folder(masks_dir: str | Path, inputs: Sequence[str | Path] = (), force: bool = False) -> Path:
+    """Stop before any work when mask PNGs cannot or must not be written into `masks_dir`; return it, absolute.
+
+    Refused, each with one line (OutputWriteError): a place `tl.paths.check_output_folder`
+    refuses (below a file, read-only); an input folder or a folder inside one (the next run
+    would read the overlays as scans); a folder that already holds masks or overlays of an
+    earlier run, unless `force`. Used by the predict command.
+    """
+    masks_dir = Path(masks_dir).expanduser().absolute()
+    check_output_folder(masks_dir, choose="--masks-dir")
+    for given in inputs:
+        given = Path(given).expanduser().resolve()
+        if given.is_dir() and masks_dir.resolve().is_relative_to(given):
+            raise OutputWriteError(f"--masks-dir {masks_dir} is inside the input folder {given}: the next run "
+                                   "would read the overlays as scans. Choose a folder outside the inputs.")
+    earlier = [f for pattern in ("*_pred_mask.png", "*_overlay.png") for f in masks_dir.rglob(pattern)]
+    if earlier and not force:
+        raise OutputWriteError(f"--masks-dir {masks_dir} already holds {len(earlier)} mask or overlay files of "
+                               "an earlier run; nothing was done. Pass --force to replace them, or choose "
+                               "another folder.")
+    return masks_dir
+
+
+def _card_writes_masks(card: str | Path) -> bool:
+    """Whether a card's model writes mask files (segmentation, two-stage), read without loading the model;
+    False when the card cannot be read (loading it then says why)."""
+    try:
+        return json.loads(Path(card).read_text()).get("task") in ("segmentation", "two_stage")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _write_masks(predictor: Predictor, files, names, masks, masks_dir: Path) -> list[dict]:
     """Mask and overlay PNGs at each image's own size; one row of areas per image."""
     from PIL import Image
@@ -192,7 +235,7 @@ def predict_files(model: str | Path | Predictor, paths: Sequence[str | Path], ou
         if masks_dir is None:
             if out_csv is None:
                 raise PredictError("a segmentation model writes mask files: give masks_dir (or out_csv)")
-            masks_dir = Path(out_csv).with_name(Path(out_csv).stem + "_masks")
+            masks_dir = default_masks_dir(out_csv)
         masks_dir = Path(masks_dir)
     names = dict(zip([f for f, _ in items], _unique_names([n for _, n in items])))
     rows = []
@@ -248,12 +291,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-unreadable", action="store_true", help="warn about unreadable files and go on")
     parser.add_argument("--uncalibrated", action="store_true",
                         help="the model's own probabilities, without the card's temperature")
-    parser.add_argument("--force", action="store_true", help="replace --out when it exists")
+    parser.add_argument("--force", action="store_true", help="replace --out (and earlier masks) when they exist")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)  # old spelling
     args = parser.parse_args(argv)
     try:
         check_output_file(args.out, [args.card, *args.paths], force=args.force)
+        if args.masks_dir or _card_writes_masks(args.card):
+            check_masks_folder(args.masks_dir or default_masks_dir(args.out), args.paths, force=args.force)
     except OutputWriteError as error:
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2

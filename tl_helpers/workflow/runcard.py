@@ -191,14 +191,33 @@ def frameworks_in_use() -> dict:
     return used
 
 
+# /proc/cpuinfo flag -> name, widest first (x86, then Arm): what the numerical libraries use
+VECTOR_EXTENSIONS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sse4_2", "SSE4.2"),
+                     ("sve", "SVE"), ("asimd", "NEON"))
+
+
+def widest_vector_extension(flags) -> str | None:
+    """The widest vector instructions among a CPU's `flags` (/proc/cpuinfo), e.g. "AVX-512"; None if none known.
+
+    Two machines that a virtual machine names alike ("AMD EPYC") can differ here, and so can
+    their arithmetic in the last bits (issue 27). Used by tl.runcard.hardware.
+    """
+    flags = set(flags)
+    return next((name for flag, name in VECTOR_EXTENSIONS if flag in flags), None)
+
+
 def hardware() -> dict:
-    """CPU, memory and accelerator of this machine, as far as can be told cheaply."""
+    """CPU (its name and widest vector instructions), memory and accelerator of this machine,
+    as far as can be told cheaply."""
     info = {"machine": platform.machine(), "system": platform.system(), "cpu_count": os.cpu_count()}
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+        for line in cpuinfo:
             if line.startswith("model name"):
                 info["cpu"] = line.split(":", 1)[1].strip()
                 break
+        flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith(("flags", "Features"))), [])
+        info["cpu_vector"] = widest_vector_extension(flags)
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
                 info["memory_gib"] = round(int(line.split()[1]) / 2**20, 1)
@@ -264,6 +283,13 @@ def scrub_paths(text: str, root: str | Path | None = None) -> str:
     text = _INSTALLED_PATH.sub(short, text)
     root = str(Path(root or project_root()).resolve()).rstrip("/") + "/"
     return _MACHINE_PATH.sub(short, text.replace(root, ""))
+
+
+def describe_hardware(hw: dict) -> str:
+    """A run card's hardware in one line: "AMD EPYC (AVX-512), 2 cores, 23.4 GiB, GPU None"
+    (cards written before the vector field say the name alone). Used by RunCard's summaries."""
+    cpu = hw.get("cpu", hw["machine"]) + (f" ({hw['cpu_vector']})" if hw.get("cpu_vector") else "")
+    return f"{cpu}, {hw['cpu_count']} cores, {hw.get('memory_gib', '?')} GiB, GPU {hw['gpu']}"
 
 
 def peak_memory_gib() -> float | None:
@@ -422,9 +448,7 @@ class RunCard:
         rows += [(f"model: {key}", value) for key, value in r["model"].items()]
         rows += [("note", note) for note in r["notes"]]
         if "wall_time_s" in r:
-            hw = r["hardware"]
-            rows.append(("hardware", f"{hw.get('cpu', hw['machine'])}, {hw['cpu_count']} cores, "
-                                     f"{hw.get('memory_gib', '?')} GiB, GPU {hw['gpu']}"))
+            rows.append(("hardware", describe_hardware(r["hardware"])))
             if r.get("frameworks"):
                 rows.append(("computed with", r["frameworks"]))
             rows.append(("versions", r["versions"]))
@@ -470,9 +494,7 @@ class RunCard:
         for note in r["notes"]:
             lines.append(f"  note: {note}")
         if "wall_time_s" in r:
-            hw = r["hardware"]
-            lines.append(f"  hardware: {hw.get('cpu', hw['machine'])}, {hw['cpu_count']} cores, "
-                         f"{hw.get('memory_gib', '?')} GiB, GPU {hw['gpu']}")
+            lines.append(f"  hardware: {describe_hardware(r['hardware'])}")
             if r.get("frameworks"):
                 lines.append("  computed with: " + ", ".join(
                     f"{name} ({', '.join(f'{k} {v}' for k, v in info.items())})" for name, info in r["frameworks"].items()))

@@ -21,10 +21,10 @@ and whether --overwrite was given, from $TL_OUTPUT_DIR, $TL_MODEL_DIR and $TL_OV
 only what it computes with; its models go to the staging folder (`<staging>/models/`) and
 join `<out>/models/` with the run card, or go with a failed run. The kernel imports this
 checkout's `tl_helpers` (the project root comes first on its PYTHONPATH). SIGTERM or Ctrl-C
-stops a run cleanly: the staging folder goes, the previous result stays, one line says so
-(exit 130 or 143); the hidden staging folders of runs that died (`.<stem>.running-<pid>/`)
-are removed by the next run; a full disk is one line and leaves the previous notebook and
-card as they were.
+stops a run cleanly (with --jobs, every child runner too): the staging folder goes, the
+previous result stays, one line says so (exit 130 or 143); the hidden staging folders of
+runs that died (`.<stem>.running-<pid>/`) are removed by the next run; a full disk is one
+line and leaves the previous notebook and card as they were.
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -549,13 +550,33 @@ def visible_gpus() -> list[str]:
 def _run_in_parallel(profile, planned, out_dir, data_dir, overrides, overwrite, jobs, progress) -> list[Path]:
     """`run` with `jobs` notebooks at a time: one runner process each, GPUs dealt out round-robin.
 
-    Every failure is collected and reported together (the others still finish).
+    Every failure is collected and reported together (the others still finish). When this
+    process is stopped (SIGTERM, Ctrl-C), no further notebook starts and each running child
+    gets SIGTERM and is waited for: it removes its staging folder and keeps the previous result.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
 
     gpus = visible_gpus()
+    children, lock, stopping = [], threading.Lock(), threading.Event()
+
+    def start(command, env):
+        with lock:  # so no child starts after the children were signalled
+            if stopping.is_set():
+                return None
+            child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            children.append(child)
+            return child
+
+    def stop_children():
+        with lock:
+            stopping.set()
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            child.wait()
 
     def one(slot_and_notebook):
         slot, notebook = slot_and_notebook
@@ -569,19 +590,28 @@ def _run_in_parallel(profile, planned, out_dir, data_dir, overrides, overwrite, 
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
         started = time.perf_counter()
-        result = subprocess.run(command, env=env, capture_output=True, text=True)
-        return notebook, result, time.perf_counter() - started
+        child = start(command, env)
+        if child is None:
+            return notebook, None, 0.0
+        _, stderr = child.communicate()
+        return notebook, (child.returncode, stderr), time.perf_counter() - started
 
     failures, executed = [], []
     with ThreadPoolExecutor(jobs) as pool:
         work = [(i % jobs, notebook) for i, (notebook, _) in enumerate(planned)]
-        for notebook, result, seconds in tqdm(pool.map(one, work), total=len(work), desc=f"profile {profile}",
-                                              unit="notebook", disable=not progress):
-            if result.returncode == 0:
-                executed.append(out_dir / notebook.name)
-                print(f"{notebook.name}: done in {seconds:.0f} s -> {out_dir}")
-            else:
-                failures.append(f"{notebook.name}: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'failed'}")
+        try:
+            for notebook, result, seconds in tqdm(pool.map(one, work), total=len(work), desc=f"profile {profile}",
+                                                  unit="notebook", disable=not progress):
+                returncode, stderr = result
+                if returncode == 0:
+                    executed.append(out_dir / notebook.name)
+                    print(f"{notebook.name}: done in {seconds:.0f} s -> {out_dir}")
+                else:
+                    failures.append(f"{notebook.name}: {stderr.strip().splitlines()[-1] if stderr.strip() else 'failed'}")
+        except BaseException:  # RunInterrupted (SIGTERM, Ctrl-C): the children stop too, before the pool waits
+            pool.shutdown(wait=False, cancel_futures=True)
+            stop_children()
+            raise
     if failures:
         raise NotebookFailed(f"{len(failures)} of {len(planned)} notebooks failed:\n  " + "\n  ".join(failures))
     return executed
