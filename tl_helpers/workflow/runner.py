@@ -439,7 +439,8 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, progress: bool
                 kernel_environment(OVERWRITE_ENV, "1" if overwrite else "0"):
             papermill.execute_notebook(str(notebook), str(staging / notebook.name), parameters=parameters,
                                        kernel_name="python3", progress_bar=progress, cwd=str(notebook.parent),
-                                       stdout_file=sys.stdout if show_output else None)
+                                       stdout_file=sys.stdout if show_output else None,
+                                       extra_arguments=QUIET_KERNEL)
         _keep_models(staging / "models", out_dir)
         if (staging / card.name).is_file():
             relative_card_parameters(staging / card.name, project_root())
@@ -545,6 +546,12 @@ def visible_gpus() -> list[str]:
         return []
     listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout
     return [str(i) for i, line in enumerate(listed.splitlines()) if line.startswith("GPU ")]
+
+
+# The kernel's own log lines go to the runner's terminal: a warning on every start (TCP without
+# encryption, on this local machine) and, when a signal stops the run, a traceback of the dying
+# kernel's closed socket above the runner's one line. A failing cell is reported by the runner.
+QUIET_KERNEL = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 def _run_in_parallel(profile, planned, out_dir, data_dir, overrides, overwrite, jobs, progress) -> list[Path]:
