@@ -293,7 +293,7 @@ def test_an_output_that_cannot_be_written_is_one_line_before_any_work(tmp_path, 
 
 
 def test_a_masks_folder_that_must_not_be_written_is_one_line_before_any_work(tmp_path, classifier_card, yes_no,
-                                                                            capsys, monkeypatch):
+                                                                            two_stage_card, capsys, monkeypatch):
     """--masks-dir (or its default beside --out, for a card that writes masks) is checked with --out."""
     monkeypatch.setattr(tl.predict, "load_model", lambda *a, **k: pytest.fail("the model loaded before the check"))
     out = tmp_path / "p.csv"  # its default masks folder: p_masks/
@@ -307,9 +307,8 @@ def test_a_masks_folder_that_must_not_be_written_is_one_line_before_any_work(tmp
         assert tl.predict.main([str(classifier_card), str(yes_no), "--out", str(out), "--masks-dir",
                                 str(masks_dir), "--quiet"]) == 2
         assert words in _one_error_line(capsys), masks_dir
-    segmenter_card = tmp_path / "segmenter.card.json"  # read for its task only: the model never loads
-    segmenter_card.write_text(json.dumps({"task": "segmentation"}))
-    assert tl.predict.main([str(segmenter_card), str(yes_no), "--out", str(out), "--quiet"]) == 2
+    # a card that writes masks, given as its folder: read for its task only, the model never loads
+    assert tl.predict.main([str(two_stage_card.parent), str(yes_no), "--out", str(out), "--quiet"]) == 2
     line = _one_error_line(capsys)
     assert f"--masks-dir {earlier.parents[1]} already holds" in line and "--force" in line
     assert a_file.read_text() == "notes" and earlier.read_bytes() == b"yesterday's overlay"

@@ -31,6 +31,7 @@ import math
 from pathlib import PurePosixPath, PureWindowsPath
 
 TASKS = ("binary", "multiclass", "segmentation", "two_stage")
+MASK_TASKS = ("segmentation", "two_stage")  # their models write mask files
 FRAMEWORKS = ("keras", "torch")
 CARD_SUFFIX = ".card.json"
 

@@ -46,6 +46,7 @@ from ..data.registry import DataError
 from ..data.tables import class_folder_table, is_visible, lgg_slice_table, pcam_table
 from ..paths import OutputWriteError, check_output_file
 from ..evaluate.metrics import binary_report, bootstrap_ci, dice_estimates, multiclass_report, report_table
+from .card_schema import MASK_TASKS
 from .model_cards import ModelCardError, Predictor, load_model, read_card, to_jsonable
 from .predict import PredictError, check_batch_size, positive_int
 
@@ -175,7 +176,7 @@ def labelled_table(data_dir: str | Path, card: dict, split: str | None = None) -
     """
     root = Path(data_dir)
     layout = detect_layout(root)
-    segmenting = card["task"] in ("segmentation", "two_stage")
+    segmenting = card["task"] in MASK_TASKS
     if segmenting != (layout == "lgg"):
         wanted = "LGG patient folders with masks" if segmenting else "class folders or PCam"
         raise EvaluationError(f"{root} has the {layout} layout; a {card['task']} model is evaluated on {wanted}")
@@ -248,7 +249,7 @@ def evaluate_folder(model: str | Path | Predictor, data_dir: str | Path, split: 
     layout, table = labelled_table(data_dir, card, split)  # the folder is checked before the model loads
     predictor = model if isinstance(model, Predictor) else load_model(model, device=device)
     task = predictor.card["task"]
-    if task in ("segmentation", "two_stage"):
+    if task in MASK_TASKS:
         metrics, predictions = _segmentation_metrics(predictor, table, batch_size, n_boot, seed, progress)
         counts = {"slices": int(len(table)), "patients": int(table["patient"].nunique()),
                   "tumour_slices": int(predictions["has_tumour"].sum())}

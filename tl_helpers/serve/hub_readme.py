@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from ..data.registry import DATASETS
+from .card_schema import MASK_TASKS
 
 LICENSE = "apache-2.0"  # the book's code and the weights it trains; the data keep their own terms (below)
 BASE_MODELS = {"efficientnet_lite0": "timm/tf_efficientnet_lite0.in1k", "resnet50": "timm/resnet50.tv_in1k",
@@ -62,7 +63,7 @@ def _metric_rows(metrics: dict | None, split: str) -> list[dict]:
 def readme_header(card: dict) -> dict:
     """The YAML header (a dict) of the card's README. Used by tl.hub_readme.readme_text."""
     spec = dataset_of(card)
-    segmenting = card["task"] in ("segmentation", "two_stage")
+    segmenting = card["task"] in MASK_TASKS
     split = card.get("metrics_on") or "test split"
     header = {"license": LICENSE, "library_name": "keras" if card["framework"] == "keras" else "pytorch",
               "pipeline_tag": "image-segmentation" if segmenting else "image-classification",

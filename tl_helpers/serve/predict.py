@@ -34,7 +34,6 @@ path; every error is one line.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -44,7 +43,8 @@ import pandas as pd
 
 from ..data.images import IMAGE_EXTENSIONS, ImageReadError, is_image_file, read_image, resize_image
 from ..paths import OutputWriteError, check_output_file, check_output_folder
-from .model_cards import ModelCardError, Predictor, load_model
+from .card_schema import MASK_TASKS
+from .model_cards import ModelCardError, Predictor, load_model, read_card
 
 MASK_COLOUR = (255, 0, 0)
 MASK_ALPHA = 0.4
@@ -187,8 +187,8 @@ def _card_writes_masks(card: str | Path) -> bool:
     """Whether a card's model writes mask files (segmentation, two-stage), read without loading the model;
     False when the card cannot be read (loading it then says why)."""
     try:
-        return json.loads(Path(card).read_text()).get("task") in ("segmentation", "two_stage")
-    except (OSError, ValueError, AttributeError):
+        return read_card(card)[0]["task"] in MASK_TASKS
+    except ModelCardError:
         return False
 
 
@@ -230,7 +230,7 @@ def predict_files(model: str | Path | Predictor, paths: Sequence[str | Path], ou
     items = collect_images(paths)
     if not items:
         raise PredictError(f"no image files under {', '.join(map(str, paths))}")
-    segmenting = predictor.card["task"] in ("segmentation", "two_stage")
+    segmenting = predictor.card["task"] in MASK_TASKS
     if segmenting:
         if masks_dir is None:
             if out_csv is None:
